@@ -1,0 +1,118 @@
+// Package cli holds what every sockpipe program does the same way: signals,
+// exit codes, a quiet end on a closed stdout, and flag usage text.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes shared by every program. Programs may add their own above 2.
+const (
+	ExitOK      = 0 // success, or stopped by SIGINT/SIGTERM or a closed stdout
+	ExitFailure = 1 // a runtime failure: I/O, kernel, a bad line under --strict
+	ExitUsage   = 2 // bad flags or arguments
+)
+
+// ExitError carries an exit code with an error.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Exit wraps err with an exit code.
+func Exit(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ExitError{Code: code, Err: err}
+}
+
+// UsageError marks err as a usage error (exit code 2).
+func UsageError(format string, args ...any) error {
+	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
+}
+
+// RunFunc is the body of a program: its arguments (without the program
+// name), its standard streams, and a context cancelled by SIGINT or SIGTERM.
+type RunFunc func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
+
+// Main runs a program and exits with its code. It never returns.
+func Main(name string, run RunFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// With SIGPIPE handled, a write to a closed stdout returns EPIPE
+	// instead of killing the program, so it can end quietly and cleanly.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(Code(name, err, os.Stderr))
+}
+
+// Code reports err on stderr, prefixed by the program name, and returns
+// the exit code for it. A closed stdout, a cancelled context and -h are
+// not failures and print nothing.
+func Code(name string, err error, stderr io.Writer) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case IsClosedPipe(err), errors.Is(err, context.Canceled):
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", name, err)
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return ExitFailure
+}
+
+// IsClosedPipe reports whether err comes from writing to a closed pipe.
+func IsClosedPipe(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)
+}
+
+// FlagSet returns a flag set that prints usage (a text that describes the
+// program, then its flags, then more) to stderr and returns errors instead
+// of exiting.
+func FlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s\n\n", synopsis)
+		fmt.Fprintf(stderr, "Flags:\n")
+		fs.PrintDefaults()
+		if about != "" {
+			fmt.Fprintf(stderr, "\n%s", about)
+		}
+	}
+	return fs
+}
+
+// Parse parses args and rejects positional arguments; a bad flag is a
+// usage error.
+func Parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return UsageError("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}

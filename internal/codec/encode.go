@@ -1,0 +1,187 @@
+package codec
+
+import (
+	"time"
+
+	jsoniter "github.com/json-iterator/go"
+
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// Encoder writes records as JSON lines into a reusable buffer. It is not
+// safe for concurrent use; each goroutine needs its own.
+type Encoder struct {
+	s *jsoniter.Stream
+}
+
+// NewEncoder returns an encoder.
+func NewEncoder() *Encoder {
+	return &Encoder{s: jsoniter.NewStream(api, nil, 512)}
+}
+
+// Encode returns r as one JSON object followed by a newline. The slice is
+// valid until the next call.
+func (e *Encoder) Encode(r *record.Record) []byte {
+	s := e.s
+	s.SetBuffer(s.Buffer()[:0])
+	w := objWriter{s: s}
+	s.WriteObjectStart()
+	w.str("type", r.Type)
+	w.time("time", r.Time)
+	switch r.Type {
+	case record.TypeSnapshot:
+		w.int("schema", int64(r.Schema))
+		w.int("sockets", int64(r.Sockets))
+		w.int("duration_ns", int64(r.Duration))
+	default:
+		w.str("family", r.Family)
+		w.str("transport", r.Transport)
+		w.str("state", r.State)
+		if r.Local.IP != "" || len(r.Local.Extra) > 0 {
+			w.key("local")
+			endpoint(s, &r.Local)
+		}
+		if r.Remote.IP != "" || len(r.Remote.Extra) > 0 {
+			w.key("remote")
+			endpoint(s, &r.Remote)
+		}
+		w.str("direction", r.Direction)
+		if r.Type == record.TypeSocket || r.Inode != 0 {
+			w.uint("inode", r.Inode)
+		}
+		if r.HasUID {
+			w.uint("uid", uint64(r.UID))
+		}
+		if r.Cookie != 0 {
+			w.uint("cookie", r.Cookie)
+		}
+		if r.NetNS != 0 {
+			w.uint("netns", r.NetNS)
+		}
+		w.str("event", r.Event)
+		w.time("first_seen", r.FirstSeen)
+		w.time("last_seen", r.LastSeen)
+		if p := r.Process; p != nil {
+			w.key("process")
+			process(s, p)
+		}
+		w.str("process_error", r.ProcessError)
+		if u := r.User; u != nil {
+			w.key("user")
+			user(s, u)
+		}
+		if r.Schema != 0 {
+			w.int("schema", int64(r.Schema))
+		}
+	}
+	w.extra(r.Extra)
+	s.WriteObjectEnd()
+	s.WriteRaw("\n")
+	return s.Buffer()
+}
+
+func endpoint(s *jsoniter.Stream, e *record.Endpoint) {
+	w := objWriter{s: s}
+	s.WriteObjectStart()
+	w.str("ip", e.IP)
+	w.uint("port", uint64(e.Port))
+	w.str("host", e.Host)
+	w.str("etld_plus_one", e.ETLDPlusOne)
+	w.str("host_error", e.HostError)
+	w.extra(e.Extra)
+	s.WriteObjectEnd()
+}
+
+func process(s *jsoniter.Stream, p *record.Process) {
+	w := objWriter{s: s}
+	s.WriteObjectStart()
+	w.int("pid", int64(p.PID))
+	if p.PPID != 0 {
+		w.int("ppid", int64(p.PPID))
+	}
+	w.str("name", p.Name)
+	w.str("executable", p.Executable)
+	if p.Args != nil {
+		w.key("args")
+		s.WriteArrayStart()
+		for i, a := range p.Args {
+			if i > 0 {
+				s.WriteMore()
+			}
+			s.WriteString(a)
+		}
+		s.WriteArrayEnd()
+	}
+	w.str("cmdline", p.Cmdline)
+	w.time("start", p.Start)
+	w.extra(p.Extra)
+	s.WriteObjectEnd()
+}
+
+func user(s *jsoniter.Stream, u *record.User) {
+	w := objWriter{s: s}
+	s.WriteObjectStart()
+	w.key("id")
+	s.WriteString(u.ID)
+	w.str("name", u.Name)
+	w.str("full_name", u.FullName)
+	w.extra(u.Extra)
+	s.WriteObjectEnd()
+}
+
+// objWriter writes the members of one object, with commas between them.
+type objWriter struct {
+	s    *jsoniter.Stream
+	more bool
+}
+
+func (w *objWriter) key(k string) {
+	if w.more {
+		w.s.WriteMore()
+	}
+	w.more = true
+	w.s.WriteObjectField(k)
+}
+
+func (w *objWriter) str(k, v string) {
+	if v == "" {
+		return
+	}
+	w.key(k)
+	w.s.WriteString(v)
+}
+
+func (w *objWriter) int(k string, v int64) {
+	w.key(k)
+	w.s.WriteInt64(v)
+}
+
+func (w *objWriter) uint(k string, v uint64) {
+	w.key(k)
+	w.s.WriteUint64(v)
+}
+
+func (w *objWriter) time(k string, t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	w.key(k)
+	var buf [48]byte
+	b := append(buf[:0], '"')
+	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	w.s.Write(b)
+}
+
+func (w *objWriter) extra(fs []record.Field) {
+	for _, f := range fs {
+		w.key(f.Key)
+		w.s.Write(f.Value)
+	}
+}
+
+// AppendString appends s as a JSON string, escaped as the encoder escapes.
+func AppendString(dst []byte, s string) []byte {
+	b, _ := api.Marshal(s)
+	return append(dst, b...)
+}

@@ -1,0 +1,140 @@
+// Package ndjson reads and writes newline-delimited lines. It knows nothing
+// of JSON: the codec package parses what it reads. The reader survives bad
+// and over-long lines; the writer buffers and flushes where it is told.
+package ndjson
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// DefaultMaxLine is the longest line a Reader accepts by default: far more
+// than any socket record, small enough to bound memory.
+const DefaultMaxLine = 1 << 20
+
+// ErrLineTooLong is the cause of a LineError for a line over the limit.
+var ErrLineTooLong = errors.New("line too long")
+
+// LineError is a problem with one input line.
+type LineError struct {
+	Line int   // 1-based line number
+	Err  error // what is wrong
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+// Unwrap returns the cause.
+func (e *LineError) Unwrap() error { return e.Err }
+
+// Reader reads lines. Blank lines are skipped; a last line without a
+// newline is returned like any other.
+type Reader struct {
+	br   *bufio.Reader
+	line int
+}
+
+// NewReader returns a reader of lines of at most max bytes (without the
+// newline); max <= 0 means DefaultMaxLine.
+func NewReader(r io.Reader, max int) *Reader {
+	if max <= 0 {
+		max = DefaultMaxLine
+	}
+	return &Reader{br: bufio.NewReaderSize(r, max+1)}
+}
+
+// Next returns the next non-blank line, without its newline (and without a
+// carriage return before it). The slice is valid until the next call. A line
+// over the limit is skipped whole and reported as a *LineError wrapping
+// ErrLineTooLong; the reader goes on after it. At the end of input Next
+// returns io.EOF; other errors are the underlying reader's.
+func (r *Reader) Next() ([]byte, error) {
+	for {
+		b, err := r.br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			r.line++
+			n := r.line
+			if err := r.discard(); err != nil && err != io.EOF {
+				return nil, err
+			}
+			return nil, &LineError{Line: n, Err: ErrLineTooLong}
+		}
+		if len(b) == 0 && err != nil {
+			return nil, err
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		r.line++
+		b = bytes.TrimRight(b, "\r\n")
+		if len(bytes.TrimSpace(b)) == 0 {
+			if err == io.EOF {
+				return nil, io.EOF
+			}
+			continue
+		}
+		return b, nil
+	}
+}
+
+// discard skips the rest of an over-long line.
+func (r *Reader) discard() error {
+	for {
+		_, err := r.br.ReadSlice('\n')
+		if err != bufio.ErrBufferFull {
+			return err
+		}
+	}
+}
+
+// Line returns the number of the line that Next returned last.
+func (r *Reader) Line() int { return r.line }
+
+// Buffered returns how many bytes can be read without blocking.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
+// Writer writes lines through a buffer. Errors are sticky: after the first
+// one, every call returns it.
+type Writer struct {
+	bw  *bufio.Writer
+	err error
+}
+
+// NewWriter returns a writer with a 64 KiB buffer.
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{bw: bufio.NewWriterSize(w, 64<<10)}
+}
+
+// Write writes b, which must end with a newline.
+func (w *Writer) Write(b []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	_, w.err = w.bw.Write(b)
+	return w.err
+}
+
+// WriteLine writes b and a newline.
+func (w *Writer) WriteLine(b []byte) error {
+	if err := w.Write(b); err != nil {
+		return err
+	}
+	if w.err = w.bw.WriteByte('\n'); w.err != nil {
+		return w.err
+	}
+	return nil
+}
+
+// Flush writes out what is buffered.
+func (w *Writer) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	w.err = w.bw.Flush()
+	return w.err
+}
+
+// Buffered returns how many bytes wait in the buffer.
+func (w *Writer) Buffered() int { return w.bw.Buffered() }

@@ -1,0 +1,234 @@
+// Package record defines the records that sockpipe's stages exchange as
+// NDJSON, one JSON object a line. It is the single place where the schema
+// lives; the codec package turns these types into bytes and back.
+//
+// # Versioning
+//
+// SchemaVersion is written in every snapshot record ("schema"). Within one
+// version, fields are only ever added, never renamed, retyped or removed, so
+// a reader built for version N reads any record of version N. A change that
+// breaks a reader increments the version. Every stage passes through, byte
+// for byte, the fields and record types that it does not know.
+//
+// # Records
+//
+// Every line has a "type":
+//
+//   - "socket": one TCP socket as the kernel showed it at Time. Written by
+//     sockdump, enriched by the later stages.
+//   - "snapshot": written by sockdump after the sockets of each dump; it
+//     closes the snapshot, so later stages know it is complete.
+//
+// A socket record, with every field that a stage may add:
+//
+//	{"type":"socket","time":"2026-11-26T04:30:00.123456789Z",
+//	 "family":"ipv4","transport":"tcp","state":"established",
+//	 "local":{"ip":"127.0.0.1","port":8080},
+//	 "remote":{"ip":"127.0.0.1","port":51234,
+//	           "host":"localhost.","host_error":"…","etld_plus_one":"…"},
+//	 "direction":"ingress","inode":123456,"uid":1000,"cookie":4242,
+//	 "netns":4026531840,
+//	 "event":"opened","first_seen":"…","last_seen":"…",
+//	 "process":{"pid":42,"ppid":1,"name":"nginx","executable":"/usr/sbin/nginx",
+//	            "args":["nginx","-g","daemon off;"],"cmdline":"nginx -g daemon off;",
+//	            "start":"2026-11-26T04:00:00.12Z"},
+//	 "process_error":"process not found. inode=0, tcp_state=time-wait",
+//	 "user":{"id":"1000","name":"jaime","full_name":"Jaime Soriano Pastor"}}
+//
+// See the field comments of Record for what each field means.
+package record
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SchemaVersion is the version of the record schema that this code reads
+// and writes. See the package documentation for the rule.
+const SchemaVersion = 1
+
+// Record types.
+const (
+	TypeSocket   = "socket"
+	TypeSnapshot = "snapshot"
+)
+
+// Address families.
+const (
+	FamilyIPv4 = "ipv4"
+	FamilyIPv6 = "ipv6"
+)
+
+// TransportTCP is the only transport sockpipe dumps today.
+const TransportTCP = "tcp"
+
+// Directions, decided by sockdump from the listeners of the same dump.
+const (
+	DirectionListening = "listening"
+	DirectionIngress   = "ingress"
+	DirectionEgress    = "egress"
+)
+
+// Events, added by sockdiff.
+const (
+	EventExisting = "existing" // in the first snapshot that sockdiff saw
+	EventOpened   = "opened"   // first seen in a later snapshot
+	EventClosed   = "closed"   // in the previous snapshot, not in this one
+)
+
+// States are the TCP states by their kernel number (TCP_ESTABLISHED = 1 …
+// TCP_NEW_SYN_RECV = 12), named as ss(8) names them in its state filter.
+// TCP_NEW_SYN_RECV, the kernel's request socket, is shown as syn-recv, as
+// ss shows it.
+var States = [...]string{
+	1:  "established",
+	2:  "syn-sent",
+	3:  "syn-recv",
+	4:  "fin-wait-1",
+	5:  "fin-wait-2",
+	6:  "time-wait",
+	7:  "closed",
+	8:  "close-wait",
+	9:  "last-ack",
+	10: "listening",
+	11: "closing",
+	12: "syn-recv",
+}
+
+// StateName returns the ss name of a kernel TCP state, or "unknown-N".
+func StateName(s uint8) string {
+	if int(s) < len(States) && States[s] != "" {
+		return States[s]
+	}
+	return fmt.Sprintf("unknown-%d", s)
+}
+
+// Field is a JSON member that a stage does not know, kept as raw JSON so it
+// passes through unchanged.
+type Field struct {
+	Key   string
+	Value []byte // raw JSON value
+}
+
+// Endpoint is one end of a socket.
+type Endpoint struct {
+	// IP is the address as ss prints it: dotted quad for IPv4, RFC 5952
+	// for IPv6, and ::ffff:a.b.c.d for IPv4-mapped IPv6.
+	IP string
+	// Port is the TCP port; 0 for the remote end of a listener.
+	Port uint16
+	// Host is the remote address's PTR name with its trailing dot
+	// (sockresolve).
+	Host string
+	// ETLDPlusOne is Host's registered domain, trailing dot kept; empty
+	// when the public-suffix list gives none (sockresolve).
+	ETLDPlusOne string
+	// HostError says why Host is missing, in words (sockresolve).
+	HostError string
+	// Extra holds members this version does not know.
+	Extra []Field
+}
+
+// Process is the process that holds a socket open (sockproc).
+type Process struct {
+	PID        int       // process id
+	PPID       int       // parent process id
+	Name       string    // comm, at most 15 bytes
+	Executable string    // target of /proc/PID/exe
+	Args       []string  // argv
+	Cmdline    string    // Args joined by single spaces
+	Start      time.Time // when the process started
+	Extra      []Field
+}
+
+// User is the owner of a socket: its kernel uid, resolved (sockproc).
+type User struct {
+	ID       string // the uid, in decimal
+	Name     string // login name
+	FullName string // GECOS full name
+	Extra    []Field
+}
+
+// Record is one line of the stream. Which fields are meaningful depends on
+// Type; the zero value of a field means "not present" unless said otherwise.
+type Record struct {
+	// Type is the record type: TypeSocket, TypeSnapshot, or a type that
+	// this version does not know (passed through by every stage).
+	Type string
+	// Time is when the dump that saw the socket began, or, for a
+	// snapshot record, the same time for the whole dump.
+	Time time.Time
+
+	// Socket fields (sockdump).
+	Family    string   // FamilyIPv4 or FamilyIPv6
+	Transport string   // TransportTCP
+	State     string   // an ss state name, see States
+	Local     Endpoint // the local end
+	Remote    Endpoint // the remote end; port 0 for a listener
+	Direction string   // DirectionListening, DirectionIngress or DirectionEgress
+	Inode     uint64   // socket inode; 0 once the socket is closing
+	UID       uint32   // owner uid, meaningful only when HasUID
+	HasUID    bool     // whether the uid is known
+	Cookie    uint64   // kernel socket cookie; 0 when unknown
+	NetNS     uint64   // inode of the network namespace dumped; 0 when unknown
+
+	// Event fields (sockdiff).
+	Event     string    // EventExisting, EventOpened or EventClosed
+	FirstSeen time.Time // first snapshot that held the connection
+	LastSeen  time.Time // last snapshot that held the connection
+
+	// Enrichment (sockproc).
+	Process      *Process // the owning process, when found
+	ProcessError string   // why no process is given, when it should be
+	User         *User    // the owner
+
+	// Snapshot fields (sockdump).
+	Schema   int           // SchemaVersion of the writer
+	Sockets  int           // number of socket records in the dump
+	Duration time.Duration // how long the dump took
+
+	// Extra holds top-level members that this version does not know.
+	Extra []Field
+}
+
+// Key identifies a connection: family, local and remote address and port.
+// The inode and cookie are not part of it: the inode becomes 0 while a
+// socket closes, and a request socket, the full socket and its TIME_WAIT
+// twin are three kernel objects, with three cookies, of one connection.
+type Key struct {
+	Family     string
+	LocalIP    string
+	LocalPort  uint16
+	RemoteIP   string
+	RemotePort uint16
+}
+
+// Key returns the connection identity of a socket record.
+func (r *Record) Key() Key {
+	return Key{r.Family, r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port}
+}
+
+// Validate reports whether a record of a known type holds what its type
+// requires. Records of unknown types are valid.
+func (r *Record) Validate() error {
+	switch r.Type {
+	case "":
+		return errors.New(`missing "type"`)
+	case TypeSocket:
+		if r.Family != FamilyIPv4 && r.Family != FamilyIPv6 {
+			return fmt.Errorf("socket record: family %q is neither %q nor %q", r.Family, FamilyIPv4, FamilyIPv6)
+		}
+		if r.Local.IP == "" || r.Remote.IP == "" {
+			return errors.New("socket record: missing local.ip or remote.ip")
+		}
+		if r.Time.IsZero() {
+			return errors.New(`socket record: missing "time"`)
+		}
+	case TypeSnapshot:
+		if r.Time.IsZero() {
+			return errors.New(`snapshot record: missing "time"`)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+// Package stage holds the input and output loop that every filter of the
+// pipeline shares: lines are read in the background, decoded, and bad ones
+// reported with their line number and skipped (or, under --strict, fatal);
+// output is flushed whenever the input has nothing more ready, so a live
+// pipeline never holds a record back while waiting.
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/ndjson"
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// Line is one decoded input line.
+type Line struct {
+	Num int            // 1-based line number
+	Raw []byte         // the line as read, without newline; valid until the next call to Next
+	Rec *record.Record // the decoded record, newly allocated for each line
+}
+
+type entry struct {
+	start, end, num int
+	err             error
+}
+
+type batch struct {
+	data    []byte
+	entries []entry
+	err     error // set on the last batch: io.EOF or a read error
+}
+
+// Input reads and decodes records.
+type Input struct {
+	// Name prefixes messages on Stderr.
+	Name string
+	// Stderr receives one message for each bad line.
+	Stderr io.Writer
+	// Strict makes the first bad line an error returned by Next.
+	Strict bool
+	// Wait, when set, is called before Next blocks for more input: the
+	// place to flush output.
+	Wait func() error
+	// Bad counts the bad lines seen.
+	Bad int
+
+	ctx  context.Context
+	ch   chan batch
+	cur  batch
+	pos  int
+	done error
+}
+
+// NewInput starts reading r in the background. The goroutine ends at the
+// end of r or when ctx is done.
+func NewInput(ctx context.Context, r io.Reader, maxLine int) *Input {
+	in := &Input{ctx: ctx, ch: make(chan batch, 4), Stderr: io.Discard}
+	go in.read(ndjson.NewReader(r, maxLine))
+	return in
+}
+
+const batchBytes = 256 << 10
+
+func (in *Input) read(lr *ndjson.Reader) {
+	var b batch
+	send := func() bool {
+		select {
+		case in.ch <- b:
+			b = batch{}
+			return true
+		case <-in.ctx.Done():
+			return false
+		}
+	}
+	for {
+		line, err := lr.Next()
+		var le *ndjson.LineError
+		switch {
+		case errors.As(err, &le):
+			b.entries = append(b.entries, entry{num: le.Line, err: le.Err})
+		case err != nil:
+			b.err = err
+			send()
+			return
+		default:
+			start := len(b.data)
+			b.data = append(b.data, line...)
+			b.entries = append(b.entries, entry{start: start, end: len(b.data), num: lr.Line()})
+		}
+		if lr.Buffered() == 0 || len(b.data) >= batchBytes {
+			if !send() {
+				return
+			}
+		}
+	}
+}
+
+// Next returns the next good line. At the end of input it returns io.EOF;
+// when the context is done, its error; under Strict, a *ndjson.LineError
+// for the first bad line.
+func (in *Input) Next() (Line, error) {
+	for {
+		if in.pos < len(in.cur.entries) {
+			e := in.cur.entries[in.pos]
+			in.pos++
+			if e.err != nil {
+				if err := in.bad(e.num, e.err); err != nil {
+					return Line{}, err
+				}
+				continue
+			}
+			raw := in.cur.data[e.start:e.end]
+			rec, err := codec.Decode(raw)
+			if err == nil {
+				err = rec.Validate()
+			}
+			if err != nil {
+				if err := in.bad(e.num, err); err != nil {
+					return Line{}, err
+				}
+				continue
+			}
+			return Line{Num: e.num, Raw: raw, Rec: rec}, nil
+		}
+		if in.done != nil {
+			return Line{}, in.done
+		}
+		if in.cur.err != nil {
+			in.done = in.cur.err
+			continue
+		}
+		if in.Wait != nil {
+			if err := in.Wait(); err != nil {
+				return Line{}, err
+			}
+		}
+		select {
+		case b := <-in.ch:
+			in.cur, in.pos = b, 0
+		case <-in.ctx.Done():
+			in.done = in.ctx.Err()
+		}
+	}
+}
+
+func (in *Input) bad(num int, err error) error {
+	in.Bad++
+	le := &ndjson.LineError{Line: num, Err: err}
+	if in.Strict {
+		return le
+	}
+	fmt.Fprintf(in.Stderr, "%s: %v (skipped)\n", in.Name, le)
+	return nil
+}
+
+// Output encodes records and writes lines.
+type Output struct {
+	w   *ndjson.Writer
+	enc *codec.Encoder
+}
+
+// NewOutput returns an output to w.
+func NewOutput(w io.Writer) *Output {
+	return &Output{w: ndjson.NewWriter(w), enc: codec.NewEncoder()}
+}
+
+// Record writes a record.
+func (o *Output) Record(r *record.Record) error { return o.w.Write(o.enc.Encode(r)) }
+
+// Raw writes a line as it was read (without its newline).
+func (o *Output) Raw(line []byte) error { return o.w.WriteLine(line) }
+
+// Flush writes out what is buffered.
+func (o *Output) Flush() error { return o.w.Flush() }
