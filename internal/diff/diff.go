@@ -1,0 +1,230 @@
+// Package diff decides what changed between snapshots of sockets: which
+// connections are new and which are gone. It holds the state that a
+// comparison needs, in memory or in a state file, and nothing else; reading
+// and writing the stream is the sockdiff package's job.
+//
+// # Identity
+//
+// A connection is its record.Key: family and local and remote address and
+// port. Its state, inode and cookie may change from one snapshot to the next
+// (syn-recv, established, time-wait; inode 0 while closing) and it stays one
+// connection with one event. The same numbers in IPv4 and in IPv4-mapped
+// IPv6 are two connections, since their families differ.
+//
+// # Events
+//
+//   - existing: a socket of the first complete snapshot that the state
+//     sees, when nothing earlier is known (a first run). A socket record
+//     gets it as soon as it is read.
+//   - opened: a socket whose connection was not in the previous snapshot.
+//     The event is the record of its first sighting, with first_seen.
+//   - closed: a connection of the previous snapshot that is not in this
+//     one, reported when the snapshot ends (its snapshot record arrives).
+//     The event is the last record seen of it, with its time set to the
+//     time of the snapshot that noticed it gone, and first_seen and
+//     last_seen set to the first and last snapshot that held it.
+//
+// A connection that disappears from one snapshot and is back in a later
+// one is closed, then opened again: a 4-tuple reused is a new connection.
+//
+// # Incomplete snapshots
+//
+// A snapshot that ends without its snapshot record (the input ended or was
+// interrupted mid-dump, or it held bad lines) cannot tell what is gone:
+// the sockets it did hold are merged into the state (new ones were reported
+// as they were read), and no connection is reported closed. Connections
+// that it lacked stay known until a complete snapshot lacks them too.
+//
+// # Cost
+//
+// Each connection costs one map entry and a copy of its last record as
+// read. A snapshot costs one map lookup per socket and, when some known
+// connection was not seen, one pass over the map: nothing is copied or
+// rebuilt per snapshot, entries carry the generation of the last snapshot
+// that held them.
+package diff
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// entry is one known connection.
+type entry struct {
+	raw   []byte // the last record seen of it, as read
+	first int64  // first sighting, Unix nanoseconds
+	last  int64  // last sighting, Unix nanoseconds
+	seq   uint64 // order of first sighting, so closed events come out in a stable order
+	gen   uint64 // the last snapshot that held it
+}
+
+// State is what is known of the connections of the previous snapshots. The
+// zero value is not usable; call New. A State is not safe for concurrent use.
+type State struct {
+	conns map[record.Key]*entry
+	gen   uint64 // the snapshot being read
+	seen  int    // entries whose gen is gen
+	seq   uint64
+	// complete is set once a complete snapshot has been seen, so that
+	// new connections are "opened" rather than "existing".
+	complete bool
+	// snapshot is the time of the last complete snapshot.
+	snapshot time.Time
+	dirty    bool
+}
+
+// New returns the state of a first run: nothing known.
+func New() *State {
+	return &State{conns: make(map[record.Key]*entry), gen: 1}
+}
+
+// Len returns the number of known connections.
+func (s *State) Len() int { return len(s.conns) }
+
+// Complete reports whether a complete snapshot has been seen, so that new
+// connections are opened rather than existing.
+func (s *State) Complete() bool { return s.complete }
+
+// Snapshot returns the time of the last complete snapshot, or the zero time.
+func (s *State) Snapshot() time.Time { return s.snapshot }
+
+// Dirty reports whether the state changed since it was created, loaded or
+// last marked clean.
+func (s *State) Dirty() bool { return s.dirty }
+
+// MarkClean records that the state was saved.
+func (s *State) MarkClean() { s.dirty = false }
+
+// Socket records one socket of the snapshot being read: r is its decoded
+// record and raw the line it was decoded from (copied; the caller may reuse
+// it). It returns the event to report for it right away:
+// record.EventExisting or record.EventOpened when its connection is new, or
+// "" when the connection is known.
+func (s *State) Socket(r *record.Record, raw []byte) string {
+	s.dirty = true
+	t := r.Time.UnixNano()
+	k := r.Key()
+	if e, ok := s.conns[k]; ok {
+		if e.gen != s.gen {
+			e.gen = s.gen
+			s.seen++
+		}
+		e.raw = append(e.raw[:0], raw...)
+		if t > e.last {
+			e.last = t
+		}
+		return ""
+	}
+	// Keys keep only the family constants, not the decoder's copies.
+	switch k.Family {
+	case record.FamilyIPv4:
+		k.Family = record.FamilyIPv4
+	case record.FamilyIPv6:
+		k.Family = record.FamilyIPv6
+	}
+	s.seq++
+	s.conns[k] = &entry{raw: append([]byte(nil), raw...), first: t, last: t, seq: s.seq, gen: s.gen}
+	s.seen++
+	if s.complete {
+		return record.EventOpened
+	}
+	return record.EventExisting
+}
+
+// EndSnapshot ends the snapshot being read, whose snapshot record has time
+// t: every known connection that it did not hold is forgotten and, when
+// closed is not nil, passed to closed as a closed event, in the order in
+// which the connections were first seen. An error from closed stops the
+// reporting but not the forgetting, and is returned.
+func (s *State) EndSnapshot(t time.Time, closed func(*record.Record) error) error {
+	var gone []*entry
+	if s.seen < len(s.conns) {
+		for k, e := range s.conns {
+			if e.gen != s.gen {
+				delete(s.conns, k)
+				if closed != nil {
+					gone = append(gone, e)
+				}
+			}
+		}
+	}
+	s.gen++
+	s.seen = 0
+	s.complete = true
+	s.snapshot = t
+	s.dirty = true
+	if len(gone) == 0 {
+		return nil
+	}
+	sortBySeq(gone)
+	for _, e := range gone {
+		ev, err := e.event(t)
+		if err != nil {
+			return err
+		}
+		if err := closed(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Incomplete ends the snapshot being read without its snapshot record: its
+// sockets stay merged into the state and nothing is reported closed. The
+// next snapshot is compared with everything known.
+func (s *State) Incomplete() {
+	if s.seen == 0 {
+		return // nothing was read of it; keep the generation
+	}
+	s.gen++
+	s.seen = 0
+	s.dirty = true
+}
+
+// Pending returns how many sockets of the snapshot being read were
+// recorded so far.
+func (s *State) Pending() int { return s.seen }
+
+// Ended folds in that the connection k ended at t, as the kernel's destroy
+// notifications tell between two snapshots. A known connection is
+// forgotten at once and its closed event returned, with t as its last
+// sighting; for an unknown connection (opened and closed between two
+// snapshots) Ended returns nil and the caller reports what it knows.
+func (s *State) Ended(k record.Key, t time.Time) (*record.Record, error) {
+	e, ok := s.conns[k]
+	if !ok {
+		return nil, nil
+	}
+	delete(s.conns, k)
+	if e.gen == s.gen {
+		s.seen--
+	}
+	s.dirty = true
+	if tn := t.UnixNano(); tn > e.last {
+		e.last = tn
+	}
+	return e.event(t)
+}
+
+// event returns the closed event of e, noticed at t.
+func (e *entry) event(t time.Time) (*record.Record, error) {
+	r, err := codec.Decode(e.raw)
+	if err != nil {
+		return nil, fmt.Errorf("closed connection: decoding its last record: %w", err)
+	}
+	r.Event = record.EventClosed
+	r.Time = t
+	r.FirstSeen = time.Unix(0, e.first).UTC()
+	r.LastSeen = time.Unix(0, e.last).UTC()
+	return r, nil
+}
+
+// sortBySeq sorts entries in the order of their first sighting.
+func sortBySeq(es []*entry) {
+	slices.SortFunc(es, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
+}

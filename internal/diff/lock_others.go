@@ -1,0 +1,15 @@
+//go:build !unix
+
+package diff
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+)
+
+func tryLock(*os.File) (bool, error) {
+	return false, fmt.Errorf("file locking not implemented on %s/%s", runtime.GOOS, runtime.GOARCH)
+}
+
+func unlock(*os.File) error { return nil }

@@ -1,0 +1,236 @@
+package diff
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/ndjson"
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// The state file is NDJSON, so that jq can read it:
+//
+//	{"format":"sockdiff-state","version":1,"saved":"…","complete":true,"snapshot":"…","entries":2}
+//	{"first_seen":"…","last_seen":"…","socket":{…the last socket record seen, as read…}}
+//	{"first_seen":"…","last_seen":"…","socket":{…}}
+//	{"end":"sockdiff-state","entries":2}
+//
+// The header names the format and its version; the trailer, with the same
+// count, proves that the file is whole. A reader refuses a version it does
+// not know.
+const (
+	// FileFormat is the "format" of a state file's header.
+	FileFormat = "sockdiff-state"
+	// FileVersion is the version of the state file format that this
+	// package reads and writes.
+	FileVersion = 1
+)
+
+// maxStateLine bounds one line of a state file: a socket record with room
+// for fields that other stages or users added.
+const maxStateLine = 1 << 20
+
+type fileHeader struct {
+	Format   string    `json:"format"`
+	Version  int       `json:"version"`
+	Saved    time.Time `json:"saved"`
+	Complete bool      `json:"complete"`
+	Snapshot time.Time `json:"snapshot"`
+	Entries  int       `json:"entries"`
+}
+
+type fileEntry struct {
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Socket    rawJSON   `json:"socket"`
+}
+
+type fileTrailer struct {
+	End     string `json:"end"`
+	Entries int    `json:"entries"`
+}
+
+// rawJSON keeps a JSON value as it is in the input.
+type rawJSON []byte
+
+// UnmarshalJSON keeps a copy of data.
+func (r *rawJSON) UnmarshalJSON(data []byte) error {
+	*r = append((*r)[:0], data...)
+	return nil
+}
+
+// Encode writes s as a state file, saved at now. Connections are written
+// in the order in which they were first seen.
+func (s *State) Encode(w io.Writer, now time.Time) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	h := fileHeader{
+		Format:   FileFormat,
+		Version:  FileVersion,
+		Saved:    now.UTC(),
+		Complete: s.complete,
+		Snapshot: s.snapshot.UTC(),
+		Entries:  len(s.conns),
+	}
+	b, err := codec.Marshal(h)
+	if err != nil {
+		return err
+	}
+	bw.Write(b)
+	bw.WriteByte('\n')
+	es := make([]*entry, 0, len(s.conns))
+	for _, e := range s.conns {
+		es = append(es, e)
+	}
+	sortBySeq(es)
+	line := make([]byte, 0, 512)
+	for _, e := range es {
+		line = append(line[:0], `{"first_seen":"`...)
+		line = time.Unix(0, e.first).UTC().AppendFormat(line, time.RFC3339Nano)
+		line = append(line, `","last_seen":"`...)
+		line = time.Unix(0, e.last).UTC().AppendFormat(line, time.RFC3339Nano)
+		line = append(line, `","socket":`...)
+		line = append(line, bytes.TrimSpace(e.raw)...)
+		line = append(line, "}\n"...)
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
+	}
+	b, err = codec.Marshal(fileTrailer{End: FileFormat, Entries: len(s.conns)})
+	if err != nil {
+		return err
+	}
+	bw.Write(b)
+	bw.WriteByte('\n')
+	return bw.Flush()
+}
+
+// FileError says why a state file cannot be used: it is empty, truncated,
+// corrupt or not a state file of a version this package reads. A caller
+// reports it and starts afresh.
+type FileError struct {
+	Line int // 1-based line of the problem; 0 for the file as a whole
+	Err  error
+}
+
+func (e *FileError) Error() string {
+	if e.Line == 0 {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("line %d: %v", e.Line, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *FileError) Unwrap() error { return e.Err }
+
+// Decode reads a state file. Anything but a whole state file of version
+// FileVersion is a *FileError; errors of r are returned as they are.
+func Decode(r io.Reader) (*State, error) {
+	lr := ndjson.NewReader(r, maxStateLine)
+	bad := func(err error) error { return &FileError{Line: lr.Line(), Err: err} }
+	line, err := lr.Next()
+	if err == io.EOF {
+		return nil, &FileError{Err: errors.New("empty file")}
+	}
+	var le *ndjson.LineError
+	if errors.As(err, &le) {
+		return nil, &FileError{Line: le.Line, Err: le.Err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var h fileHeader
+	if err := codec.Unmarshal(line, &h); err != nil || h.Format != FileFormat {
+		return nil, bad(fmt.Errorf("not a %s file", FileFormat))
+	}
+	if h.Version != FileVersion {
+		return nil, bad(fmt.Errorf("%s version %d, this program reads version %d", FileFormat, h.Version, FileVersion))
+	}
+	if h.Entries < 0 {
+		return nil, bad(fmt.Errorf("negative entry count %d", h.Entries))
+	}
+	s := New()
+	s.complete = h.Complete
+	s.snapshot = h.Snapshot
+	s.conns = make(map[record.Key]*entry, min(h.Entries, 1<<20))
+	// Everything loaded was in the previous snapshot.
+	s.gen = 1
+	loaded := uint64(0)
+	for {
+		line, err := lr.Next()
+		if err == io.EOF {
+			return nil, bad(errors.New("truncated: no end line"))
+		}
+		if errors.As(err, &le) {
+			return nil, &FileError{Line: le.Line, Err: le.Err}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if bytes.HasPrefix(line, []byte(`{"end"`)) {
+			var t fileTrailer
+			if err := codec.Unmarshal(line, &t); err != nil || t.End != FileFormat {
+				return nil, bad(errors.New("bad end line"))
+			}
+			if t.Entries != len(s.conns) || h.Entries != len(s.conns) {
+				return nil, bad(fmt.Errorf("%d entries read, header says %d, end line says %d", len(s.conns), h.Entries, t.Entries))
+			}
+			if _, err := lr.Next(); err != io.EOF {
+				return nil, bad(errors.New("data after the end line"))
+			}
+			return s, nil
+		}
+		var fe fileEntry
+		if err := codec.Unmarshal(line, &fe); err != nil {
+			return nil, bad(errors.New("not a state entry"))
+		}
+		if err := checkTime(fe.FirstSeen); err != nil {
+			return nil, bad(fmt.Errorf("first_seen: %w", err))
+		}
+		if err := checkTime(fe.LastSeen); err != nil {
+			return nil, bad(fmt.Errorf("last_seen: %w", err))
+		}
+		if fe.LastSeen.Before(fe.FirstSeen) {
+			return nil, bad(errors.New("last_seen before first_seen"))
+		}
+		rec, err := codec.Decode(fe.Socket)
+		if err == nil {
+			err = rec.Validate()
+		}
+		if err == nil && rec.Type != record.TypeSocket {
+			err = fmt.Errorf("record of type %q", rec.Type)
+		}
+		if err != nil {
+			return nil, bad(fmt.Errorf("socket: %w", err))
+		}
+		k := rec.Key()
+		if _, dup := s.conns[k]; dup {
+			return nil, bad(errors.New("connection listed twice"))
+		}
+		loaded++
+		s.conns[k] = &entry{
+			raw:   []byte(fe.Socket),
+			first: fe.FirstSeen.UnixNano(),
+			last:  fe.LastSeen.UnixNano(),
+			seq:   loaded,
+			gen:   0,
+		}
+		s.seq = loaded
+	}
+}
+
+// checkTime rejects zero times and times that Unix nanoseconds cannot hold.
+func checkTime(t time.Time) error {
+	if t.IsZero() {
+		return errors.New("missing")
+	}
+	// Unix nanoseconds span the years 1678 to 2262.
+	if y := t.Year(); y < 1700 || y > 2200 {
+		return errors.New("out of range")
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+// Package sockdiff is the sockdiff program: it reads snapshots of sockets
+// (from sockdump) and writes one event per connection that is new and, on
+// request, one per connection that is gone. The comparison itself is the
+// diff package's; this package wires it to the stream, the flags and the
+// state file.
+package sockdiff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/diff"
+	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/stage"
+)
+
+const name = "sockdiff"
+
+// ExitLocked is the exit code when the state file stays locked by another
+// sockdiff for longer than --lock-timeout.
+const ExitLocked = 3
+
+const synopsis = "sockdiff [--closed] [--state FILE [--lock-timeout D] [--save-interval D]] [--strict]"
+
+const about = `sockdiff reads snapshots of sockets (sockdump's NDJSON) on stdin and
+writes on stdout one event per connection that changed. A connection is its
+family and local and remote address and port; its state changes (syn-recv,
+established, time-wait) are not new connections.
+
+Output: the socket records of new connections, with "event" and "first_seen"
+added, written as soon as they are read:
+  "existing"  a socket of the first snapshot, when nothing earlier is known;
+  "opened"    a socket first seen in a later snapshot.
+With --closed, when a snapshot's "snapshot" record arrives, the last record
+seen of each connection that this snapshot no longer holds, with "event"
+"closed", "time" the time of this snapshot, and "first_seen" and
+"last_seen". Snapshot records and records of other types pass through
+unchanged; sockets of connections already known are not written.
+
+A snapshot that ends without its "snapshot" record (input ended or was
+interrupted mid-dump) or that held bad lines reports nothing closed; its
+sockets are merged into the state.
+
+State: in memory, or with --state FILE kept in FILE across runs (cron,
+systemd timers) and restarts: read at start (a missing FILE is a first run;
+an unusable one is reported and treated as a first run), saved atomically
+at exit and, while streaming, at most every --save-interval. FILE.lock,
+created beside it, keeps two runs from using FILE at once; the directory
+must be writable.
+
+Exit codes:
+  0  success, or stopped by SIGINT/SIGTERM or a closed stdout (state saved)
+  1  failure: I/O, the state file cannot be written, a bad line with --strict
+  2  bad flags or arguments
+  3  the state file stayed locked by another sockdiff for --lock-timeout
+`
+
+// config is what the flags say, and the outside inputs.
+type config struct {
+	closed       bool
+	state        string
+	lockTimeout  time.Duration
+	saveInterval time.Duration
+	strict       bool
+	now          func() time.Time
+}
+
+// Run is the sockdiff program.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := cli.FlagSet(name, synopsis, about, stderr)
+	var c config
+	fs.BoolVar(&c.closed, "closed", false, "also report connections that are gone")
+	fs.StringVar(&c.state, "state", "", "keep the state in `FILE` across runs")
+	fs.DurationVar(&c.lockTimeout, "lock-timeout", 10*time.Second, "how long to wait for another run's lock on the state file")
+	fs.DurationVar(&c.saveInterval, "save-interval", 10*time.Second, "save the state file at most this often while streaming (it is always saved at exit)")
+	fs.BoolVar(&c.strict, "strict", false, "stop at the first bad input line (exit 1) instead of skipping it")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if c.lockTimeout < 0 {
+		return cli.UsageError("--lock-timeout must not be negative")
+	}
+	if c.saveInterval < 0 {
+		return cli.UsageError("--save-interval must not be negative")
+	}
+	c.now = time.Now
+	return run(ctx, c, stdin, stdout, stderr)
+}
+
+func run(ctx context.Context, c config, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	st := diff.New()
+	if c.state != "" {
+		lock, err := diff.Lock(ctx, c.state, c.lockTimeout)
+		if errors.Is(err, diff.ErrLocked) {
+			return cli.Exit(ExitLocked, fmt.Errorf("%w; is another sockdiff still running? (--lock-timeout)", err))
+		}
+		if err != nil {
+			return err
+		}
+		defer lock.Unlock()
+		var problem error
+		st, problem, err = diff.Load(c.state)
+		if err != nil {
+			return err
+		}
+		if problem != nil {
+			fmt.Fprintf(stderr, "%s: %v: starting afresh, as a first run\n", name, problem)
+		}
+	}
+
+	in := stage.NewInput(ctx, stdin, 0)
+	in.Name, in.Stderr, in.Strict = name, stderr, c.strict
+	out := stage.NewOutput(stdout)
+	in.Wait = out.Flush
+	d := differ{c: c, st: st, in: in, out: out, stderr: stderr, saved: c.now()}
+
+	err = d.loop()
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if n := st.Pending(); n > 0 {
+		fmt.Fprintf(stderr, "%s: input ended after %d socket records without their snapshot record: merged into the state, nothing reported closed\n", name, n)
+		st.Incomplete()
+	}
+	if ferr := out.Flush(); err == nil {
+		err = ferr
+	}
+	if c.state != "" && st.Dirty() {
+		if serr := diff.Save(c.state, st, c.now()); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
+	return err
+}
+
+type differ struct {
+	c      config
+	st     *diff.State
+	in     *stage.Input
+	out    *stage.Output
+	stderr io.Writer
+	saved  time.Time
+	bad    int // in.Bad when the snapshot being read began
+}
+
+func (d *differ) loop() error {
+	closed := d.closed
+	if !d.c.closed {
+		closed = nil
+	}
+	for {
+		line, err := d.in.Next()
+		if err != nil {
+			return err
+		}
+		r := line.Rec
+		switch r.Type {
+		case record.TypeSocket:
+			ev := d.st.Socket(r, line.Raw)
+			if ev == "" {
+				continue
+			}
+			r.Event, r.FirstSeen, r.LastSeen = ev, r.Time, time.Time{}
+			if err := d.out.Record(r); err != nil {
+				return err
+			}
+		case record.TypeSnapshot:
+			if bad := d.in.Bad - d.bad; bad > 0 {
+				fmt.Fprintf(d.stderr, "%s: snapshot of %s had %d bad lines: nothing reported closed for it\n", name, r.Time.UTC().Format(time.RFC3339Nano), bad)
+				d.st.Incomplete()
+			} else if err := d.st.EndSnapshot(r.Time, closed); err != nil {
+				return err
+			}
+			d.bad = d.in.Bad
+			if err := d.out.Raw(line.Raw); err != nil {
+				return err
+			}
+			if err := d.maybeSave(); err != nil {
+				return err
+			}
+		default:
+			if err := d.out.Raw(line.Raw); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (d *differ) closed(r *record.Record) error { return d.out.Record(r) }
+
+// maybeSave saves the state at a snapshot boundary when --save-interval
+// has passed since the last save. The output is flushed first, so the
+// saved state never claims events that were not written.
+func (d *differ) maybeSave() error {
+	if d.c.state == "" {
+		return nil
+	}
+	now := d.c.now()
+	if now.Sub(d.saved) < d.c.saveInterval {
+		return nil
+	}
+	if err := d.out.Flush(); err != nil {
+		return err
+	}
+	d.saved = now
+	return diff.Save(d.c.state, d.st, now)
+}
