@@ -12,6 +12,10 @@ import (
 // safe for concurrent use; each goroutine needs its own.
 type Encoder struct {
 	s *jsoniter.Stream
+	// The last time written and its JSON text: the records of one
+	// snapshot share their time, and formatting it is not free.
+	lastTime time.Time
+	lastText []byte
 }
 
 // NewEncoder returns an encoder.
@@ -24,7 +28,7 @@ func NewEncoder() *Encoder {
 func (e *Encoder) Encode(r *record.Record) []byte {
 	s := e.s
 	s.SetBuffer(s.Buffer()[:0])
-	w := objWriter{s: s}
+	w := objWriter{s: s, e: e}
 	s.WriteObjectStart()
 	w.str("type", r.Type)
 	w.time("time", r.Time)
@@ -34,9 +38,9 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 		w.int("sockets", int64(r.Sockets))
 		w.int("duration_ns", int64(r.Duration))
 	default:
-		w.str("family", r.Family)
-		w.str("transport", r.Transport)
-		w.str("state", r.State)
+		w.safe("family", r.Family)
+		w.safe("transport", r.Transport)
+		w.safe("state", r.State)
 		if r.Local.IP != "" || len(r.Local.Extra) > 0 {
 			w.key("local")
 			endpoint(s, &r.Local)
@@ -45,7 +49,7 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 			w.key("remote")
 			endpoint(s, &r.Remote)
 		}
-		w.str("direction", r.Direction)
+		w.safe("direction", r.Direction)
 		if r.Type == record.TypeSocket || r.Inode != 0 {
 			w.uint("inode", r.Inode)
 		}
@@ -83,7 +87,7 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 func endpoint(s *jsoniter.Stream, e *record.Endpoint) {
 	w := objWriter{s: s}
 	s.WriteObjectStart()
-	w.str("ip", e.IP)
+	w.safe("ip", e.IP)
 	w.uint("port", uint64(e.Port))
 	w.str("host", e.Host)
 	w.str("etld_plus_one", e.ETLDPlusOne)
@@ -132,15 +136,40 @@ func user(s *jsoniter.Stream, u *record.User) {
 // objWriter writes the members of one object, with commas between them.
 type objWriter struct {
 	s    *jsoniter.Stream
+	e    *Encoder // for the time cache; nil in nested objects
 	more bool
 }
 
+// key writes a member name; the names of the schema need no escaping.
 func (w *objWriter) key(k string) {
 	if w.more {
-		w.s.WriteMore()
+		w.s.WriteRaw(`,"`)
+	} else {
+		w.s.WriteRaw(`"`)
 	}
 	w.more = true
-	w.s.WriteObjectField(k)
+	w.s.WriteRaw(k)
+	w.s.WriteRaw(`":`)
+}
+
+// safe writes a string member whose value needs no escaping when it is
+// made of the characters of addresses and names of the schema (letters,
+// digits, '.', ':', '-', '_'); anything else goes through the escaper.
+func (w *objWriter) safe(k, v string) {
+	if v == "" {
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == ':' || c == '-' || c == '_') {
+			w.str(k, v)
+			return
+		}
+	}
+	w.key(k)
+	w.s.WriteRaw(`"`)
+	w.s.WriteRaw(v)
+	w.s.WriteRaw(`"`)
 }
 
 func (w *objWriter) str(k, v string) {
@@ -166,11 +195,19 @@ func (w *objWriter) time(k string, t time.Time) {
 		return
 	}
 	w.key(k)
+	if w.e != nil && w.e.lastText != nil && t.Equal(w.e.lastTime) {
+		w.s.Write(w.e.lastText)
+		return
+	}
 	var buf [48]byte
 	b := append(buf[:0], '"')
 	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
 	w.s.Write(b)
+	if w.e != nil {
+		w.e.lastTime = t
+		w.e.lastText = append(w.e.lastText[:0], b...)
+	}
 }
 
 func (w *objWriter) extra(fs []record.Field) {

@@ -1,0 +1,55 @@
+# Shared helpers of the benchmark scripts (POSIX sh). Source it.
+
+# die MESSAGE: print and exit 1.
+die() { echo "bench: $*" >&2; exit 1; }
+
+# build_all DIR: build the programs and the socket holder into DIR.
+build_all() {
+	( cd "$ROOT" && go build -o "$1/" ./cmd/... ./internal/bench/sockhold ) || die "build failed"
+}
+
+# hold_start N PROCS: start sockhold with N sockets over PROCS processes,
+# wait until they are established, and remember how to stop it.
+hold_start() {
+	fifo=$BENCH_TMP/hold.in
+	rm -f "$fifo"; mkfifo "$fifo"
+	"$BIN/sockhold" -n "$1" -procs "$2" <"$fifo" >"$BENCH_TMP/hold.out" &
+	HOLD_PID=$!
+	exec 9>"$fifo"
+	i=0
+	while ! grep -q '^ready' "$BENCH_TMP/hold.out" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -gt 600 ] && die "sockets not established after 300 s"
+		kill -0 "$HOLD_PID" 2>/dev/null || die "sockhold failed"
+		sleep 0.5
+	done
+}
+
+hold_stop() {
+	exec 9>&-
+	[ -n "${HOLD_PID:-}" ] && wait "$HOLD_PID" 2>/dev/null
+	HOLD_PID=
+}
+
+# now_ns: the monotonic-enough wall clock in nanoseconds.
+now_ns() { date +%s%N; }
+
+# median_ms RUNS CMD: run CMD (a shell string) RUNS times, print the median
+# wall time in milliseconds with 1 decimal.
+median_ms() {
+	runs=$1; shift
+	: >"$BENCH_TMP/times"
+	j=0
+	while [ $j -lt "$runs" ]; do
+		t0=$(now_ns); sh -c "$1" || die "command failed: $1"; t1=$(now_ns)
+		echo $(( (t1 - t0) / 1000 )) >>"$BENCH_TMP/times"
+		j=$((j + 1))
+	done
+	sort -n "$BENCH_TMP/times" | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.1f\n", m/1000}'
+}
+
+# peak_rss_kib CMD: the peak resident set of CMD (a shell string), in KiB.
+peak_rss_kib() {
+	/usr/bin/time -f %M -o "$BENCH_TMP/rss" sh -c "exec $1" || die "command failed: $1"
+	tail -n 1 "$BENCH_TMP/rss"
+}

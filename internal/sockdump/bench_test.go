@@ -1,0 +1,24 @@
+package sockdump
+
+import (
+	"testing"
+)
+
+// BenchmarkSnapshot dumps the sockets of this host and encodes them: run
+// it beside examples/bench/sockdump.sh's population (sockhold) to measure
+// the cost at scale. It reports the sockets per dump.
+func BenchmarkSnapshot(b *testing.B) {
+	d, err := Open("")
+	if err != nil {
+		b.Skip("no sock_diag:", err)
+	}
+	defer d.Close()
+	var lines int
+	for b.Loop() {
+		lines = 0
+		if err := d.Snapshot(func([]byte) error { lines++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(lines-1), "sockets")
+}
