@@ -1,0 +1,271 @@
+package ecs
+
+import (
+	"strings"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// Event actions.
+const (
+	ActionExisting = "existing_socket"
+	ActionOpened   = "socket_opened"
+	ActionClosed   = "socket_closed"
+)
+
+var (
+	categoryNetwork  = []string{"network"}
+	typeConnInfo     = []string{"connection", "info"}
+	typeConnStart    = []string{"connection", "start"}
+	typeConnEnd      = []string{"connection", "end"}
+	typeInfo         = []string{"info"}
+	typeStart        = []string{"start"}
+	typeEnd          = []string{"end"}
+	ianaByFamily     = map[string]string{record.FamilyIPv4: "4", record.FamilyIPv6: "41"}
+	ianaByTransport  = map[string]string{"tcp": "6", "udp": "17"}
+	directionUnknown = "unknown"
+)
+
+// New builds the document of a socket record; now is when it is built.
+func New(r *record.Record, now time.Time, o *Options) *Doc {
+	d := new(Doc)
+	d.Build(r, now, o)
+	return d
+}
+
+// roles says which ECS endpoint objects an end of the socket fills.
+type roles struct {
+	local, remote [2]string // up to two object names each, "" for none
+}
+
+func rolesOf(direction string, strict bool) roles {
+	switch direction {
+	case record.DirectionListening:
+		return roles{local: [2]string{"server"}}
+	case record.DirectionIngress:
+		if strict {
+			return roles{local: [2]string{"destination", "server"}, remote: [2]string{"client", "source"}}
+		}
+		return roles{local: [2]string{"destination"}, remote: [2]string{"source"}}
+	case record.DirectionEgress:
+		if strict {
+			return roles{local: [2]string{"client", "source"}, remote: [2]string{"destination", "server"}}
+		}
+		return roles{local: [2]string{"source"}, remote: [2]string{"destination"}}
+	}
+	return roles{}
+}
+
+// Build fills d, which it resets first, with the document of r. Only
+// socket records make documents; Build does not look at r.Type.
+func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
+	d.Fields = d.Fields[:0]
+	strict := o.Strict
+	listener := r.Direction == record.DirectionListening
+	hasRemote := r.Remote.Port != 0 && !listener
+	rl := rolesOf(r.Direction, strict)
+	remoteHost := strings.TrimSuffix(r.Remote.Host, ".")
+	remoteDomain := strings.TrimSuffix(r.Remote.ETLDPlusOne, ".")
+
+	// Fields are added in sorted order: see Doc.
+	d.time("@timestamp", r.Time)
+	if !strict {
+		d.str("agent.hostname", o.Hostname)
+	}
+	agentName := o.AgentName
+	if agentName == "" {
+		agentName = o.Hostname
+	}
+	d.str("agent.name", agentName)
+
+	put := func(obj string) {
+		switch obj {
+		case rl.local[0], rl.local[1]:
+			d.endpoint(obj, &r.Local, "", "", strict)
+		case rl.remote[0], rl.remote[1]:
+			if hasRemote {
+				d.endpoint(obj, &r.Remote, remoteHost, remoteDomain, strict)
+			}
+		}
+	}
+	put("client")
+	if ds := o.DataStream; ds != nil {
+		d.str("data_stream.dataset", ds.Dataset)
+		d.str("data_stream.namespace", ds.Namespace)
+		d.str("data_stream.type", ds.Type)
+	}
+	put("destination")
+
+	d.str("ecs.version", Version)
+	if r.ProcessError != "" {
+		d.str("error.code", r.ProcessError)
+		if strict {
+			d.str("error.message", r.ProcessError)
+		}
+	}
+
+	// event.*
+	action, kind := ActionExisting, "state"
+	types := typeConnInfo
+	switch r.Event {
+	case record.EventOpened:
+		action, kind, types = ActionOpened, "event", typeConnStart
+	case record.EventClosed:
+		action, kind, types = ActionClosed, "event", typeConnEnd
+	}
+	if listener {
+		switch r.Event {
+		case record.EventOpened:
+			types = typeStart
+		case record.EventClosed:
+			types = typeEnd
+		default:
+			types = typeInfo
+		}
+	}
+	var start, end time.Time
+	var duration time.Duration
+	if r.Event == record.EventClosed {
+		start, end = r.FirstSeen, r.LastSeen
+		if end.IsZero() {
+			end = r.Time
+		}
+		if !start.IsZero() {
+			duration = end.Sub(start)
+		}
+	} else {
+		duration = now.Sub(r.Time)
+	}
+	if duration < 0 {
+		duration = 0
+	}
+	d.str("event.action", action)
+	d.strs("event.category", categoryNetwork)
+	d.str("event.dataset", "system.socket")
+	if r.Event != record.EventClosed || !start.IsZero() {
+		d.long("event.duration", int64(duration))
+	}
+	d.time("event.end", end)
+	d.str("event.kind", kind)
+	d.str("event.module", "system")
+	d.time("event.start", start)
+	d.strs("event.type", types)
+
+	if strict {
+		d.str("host.hostname", o.Hostname)
+	}
+	d.str("host.name", o.Hostname)
+	d.str("metricset.name", "socket")
+
+	// network.*
+	switch {
+	case !strict:
+		d.str("network.direction", r.Direction)
+	case r.Direction == record.DirectionIngress || r.Direction == record.DirectionEgress:
+		d.str("network.direction", r.Direction)
+	case listener:
+	default:
+		d.str("network.direction", directionUnknown)
+	}
+	transport := r.Transport
+	if transport == "" {
+		transport = record.TransportTCP
+	}
+	if strict {
+		d.str("network.iana_number", ianaByTransport[transport])
+	} else {
+		d.str("network.iana_number", ianaByFamily[r.Family])
+	}
+	d.str("network.transport", transport)
+	d.str("network.type", r.Family)
+
+	// process.*
+	p := r.Process
+	cmdline := ""
+	if p != nil {
+		cmdline = p.Cmdline
+		if cmdline == "" && len(p.Args) > 0 {
+			cmdline = strings.Join(p.Args, " ")
+		}
+		if len(p.Args) > 0 {
+			d.strs("process.args", p.Args)
+		}
+		if strict {
+			d.str("process.command_line", cmdline)
+		}
+		d.str("process.executable", p.Executable)
+		d.str("process.name", p.Name)
+		if p.PPID > 0 {
+			d.long("process.parent.pid", int64(p.PPID))
+		}
+		d.long("process.pid", int64(p.PID))
+		d.time("process.start", p.Start)
+	}
+
+	// related.*
+	if strict {
+		ips := d.related[0][:0]
+		ips = append(ips, r.Local.IP)
+		if hasRemote && r.Remote.IP != r.Local.IP {
+			ips = append(ips, r.Remote.IP)
+		}
+		hosts := d.related[1][:0]
+		if hasRemote && remoteHost != "" {
+			hosts = append(hosts, remoteHost)
+		}
+		if len(hosts) > 0 {
+			d.strs("related.hosts", hosts)
+		}
+		d.strs("related.ip", ips)
+		if u := userName(r); u != "" {
+			d.relUser[0] = u
+			d.strs("related.user", d.relUser[:1])
+		}
+	}
+
+	put("server")
+	d.str("service.type", "system")
+	put("source")
+
+	// system.socket.*
+	if strict {
+		d.str("system.socket.direction", r.Direction)
+	}
+	d.str("system.socket.local.ip", r.Local.IP)
+	d.long("system.socket.local.port", int64(r.Local.Port))
+	d.str("system.socket.process.cmdline", cmdline)
+	if hasRemote {
+		d.str("system.socket.remote.etld_plus_one", r.Remote.ETLDPlusOne)
+		d.str("system.socket.remote.host", r.Remote.Host)
+		d.str("system.socket.remote.host_error", r.Remote.HostError)
+		d.str("system.socket.remote.ip", r.Remote.IP)
+		d.long("system.socket.remote.port", int64(r.Remote.Port))
+	}
+
+	// user.*
+	if u := r.User; u != nil {
+		d.str("user.full_name", u.FullName)
+		if u.ID != "" {
+			d.str("user.id", u.ID)
+		} else if r.HasUID {
+			d.uintStr("user.id", uint64(r.UID))
+		}
+		d.str("user.name", u.Name)
+	} else if r.HasUID {
+		d.uintStr("user.id", uint64(r.UID))
+	}
+}
+
+// userName is the user for related.user: the name, else the id.
+func userName(r *record.Record) string {
+	if u := r.User; u != nil {
+		if u.Name != "" {
+			return u.Name
+		}
+		if u.ID != "" {
+			return u.ID
+		}
+	}
+	return ""
+}

@@ -1,0 +1,172 @@
+// Package ecs turns socket records into Elastic Common Schema documents.
+//
+// Build is a pure function of a record, the time the document is built
+// and Options; it gives a Doc, an ordered list of dotted field names and
+// values, which AppendJSON writes as one nested JSON object.
+//
+// # Two modes
+//
+// By default a document holds what Metricbeat's system/socket metricset
+// writes, field for field and value for value, so that existing dashboards
+// and queries keep working, plus only fields that conflict with nothing:
+// ecs.version, host.name, network.transport, event.kind, event.category,
+// event.type, event.action, event.start and event.end (closed events),
+// process.parent.pid and process.start.
+//
+// Three of the original's fields depart from ECS 9.4, and the default mode
+// keeps them for compatibility:
+//
+//   - network.iana_number is "4" for IPv4 and "41" for IPv6 (a map from the
+//     address family); ECS wants the transport's number, "6" for TCP;
+//   - network.direction is "listening" for listeners, a value ECS does not
+//     list;
+//   - agent.hostname, a Beats field that ECS no longer defines (ECS has
+//     host.hostname).
+//
+// With Options.Strict the document holds what ECS 9.4 expects instead:
+// network.iana_number "6"; no network.direction for listeners, the
+// direction of every socket under system.socket.direction; host.hostname
+// instead of agent.hostname; client and server beside source and
+// destination, as ECS's mapping of network events asks (ingress: the
+// remote end is client and source, the local end server and destination;
+// egress: the local end is client and source; a listener is a server);
+// related.ip, related.hosts and related.user; source.domain or
+// destination.domain and registered_domain, without the trailing dots of
+// DNS names; process.command_line; error.message beside error.code.
+//
+// In both modes the system.socket.* fields are the original's custom
+// namespace, and metricset.name is the Beats field every Metricbeat
+// document carries; neither conflicts with ECS.
+//
+// # Events
+//
+// The record's event (written by sockdiff) decides the categorization:
+//
+//	event      event.action      event.kind  event.type (connection / listener)
+//	existing   existing_socket   state       [connection, info] / [info]
+//	opened     socket_opened     event       [connection, start] / [start]
+//	closed     socket_closed     event       [connection, end] / [end]
+//
+// A socket that exists when it is first looked at is a state, not a change
+// (ECS: "the state of a TCP connection"; "info": a dump of what exists "as
+// opposed to reporting that a process started/ended"); an opened or closed
+// socket is a change, so an event. A record without an event (sockdump
+// straight into sockecs) or with an event this version does not know is a
+// socket seen in a snapshot: it is written as existing.
+//
+// # Times
+//
+// @timestamp is the record's time, when the dump that saw the socket began
+// (all sockets of one dump share it), in milliseconds as Beats writes it.
+// For closed events event.start is the first snapshot that held the
+// connection (first_seen) and event.end the last one (last_seen, or the
+// record's time when it is missing): ECS's "when the activity was first /
+// last observed". The connection ended between event.end and @timestamp.
+//
+// event.duration, in nanoseconds: for closed events event.end minus
+// event.start, as ECS asks when both are known. For every other event, as
+// in the original, the time from the start of the dump to when the document
+// was built: the original built its events inside the poll, after the
+// process and DNS lookups, so the value was the poll's latency up to that
+// event; here it is the pipeline's latency, dump, process and DNS lookups
+// included. A document built from a saved file therefore shows how old the
+// file is. It is never negative (a clock stepped back gives 0).
+package ecs
+
+import "time"
+
+// Version is the ECS version the documents follow.
+const Version = "9.4.0"
+
+// Options shape the documents.
+type Options struct {
+	// Strict writes what ECS 9.4 expects where the original departs
+	// from it; see the package documentation.
+	Strict bool
+	// Hostname is the host the sockets belong to: agent.hostname and
+	// host.name (host.hostname in strict mode). Empty leaves them out.
+	Hostname string
+	// AgentName is agent.name; empty means Hostname, as in Beats.
+	AgentName string
+	// DataStream, when set, adds the data_stream.* fields.
+	DataStream *DataStream
+}
+
+// DataStream names an Elasticsearch data stream: TYPE-DATASET-NAMESPACE.
+type DataStream struct {
+	Type      string // logs, metrics, …
+	Dataset   string // system.socket
+	Namespace string // default
+}
+
+// Name returns the data stream's index name.
+func (d DataStream) Name() string { return d.Type + "-" + d.Dataset + "-" + d.Namespace }
+
+// ParseDataStream splits an index name that follows the data stream naming
+// scheme (a known type, then a dataset and a namespace without dashes).
+func ParseDataStream(index string) (DataStream, bool) {
+	var parts [3]string
+	n := 0
+	start := 0
+	for i := 0; i <= len(index); i++ {
+		if i == len(index) || index[i] == '-' {
+			if n == 3 {
+				return DataStream{}, false
+			}
+			parts[n] = index[start:i]
+			n++
+			start = i + 1
+		}
+	}
+	if n != 3 || parts[1] == "" || parts[2] == "" {
+		return DataStream{}, false
+	}
+	switch parts[0] {
+	case "logs", "metrics", "traces", "synthetics", "profiling":
+	default:
+		return DataStream{}, false
+	}
+	return DataStream{Type: parts[0], Dataset: parts[1], Namespace: parts[2]}, true
+}
+
+// Kind is the JSON shape of a field's value.
+type Kind uint8
+
+// Value kinds.
+const (
+	String     Kind = iota // Field.Str
+	Long                   // Field.Int
+	Time                   // Field.Time, as an RFC 3339 string in milliseconds
+	Strings                // Field.Strs, as an array
+	UintString             // Field.Int as a decimal string (user.id from a uid)
+)
+
+// Field is one leaf of a document.
+type Field struct {
+	Name string // dotted path, e.g. "process.pid"
+	Kind Kind
+	Str  string
+	Int  int64
+	Time time.Time
+	Strs []string
+}
+
+// Doc is one document: its leaves in output order. Names are sorted by
+// their dot-separated segments, so that the leaves of one object are
+// adjacent, as AppendJSON requires.
+type Doc struct {
+	Fields []Field
+
+	related [2][3]string // backing arrays for related.ip and related.hosts/user
+	relUser [2]string
+}
+
+// Get returns the field of that name.
+func (d *Doc) Get(name string) (Field, bool) {
+	for _, f := range d.Fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
