@@ -1,0 +1,375 @@
+package diff
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+var t0 = time.Date(2026, 11, 26, 4, 30, 0, 0, time.UTC)
+
+// at returns the time of second n of a test.
+func at(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+
+// step is one input of a test: a socket, the end of a snapshot, or the end
+// of input mid-snapshot.
+type step struct {
+	sock       *record.Record
+	end        int // snapshot record at second end, when sock is nil and not cut
+	cut        bool
+	ended      *record.Key // a destroy notification at second end
+	noClosedCB bool        // end the snapshot without asking for closed events
+}
+
+// conn is a connection of the tests, written "ipv4 10.0.0.1:22 10.0.0.2:5000".
+type conn struct {
+	fam        string
+	lip, rip   string
+	lport, rpt uint16
+}
+
+func (c conn) key() record.Key { return record.Key{c.fam, c.lip, c.lport, c.rip, c.rpt} }
+
+func sock(sec int, c conn, state string, inode uint64) step {
+	return step{sock: &record.Record{
+		Type: record.TypeSocket, Time: at(sec), Family: c.fam, Transport: record.TransportTCP,
+		State: state, Local: record.Endpoint{IP: c.lip, Port: c.lport},
+		Remote: record.Endpoint{IP: c.rip, Port: c.rpt}, Inode: inode,
+	}}
+}
+
+func snap(sec int) step          { return step{end: sec} }
+func snapNoClosed(sec int) step  { return step{end: sec, noClosedCB: true} }
+func cut() step                  { return step{cut: true} }
+func ended(sec int, c conn) step { k := c.key(); return step{end: sec, ended: &k} }
+func (c conn) String() string {
+	return fmt.Sprintf("%s %s:%d %s:%d", c.fam, c.lip, c.lport, c.rip, c.rpt)
+}
+func keyString(k record.Key) string {
+	return conn{k.Family, k.LocalIP, k.RemoteIP, k.LocalPort, k.RemotePort}.String()
+}
+
+// ev is an event as the tests compare it; times are seconds of the test,
+// -1 when absent.
+type ev struct {
+	Event       string
+	Conn        string
+	State       string
+	Inode       uint64
+	Time        int
+	First, Last int
+}
+
+func sec(t time.Time) int {
+	if t.IsZero() {
+		return -1
+	}
+	return int(t.Sub(t0) / time.Second)
+}
+
+func toEv(r *record.Record) ev {
+	return ev{r.Event, keyString(r.Key()), r.State, r.Inode, sec(r.Time), sec(r.FirstSeen), sec(r.LastSeen)}
+}
+
+// play runs the steps on s and returns the events, as sockdiff would write
+// them.
+func play(t testing.TB, s *State, steps []step) []ev {
+	t.Helper()
+	var got []ev
+	enc := codec.NewEncoder()
+	for _, st := range steps {
+		switch {
+		case st.sock != nil:
+			raw := enc.Encode(st.sock)
+			raw = raw[:len(raw)-1]
+			if e := s.Socket(st.sock, raw); e != "" {
+				r := *st.sock
+				r.Event, r.FirstSeen = e, r.Time
+				got = append(got, toEv(&r))
+			}
+		case st.cut:
+			s.Incomplete()
+		case st.ended != nil:
+			r, err := s.Ended(*st.ended, at(st.end))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r != nil {
+				got = append(got, toEv(r))
+			}
+		default:
+			var cb func(*record.Record) error
+			if !st.noClosedCB {
+				cb = func(r *record.Record) error { got = append(got, toEv(r)); return nil }
+			}
+			if err := s.EndSnapshot(at(st.end), cb); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return got
+}
+
+var (
+	lis  = conn{"ipv4", "0.0.0.0", "0.0.0.0", 22, 0}
+	a    = conn{"ipv4", "10.0.0.1", "10.0.0.2", 22, 5000}
+	b    = conn{"ipv4", "10.0.0.1", "10.0.0.3", 22, 5001}
+	c    = conn{"ipv4", "10.0.0.1", "10.0.0.4", 40000, 443}
+	a6m  = conn{"ipv6", "::ffff:10.0.0.1", "::ffff:10.0.0.2", 22, 5000}
+	a6s  = conn{"ipv6", "10.0.0.1", "10.0.0.2", 22, 5000} // same strings, other family
+	tw1  = conn{"ipv4", "10.0.0.1", "10.0.0.9", 22, 6001}
+	tw2  = conn{"ipv4", "10.0.0.1", "10.0.0.9", 22, 6002}
+	ipv6 = conn{"ipv6", "2001:db8::1", "2001:db8::2", 443, 50000}
+)
+
+func TestDiff(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		steps []step
+		want  []ev
+	}{{
+		name: "first snapshot existing, then opened and closed",
+		steps: []step{
+			sock(0, lis, "listening", 1), sock(0, a, "established", 2), snap(0),
+			sock(1, lis, "listening", 1), sock(1, b, "established", 3), snap(1),
+			sock(2, lis, "listening", 1), sock(2, b, "established", 3), snap(2),
+		},
+		want: []ev{
+			{"existing", lis.String(), "listening", 1, 0, 0, -1},
+			{"existing", a.String(), "established", 2, 0, 0, -1},
+			{"opened", b.String(), "established", 3, 1, 1, -1},
+			{"closed", a.String(), "established", 2, 1, 0, 0},
+		},
+	}, {
+		name: "state changes of one connection are one connection",
+		steps: []step{
+			sock(0, lis, "listening", 1), snap(0),
+			sock(1, lis, "listening", 1), sock(1, a, "syn-recv", 0), snap(1),
+			sock(2, lis, "listening", 1), sock(2, a, "established", 7), snap(2),
+			sock(3, lis, "listening", 1), sock(3, a, "close-wait", 7), snap(3),
+			sock(4, lis, "listening", 1), sock(4, a, "time-wait", 0), snap(4),
+			sock(5, lis, "listening", 1), snap(5),
+		},
+		want: []ev{
+			{"existing", lis.String(), "listening", 1, 0, 0, -1},
+			// The event copies the first sighting; closed carries the last.
+			{"opened", a.String(), "syn-recv", 0, 1, 1, -1},
+			{"closed", a.String(), "time-wait", 0, 5, 1, 4},
+		},
+	}, {
+		name: "a 4-tuple that comes back later is a new connection",
+		steps: []step{
+			sock(0, lis, "listening", 1), snap(0),
+			sock(1, a, "established", 2), snap(1),
+			snap(2),
+			sock(3, a, "established", 9), snap(3),
+			sock(4, a, "established", 9), snap(4),
+		},
+		want: []ev{
+			{"existing", lis.String(), "listening", 1, 0, 0, -1},
+			{"opened", a.String(), "established", 2, 1, 1, -1},
+			{"closed", lis.String(), "listening", 1, 1, 0, 0},
+			{"closed", a.String(), "established", 2, 2, 1, 1},
+			{"opened", a.String(), "established", 9, 3, 3, -1},
+		},
+	}, {
+		name: "IPv4 and IPv4-mapped IPv6 of the same numbers are different connections",
+		steps: []step{
+			sock(0, a, "established", 2), snap(0),
+			sock(1, a, "established", 2), sock(1, a6m, "established", 3), sock(1, a6s, "established", 4), snap(1),
+			sock(2, a6m, "established", 3), sock(2, a6s, "established", 4), snap(2),
+		},
+		want: []ev{
+			{"existing", a.String(), "established", 2, 0, 0, -1},
+			{"opened", a6m.String(), "established", 3, 1, 1, -1},
+			{"opened", a6s.String(), "established", 4, 1, 1, -1},
+			{"closed", a.String(), "established", 2, 2, 0, 1},
+		},
+	}, {
+		name: "sockets with inode 0 are told apart by their 4-tuple",
+		steps: []step{
+			sock(0, tw1, "time-wait", 0), sock(0, tw2, "time-wait", 0), snap(0),
+			sock(1, tw2, "time-wait", 0), sock(1, ipv6, "fin-wait-2", 0), snap(1),
+			snap(2),
+		},
+		want: []ev{
+			{"existing", tw1.String(), "time-wait", 0, 0, 0, -1},
+			{"existing", tw2.String(), "time-wait", 0, 0, 0, -1},
+			{"opened", ipv6.String(), "fin-wait-2", 0, 1, 1, -1},
+			{"closed", tw1.String(), "time-wait", 0, 1, 0, 0},
+			{"closed", tw2.String(), "time-wait", 0, 2, 0, 1},
+			{"closed", ipv6.String(), "fin-wait-2", 0, 2, 1, 1},
+		},
+	}, {
+		name: "an empty snapshot closes everything",
+		steps: []step{
+			sock(0, a, "established", 2), sock(0, b, "established", 3), snap(0),
+			snap(1),
+			sock(2, a, "established", 2), snap(2),
+		},
+		want: []ev{
+			{"existing", a.String(), "established", 2, 0, 0, -1},
+			{"existing", b.String(), "established", 3, 0, 0, -1},
+			{"closed", a.String(), "established", 2, 1, 0, 0},
+			{"closed", b.String(), "established", 3, 1, 0, 0},
+			{"opened", a.String(), "established", 2, 2, 2, -1},
+		},
+	}, {
+		name: "an empty first snapshot makes later sockets opened",
+		steps: []step{
+			snap(0),
+			sock(1, a, "established", 2), snap(1),
+		},
+		want: []ev{
+			{"opened", a.String(), "established", 2, 1, 1, -1},
+		},
+	}, {
+		name: "a truncated snapshot reports nothing closed and merges what it held",
+		steps: []step{
+			sock(0, a, "established", 2), sock(0, b, "established", 3), snap(0),
+			sock(1, a, "established", 2), sock(1, c, "syn-sent", 4), cut(),
+			sock(2, a, "established", 2), snap(2),
+		},
+		want: []ev{
+			{"existing", a.String(), "established", 2, 0, 0, -1},
+			{"existing", b.String(), "established", 3, 0, 0, -1},
+			{"opened", c.String(), "syn-sent", 4, 1, 1, -1},
+			{"closed", b.String(), "established", 3, 2, 0, 0},
+			{"closed", c.String(), "syn-sent", 4, 2, 1, 1},
+		},
+	}, {
+		name: "a truncated first snapshot leaves the next one existing",
+		steps: []step{
+			sock(0, a, "established", 2), cut(),
+			sock(1, a, "established", 2), sock(1, b, "established", 3), snap(1),
+			sock(2, a, "established", 2), sock(2, b, "established", 3), sock(2, c, "established", 4), snap(2),
+		},
+		want: []ev{
+			{"existing", a.String(), "established", 2, 0, 0, -1},
+			{"existing", b.String(), "established", 3, 1, 1, -1},
+			{"opened", c.String(), "established", 4, 2, 2, -1},
+		},
+	}, {
+		name: "an empty cut changes nothing",
+		steps: []step{
+			sock(0, a, "established", 2), snap(0),
+			cut(), cut(),
+			snap(1),
+		},
+		want: []ev{
+			{"existing", a.String(), "established", 2, 0, 0, -1},
+			{"closed", a.String(), "established", 2, 1, 0, 0},
+		},
+	}, {
+		name: "a socket twice in one snapshot is one connection",
+		steps: []step{
+			sock(0, a, "established", 2), sock(0, a, "established", 2), snap(0),
+			sock(1, a, "established", 2), sock(1, a, "fin-wait-1", 2), snap(1),
+			snap(2),
+		},
+		want: []ev{
+			{"existing", a.String(), "established", 2, 0, 0, -1},
+			{"closed", a.String(), "fin-wait-1", 2, 2, 0, 1},
+		},
+	}, {
+		name: "without a closed callback, gone connections are forgotten all the same",
+		steps: []step{
+			sock(0, a, "established", 2), snap(0),
+			snapNoClosed(1),
+			sock(2, a, "established", 5), snap(2),
+		},
+		want: []ev{
+			{"existing", a.String(), "established", 2, 0, 0, -1},
+			{"opened", a.String(), "established", 5, 2, 2, -1},
+		},
+	}, {
+		name: "a destroy notification closes a known connection at its exact end",
+		steps: []step{
+			sock(0, a, "established", 2), sock(0, b, "established", 3), snap(0),
+			ended(1, a),
+			ended(1, c), // never seen: nothing known to close
+			sock(2, b, "established", 3), ended(2, b), snap(2),
+			snap(3),
+		},
+		want: []ev{
+			{"existing", a.String(), "established", 2, 0, 0, -1},
+			{"existing", b.String(), "established", 3, 0, 0, -1},
+			{"closed", a.String(), "established", 2, 1, 0, 1},
+			{"closed", b.String(), "established", 3, 2, 0, 2},
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := play(t, New(), tt.steps)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDiffCounts(t *testing.T) {
+	t.Parallel()
+	s := New()
+	play(t, s, []step{sock(0, a, "established", 2), sock(0, b, "established", 3)})
+	if s.Pending() != 2 || s.Len() != 2 || s.Complete() {
+		t.Errorf("mid-snapshot: Pending %d Len %d Complete %v, want 2 2 false", s.Pending(), s.Len(), s.Complete())
+	}
+	play(t, s, []step{snap(0), sock(1, a, "established", 2), snap(1)})
+	if s.Pending() != 0 || s.Len() != 1 || !s.Complete() || !s.Snapshot().Equal(at(1)) {
+		t.Errorf("after snapshots: Pending %d Len %d Complete %v Snapshot %v", s.Pending(), s.Len(), s.Complete(), s.Snapshot())
+	}
+	s.MarkClean()
+	if s.Dirty() {
+		t.Error("Dirty after MarkClean")
+	}
+	s.Incomplete()
+	if s.Dirty() {
+		t.Error("an empty Incomplete made the state dirty")
+	}
+}
+
+// TestClosedCarriesExtra checks that a closed event is the last record as
+// read, members unknown to the schema included.
+func TestClosedCarriesExtra(t *testing.T) {
+	t.Parallel()
+	s := New()
+	line := []byte(`{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","state":"established","local":{"ip":"10.0.0.1","port":22,"zone":"x"},"remote":{"ip":"10.0.0.2","port":5000},"inode":2,"tag":{"a":[1,2]}}`)
+	r, err := codec.Decode(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Socket(r, line)
+	s.EndSnapshot(at(0), nil)
+	var got []byte
+	err = s.EndSnapshot(at(1), func(r *record.Record) error { got = append(got, codec.NewEncoder().Encode(r)...); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"socket","time":"2026-11-26T04:30:01Z","family":"ipv4","state":"established","local":{"ip":"10.0.0.1","port":22,"zone":"x"},"remote":{"ip":"10.0.0.2","port":5000},"inode":2,"event":"closed","first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","tag":{"a":[1,2]}}` + "\n"
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Errorf("closed event (-want +got):\n%s", diff)
+	}
+}
+
+func TestClosedCallbackError(t *testing.T) {
+	t.Parallel()
+	s := New()
+	play(t, s, []step{sock(0, a, "established", 2), sock(0, b, "established", 3), snap(0)})
+	boom := fmt.Errorf("boom")
+	calls := 0
+	err := s.EndSnapshot(at(1), func(*record.Record) error { calls++; return boom })
+	if err != boom || calls != 1 {
+		t.Errorf("EndSnapshot = %v after %d calls, want boom after 1", err, calls)
+	}
+	if s.Len() != 0 {
+		t.Errorf("Len = %d after a failed report, want 0: forgetting goes on", s.Len())
+	}
+}
