@@ -1,6 +1,7 @@
 package ecs
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -257,7 +258,7 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	}
 }
 
-// userName is the user for related.user: the name, else the id.
+// userName is the user for related.user: the name, else the uid.
 func userName(r *record.Record) string {
 	if u := r.User; u != nil {
 		if u.Name != "" {
@@ -266,6 +267,9 @@ func userName(r *record.Record) string {
 		if u.ID != "" {
 			return u.ID
 		}
+	}
+	if r.HasUID {
+		return strconv.FormatUint(uint64(r.UID), 10)
 	}
 	return ""
 }

@@ -1,0 +1,191 @@
+// Package sockecs implements the sockecs program: it reads socket records
+// and writes one Elastic Common Schema document a line for each, shaped
+// like Metricbeat's system/socket documents, or ECS 9.4 strict, or as an
+// Elasticsearch _bulk body.
+package sockecs
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/ecs"
+	"github.com/sockpipe/sockpipe/internal/ndjson"
+	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/stage"
+)
+
+// DefaultIndex is where --bulk sends documents unless --index says
+// otherwise: the data stream Metricbeat's system integration uses.
+const DefaultIndex = "metrics-system.socket-default"
+
+const synopsis = "sockecs [--strict-ecs] [--bulk [--index NAME]] [--name NAME] [--hostname NAME] [--strict]"
+
+const about = `Input (NDJSON on stdin): socket records, from sockdump, sockdiff, sockproc
+and sockresolve in any combination. Only "socket" records become
+documents; "snapshot" records (which flush the output) and records of
+other types are consumed and not written. A record without an "event"
+(sockdump straight into sockecs) is a socket seen in a snapshot and is
+written as an existing one. Bad lines are reported on stderr with their
+line number and skipped (--strict stops at the first one).
+
+Output (NDJSON on stdout): one ECS document a line, as Metricbeat's
+system/socket metricset writes it (@timestamp, agent.*, event.*,
+metricset.name, network.*, server/source/destination, process.*, user.*,
+error.code, system.socket.*), plus ecs.version, host.name,
+network.transport, event.kind/category/type/action, and event.start /
+event.end for closed sockets.
+  event.duration (ns): for closed sockets event.end - event.start; for the
+  others, as in the original, from the start of the dump to when sockecs
+  built the document (the pipeline's latency, process and DNS lookups
+  included; for a saved file, its age).
+--strict-ecs writes what ECS 9.4 expects where the original departs from
+it: network.iana_number "6" (not "4"/"41"), no "listening" in
+network.direction (system.socket.direction has it), host.hostname instead
+of agent.hostname, client/server beside source/destination, related.*,
+*.domain and *.registered_domain, process.command_line, error.message.
+--bulk writes an Elasticsearch _bulk body: a {"create":{"_index":…}} line
+before each document, which carries data_stream.* when the index is named
+TYPE-DATASET-NAMESPACE. Send it with
+  curl -H 'Content-Type: application/x-ndjson' --data-binary @- URL/_bulk
+Output is flushed at every snapshot record and whenever the input pauses.
+
+Privileges: none.
+
+Exit codes:
+  0  success, or stopped by SIGINT/SIGTERM or a closed stdout
+  1  failure (I/O, a bad line under --strict)
+  2  bad flags
+`
+
+// Env holds what Run takes from outside: the clock and the host name.
+// The zero value uses the real ones.
+type Env struct {
+	Now      func() time.Time       // default time.Now
+	Hostname func() (string, error) // default os.Hostname
+}
+
+// Run is the sockecs program with the real clock and host name.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return Env{}.Run(ctx, args, stdin, stdout, stderr)
+}
+
+// Run is the sockecs program.
+func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := cli.FlagSet("sockecs", synopsis, about, stderr)
+	strictECS := fs.Bool("strict-ecs", false, "write what ECS 9.4 expects where Metricbeat's documents depart from it")
+	bulk := fs.Bool("bulk", false, "write an Elasticsearch _bulk body: a create action before each document")
+	index := fs.String("index", DefaultIndex, "with --bulk, the index or data stream `NAME`")
+	name := fs.String("name", "", "agent.name (default: the host name), as Beats' name setting")
+	hostname := fs.String("hostname", "", "the host the sockets belong to, for agent.hostname and host.name (default: this machine's host name)")
+	strict := fs.Bool("strict", false, "stop at the first bad input line instead of skipping it")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	indexSet := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "index" {
+			indexSet = true
+		}
+	})
+	if indexSet && !*bulk {
+		return cli.UsageError("--index needs --bulk")
+	}
+	if *bulk && *index == "" {
+		return cli.UsageError("--index must not be empty")
+	}
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.Hostname == nil {
+		env.Hostname = os.Hostname
+	}
+	opts := ecs.Options{Strict: *strictECS, Hostname: *hostname, AgentName: *name}
+	if opts.Hostname == "" {
+		h, err := env.Hostname()
+		if err != nil {
+			// Documents without a host name are still worth writing.
+			fmt.Fprintf(stderr, "sockecs: host name: %v (agent.hostname and host.name left out)\n", err)
+		}
+		opts.Hostname = h
+	}
+	var action []byte
+	if *bulk {
+		if ds, ok := ecs.ParseDataStream(*index); ok {
+			opts.DataStream = &ds
+		}
+		action = BulkAction(*index)
+	}
+
+	out := ndjson.NewWriter(stdout)
+	in := stage.NewInput(ctx, stdin, 0)
+	in.Name, in.Stderr, in.Strict, in.Wait = "sockecs", stderr, *strict, out.Flush
+	w := Writer{Options: opts, Action: action, Now: env.Now}
+	for {
+		line, err := in.Next()
+		if err != nil {
+			ferr := out.Flush()
+			switch {
+			case errors.Is(err, io.EOF):
+				return ferr
+			case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+				if ferr != nil {
+					return ferr
+				}
+				return err
+			}
+			var le *ndjson.LineError
+			if errors.As(err, &le) {
+				return cli.Exit(cli.ExitFailure, err)
+			}
+			return fmt.Errorf("reading stdin: %w", err)
+		}
+		switch line.Rec.Type {
+		case record.TypeSocket:
+			if err := out.Write(w.Append(line.Rec)); err != nil {
+				return err
+			}
+		case record.TypeSnapshot:
+			if err := out.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// BulkAction returns the _bulk action line (with its newline) that
+// creates a document in index. Data streams accept only create.
+func BulkAction(index string) []byte {
+	b := []byte(`{"create":{"_index":`)
+	b = codec.AppendString(b, index)
+	return append(b, "}}\n"...)
+}
+
+// Writer turns records into output lines, reusing its buffers. It is not
+// safe for concurrent use.
+type Writer struct {
+	Options ecs.Options
+	Action  []byte           // written before each document when set (--bulk)
+	Now     func() time.Time // the build time of each document
+
+	doc ecs.Doc
+	buf []byte
+}
+
+// Append returns the lines for one socket record: the action line, if
+// any, and the document, each with its newline. The slice is valid until
+// the next call.
+func (w *Writer) Append(r *record.Record) []byte {
+	w.doc.Build(r, w.Now(), &w.Options)
+	b := append(w.buf[:0], w.Action...)
+	b = w.doc.AppendJSON(b)
+	b = append(b, '\n')
+	w.buf = b
+	return b
+}

@@ -1,0 +1,247 @@
+package sockecs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/ecs/ecscheck"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// t0 is the time of the first record of testdata/input.ndjson.
+var t0 = time.Date(2026, 11, 26, 4, 30, 0, 123456789, time.UTC)
+
+// fixedEnv builds every document 1.5 ms after the last record's time, on
+// host "web-1".
+var fixedEnv = Env{
+	Now:      func() time.Time { return t0.Add(2*time.Second + 1500*time.Microsecond) },
+	Hostname: func() (string, error) { return "web-1", nil },
+}
+
+func run(t testing.TB, env Env, args []string, stdin []byte) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err = env.Run(context.Background(), args, bytes.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func readFile(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if diff := cmp.Diff(string(readFile(t, path)), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", path, diff)
+	}
+}
+
+func schema(t testing.TB) *ecscheck.Schema {
+	t.Helper()
+	s, err := ecscheck.Load(filepath.Join("..", "..", "testdata", "ecs", "ecs_flat.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Custom = []string{"system.socket.", "metricset."}
+	return s
+}
+
+const wantStderr = `sockecs: line 6: not a JSON object (skipped)
+sockecs: line 7: socket record: family "ipx" is neither "ipv4" nor "ipv6" (skipped)
+`
+
+func TestGolden(t *testing.T) {
+	in := readFile(t, "testdata/input.ndjson")
+	tests := []struct {
+		golden string
+		args   []string
+	}{
+		{"default.golden", nil},
+		{"strict.golden", []string{"--strict-ecs"}},
+		{"bulk.golden", []string{"--bulk", "--name", "edge-agent"}},
+		{"bulk-strict.golden", []string{"--bulk", "--strict-ecs", "--index", "sockets", "--hostname", "db-1"}},
+	}
+	s := schema(t)
+	for _, tt := range tests {
+		t.Run(tt.golden, func(t *testing.T) {
+			stdout, stderr, err := run(t, fixedEnv, tt.args, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(wantStderr, stderr); diff != "" {
+				t.Errorf("stderr (-want +got):\n%s", diff)
+			}
+			golden(t, tt.golden, stdout)
+			lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+			if strings.Contains(tt.golden, "bulk") {
+				var docs []string
+				for i := 1; i < len(lines); i += 2 {
+					docs = append(docs, lines[i])
+				}
+				lines = docs
+			}
+			if len(lines) != 5 {
+				t.Errorf("%d documents, want 5 (one per socket record)", len(lines))
+			}
+			if !strings.Contains(tt.golden, "strict") {
+				return
+			}
+			for _, doc := range lines {
+				for _, f := range s.Check([]byte(doc)) {
+					t.Errorf("%s\nin %s", f, doc)
+				}
+			}
+		})
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	in := readFile(t, "testdata/input.ndjson")
+	tests := []struct {
+		name       string
+		args       []string
+		stdin      []byte
+		wantCode   int
+		wantStdout string
+		wantErr    string
+	}{
+		{name: "index without bulk", args: []string{"--index", "x"}, wantCode: cli.ExitUsage, wantErr: "--index needs --bulk"},
+		{name: "empty index", args: []string{"--bulk", "--index", ""}, wantCode: cli.ExitUsage, wantErr: "--index must not be empty"},
+		{name: "argument", args: []string{"extra"}, wantCode: cli.ExitUsage, wantErr: `unexpected argument "extra"`},
+		{name: "bad flag", args: []string{"--nope"}, wantCode: cli.ExitUsage, wantErr: "flag provided but not defined: -nope"},
+		{name: "strict stops at a bad line", args: []string{"--strict"}, stdin: in, wantCode: cli.ExitFailure, wantErr: "line 6: not a JSON object"},
+		{name: "empty input", stdin: nil, wantCode: cli.ExitOK},
+		{name: "only snapshots", stdin: []byte(`{"type":"snapshot","time":"2026-11-26T04:30:00Z","sockets":0}` + "\n"), wantCode: cli.ExitOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, _, err := run(t, fixedEnv, tt.args, tt.stdin)
+			var errb bytes.Buffer
+			if code := cli.Code("sockecs", err, &errb); code != tt.wantCode {
+				t.Errorf("exit code %d, want %d (%v)", code, tt.wantCode, err)
+			}
+			if !strings.Contains(errb.String(), tt.wantErr) {
+				t.Errorf("error %q does not contain %q", errb.String(), tt.wantErr)
+			}
+			if tt.name == "strict stops at a bad line" {
+				// What came before the bad line was written.
+				if n := strings.Count(stdout, "\n"); n != 3 {
+					t.Errorf("%d documents before the bad line, want 3", n)
+				}
+			} else if stdout != tt.wantStdout {
+				t.Errorf("stdout %q, want %q", stdout, tt.wantStdout)
+			}
+		})
+	}
+}
+
+func TestHostnameFailure(t *testing.T) {
+	env := fixedEnv
+	env.Hostname = func() (string, error) { return "", errors.New("uname: no") }
+	in := readFile(t, "testdata/input.ndjson")
+	stdout, stderr, err := run(t, env, nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "sockecs: host name: uname: no (agent.hostname and host.name left out)") {
+		t.Errorf("stderr: %s", stderr)
+	}
+	if strings.Contains(stdout, `"agent":{`) || strings.Contains(stdout, `"host":{`) || strings.Count(stdout, "\n") != 5 {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+}
+
+// A closed stdout ends the program quietly, as a failure that cli.Code
+// maps to 0.
+type closedWriter struct{}
+
+func (closedWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+func TestClosedStdout(t *testing.T) {
+	in := readFile(t, "testdata/input.ndjson")
+	err := fixedEnv.Run(context.Background(), nil, bytes.NewReader(in), closedWriter{}, &bytes.Buffer{})
+	if !cli.IsClosedPipe(err) {
+		t.Fatalf("err = %v, want a closed pipe", err)
+	}
+	var errb bytes.Buffer
+	if code := cli.Code("sockecs", err, &errb); code != 0 || errb.Len() != 0 {
+		t.Errorf("code %d, stderr %q", code, errb.String())
+	}
+}
+
+// Cancelling the context (SIGINT, SIGTERM) flushes what was written and
+// ends with the context's error, which cli.Code maps to 0.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestCancel(t *testing.T) {
+	in := readFile(t, "testdata/input.ndjson")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Close(); pw.Close() })
+	first, _, _ := bytes.Cut(in, []byte("\n"))
+	if _, err := pw.Write(append(first, '\n')); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- fixedEnv.Run(ctx, nil, pr, &out, &bytes.Buffer{}) }()
+	// The document is flushed as soon as the input pauses.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "\n") {
+		if time.Now().After(deadline) {
+			t.Fatal("the document was not flushed while the input paused")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not end after cancel")
+	}
+}
