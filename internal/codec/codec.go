@@ -181,17 +181,6 @@ func (d *decoder) time(key string, dst *time.Time) bool {
 	return true
 }
 
-func (d *decoder) bool(key string, dst *bool) bool {
-	if d.null() {
-		return true
-	}
-	if d.it.WhatIsNext() != jsoniter.BoolValue {
-		return d.fail("%q: want true or false", key)
-	}
-	*dst = d.it.ReadBool()
-	return true
-}
-
 func (d *decoder) object(key string, cb func(*jsoniter.Iterator, string) bool) bool {
 	if d.null() {
 		return true

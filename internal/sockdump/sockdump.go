@@ -73,7 +73,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		*count = 1
 	}
 
-	d, err := Open(*netns)
+	d, err := open(*netns)
 	if err != nil {
 		return exitError(err)
 	}
@@ -142,6 +142,9 @@ type ipKey struct {
 }
 
 const maxIPCache = 1 << 16
+
+// open is Open, replaced in tests.
+var open = Open
 
 // Open opens a dumper of the network namespace at path, or of the
 // current one when path is empty.
@@ -313,4 +316,3 @@ func dialIn(path string) (*inetdiag.Conn, error) {
 	runtime.UnlockOSThread()
 	return conn, dialErr
 }
-

@@ -1,0 +1,180 @@
+package codec
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// Real lines, as the stages write them.
+var (
+	sockdumpLine = `{"type":"socket","time":"2026-11-26T04:34:58.609946165Z","family":"ipv4","transport":"tcp","state":"listening","local":{"ip":"0.0.0.0","port":2024},"remote":{"ip":"0.0.0.0","port":0},"direction":"listening","inode":1088,"uid":0,"cookie":1,"netns":4026531833}`
+	snapshotLine = `{"type":"snapshot","time":"2026-11-26T04:34:58.623988142Z","schema":1,"sockets":4,"duration_ns":740889}`
+	enrichedLine = `{"type":"socket","time":"2026-11-26T04:34:58.609946165Z","family":"ipv6","transport":"tcp","state":"established","local":{"ip":"::ffff:127.0.0.1","port":8080},"remote":{"ip":"::ffff:127.0.0.1","port":51234,"host":"localhost.","geo":{"city":"Oslo"}},"direction":"ingress","inode":77,"uid":1000,"cookie":9,"event":"opened","first_seen":"2026-11-26T04:34:58.609946165Z","last_seen":"2026-11-26T04:34:59.609946165Z","process":{"pid":42,"ppid":1,"name":"nginx","executable":"/usr/sbin/nginx","args":["nginx","-g","daemon off;"],"cmdline":"nginx -g daemon off;","start":"2026-11-26T04:00:00Z","container":"abc"},"user":{"id":"1000","name":"jaime","full_name":"Jaime \"J\" Soriano <j@example.com>"},"tag":[1,2,{"x":null}]}`
+	closedLine   = `{"type":"socket","time":"2026-11-26T04:35:00Z","family":"ipv4","transport":"tcp","state":"time-wait","local":{"ip":"127.0.0.1","port":1},"remote":{"ip":"127.0.0.1","port":2},"direction":"egress","inode":0,"event":"closed","process_error":"process has exited. inode=0, tcp_state=time-wait"}`
+)
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	enc := NewEncoder()
+	for _, line := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine} {
+		r, err := Decode([]byte(line))
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", line, err)
+		}
+		got := strings.TrimSuffix(string(enc.Encode(r)), "\n")
+		if diff := cmp.Diff(line, got); diff != "" {
+			t.Errorf("round trip (-want +got):\n%s", diff)
+		}
+	}
+}
+
+func TestDecodeFields(t *testing.T) {
+	t.Parallel()
+	r, err := Decode([]byte(enrichedLine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Type != record.TypeSocket || r.Family != "ipv6" || r.Local.Port != 8080 || r.Remote.Host != "localhost." {
+		t.Errorf("decoded %+v", r)
+	}
+	if !r.HasUID || r.UID != 1000 || r.Inode != 77 || r.Cookie != 9 {
+		t.Errorf("numbers: uid %d (%v) inode %d cookie %d", r.UID, r.HasUID, r.Inode, r.Cookie)
+	}
+	if r.Process == nil || r.Process.PID != 42 || len(r.Process.Args) != 3 || r.Process.Start != time.Date(2026, 11, 26, 4, 0, 0, 0, time.UTC) {
+		t.Errorf("process %+v", r.Process)
+	}
+	wantExtra := []record.Field{{Key: "tag", Value: []byte(`[1,2,{"x":null}]`)}}
+	if diff := cmp.Diff(wantExtra, r.Extra); diff != "" {
+		t.Errorf("extra (-want +got):\n%s", diff)
+	}
+	if got := string(r.Remote.Extra[0].Value); got != `{"city":"Oslo"}` {
+		t.Errorf("remote extra %s", got)
+	}
+}
+
+func TestDecodeNullIsAbsent(t *testing.T) {
+	t.Parallel()
+	r, err := Decode([]byte(`{"type":"socket","uid":null,"process":null,"user":null,"local":null,"inode":null}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.HasUID || r.Process != nil || r.User != nil || r.Local.IP != "" {
+		t.Errorf("null members not absent: %+v", r)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, line, want string }{
+		{"empty", ``, "not a JSON object"},
+		{"array", `[1]`, "not a JSON object"},
+		{"string", `"socket"`, "not a JSON object"},
+		{"truncated", `{"type":"socket","local":{"ip":"1`, "invalid JSON"},
+		{"trailing", `{"type":"socket"} {}`, "trailing data"},
+		{"port type", `{"type":"socket","local":{"port":"80"}}`, `"local.port": want a number`},
+		{"port range", `{"type":"socket","local":{"port":65536}}`, "out of range"},
+		{"negative inode", `{"type":"socket","inode":-1}`, "non-negative integer"},
+		{"float uid", `{"type":"socket","uid":1.5}`, "non-negative integer"},
+		{"uid range", `{"type":"socket","uid":4294967296}`, "out of range"},
+		{"bad time", `{"type":"socket","time":"yesterday"}`, "RFC 3339"},
+		{"args type", `{"type":"socket","process":{"args":[1]}}`, "array of strings"},
+		{"type type", `{"type":1}`, "want a string"},
+		{"bad extra", `{"type":"socket","x":tru}`, "invalid JSON"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.line))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Decode(%s) = %v, want an error containing %q", tt.line, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		line string
+		ok   bool
+	}{
+		{sockdumpLine, true},
+		{snapshotLine, true},
+		{`{"type":"something-else"}`, true},
+		{`{"time":"2026-11-26T04:35:00Z"}`, false},
+		{`{"type":"socket","time":"2026-11-26T04:35:00Z","family":"ipx","local":{"ip":"1"},"remote":{"ip":"2"}}`, false},
+		{`{"type":"socket","time":"2026-11-26T04:35:00Z","family":"ipv4","remote":{"ip":"2"}}`, false},
+		{`{"type":"socket","family":"ipv4","local":{"ip":"1"},"remote":{"ip":"2"}}`, false},
+		{`{"type":"snapshot"}`, false},
+	} {
+		r, err := Decode([]byte(tt.line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Validate(); (err == nil) != tt.ok {
+			t.Errorf("Validate(%s) = %v, want ok=%v", tt.line, err, tt.ok)
+		}
+	}
+}
+
+func TestEncodeEscapes(t *testing.T) {
+	t.Parallel()
+	r := &record.Record{Type: record.TypeSocket, Family: "ipv4", State: "weird\"state", Local: record.Endpoint{IP: "1.2.3.4"},
+		Process: &record.Process{Name: "a\x00b<\xff>", Args: []string{"x\ny"}}}
+	line := NewEncoder().Encode(r)
+	if !Valid(line) {
+		t.Fatalf("invalid JSON: %s", line)
+	}
+	back, err := Decode(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.State != r.State || back.Process.Args[0] != "x\ny" {
+		t.Errorf("escaping lost data: %s", line)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine, `{}`, `{"type":null}`, `{"local":{"port":1e3}}`} {
+		f.Add([]byte(s))
+	}
+	enc := NewEncoder()
+	f.Fuzz(func(t *testing.T, line []byte) {
+		r, err := Decode(line)
+		if err != nil {
+			return
+		}
+		_ = r.Validate()
+		out := enc.Encode(r)
+		if !Valid(out) {
+			t.Fatalf("encoded invalid JSON %q from %q", out, line)
+		}
+		r2, err := Decode(out)
+		if err != nil {
+			t.Fatalf("re-decode of %q: %v", out, err)
+		}
+		if out2 := enc.Encode(r2); string(out2) != string(out) {
+			t.Fatalf("not stable:\n%s\n%s", out, out2)
+		}
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	line := []byte(enrichedLine)
+	for b.Loop() {
+		if _, err := Decode(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	r, _ := Decode([]byte(sockdumpLine))
+	enc := NewEncoder()
+	for b.Loop() {
+		enc.Encode(r)
+	}
+}
