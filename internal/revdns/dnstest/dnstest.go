@@ -49,9 +49,19 @@ type Server struct {
 // Start starts a server for the duration of a test.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	s, err := Listen()
 	if err != nil {
 		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Listen starts a server on a free UDP port of 127.0.0.1. Close it after.
+func Listen() (*Server, error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{
 		Addr:    pc.LocalAddr().String(),
@@ -63,12 +73,15 @@ func Start(tb testing.TB) *Server {
 	go s.srv.ActivateAndServe()
 	select {
 	case <-started:
+		return s, nil
 	case <-time.After(5 * time.Second):
-		tb.Fatal("dns test server did not start")
+		pc.Close()
+		return nil, fmt.Errorf("dns test server did not start")
 	}
-	tb.Cleanup(func() { s.srv.Shutdown() })
-	return s
 }
+
+// Close stops the server.
+func (s *Server) Close() { s.srv.Shutdown() }
 
 // Set sets the answer for an address.
 func (s *Server) Set(ip string, a Answer) {

@@ -1,0 +1,338 @@
+// Package sockresolve implements the sockresolve program: it adds to each
+// socket record the host name of its remote address, by reverse DNS, with
+// caches and concurrent lookups that never stall the stream for longer
+// than one lookup's timeout.
+package sockresolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/revdns"
+	"github.com/sockpipe/sockpipe/internal/stage"
+)
+
+const synopsis = "sockresolve [--server HOST:PORT] [--timeout D] [--workers N] [--success-ttl D] [--failure-ttl D] [--cache-size N] [--cache FILE] [--max-pending N] [--strict] [--stats]"
+
+var about = `Input: NDJSON socket records (sockdump, sockdiff, sockproc). Records of
+other types, socket records without a remote port (listeners), and every
+member that sockresolve does not set, pass through unchanged.
+
+Output: the same records, in the same order; each socket record with a
+remote port gets, from the PTR record of remote.ip,
+  "remote": {..., "host":"www.example.com.", "etld_plus_one":"example.com."}
+    the first name of the answer, trailing dot kept, and its registered
+    domain by the public-suffix list (left out when there is none, as
+    for "localhost."); or
+  "remote": {..., "host_error":"no PTR record (NXDOMAIN)"}
+    why there is no name: "no PTR record (NXDOMAIN)", "empty answer (no
+    PTR record)", "timed out after 2s", "server refused the query
+    (REFUSED)", "server failure (SERVFAIL)", "invalid host name in answer:
+    ...", "cannot query the DNS server: ...". Without --server, the
+    system resolver cannot tell NXDOMAIN from an empty answer, nor
+    SERVFAIL from REFUSED, and says so.
+A PTR answer is untrusted: a name that is not a valid host name (letters,
+digits, hyphens, underscores; labels of at most 63 bytes, at most 253 in
+all) becomes a host_error and is never written.
+
+Lookups run concurrently (--workers), one at a time per address, each for
+at most --timeout. A record waits for its own lookup at most --timeout
+from when it was read, so a slow answer delays the records behind it by
+at most the timeout. At most --max-pending records wait for output; then
+input waits. Output is flushed at each snapshot record and whenever
+nothing more is ready.
+
+Caches: names are cached for --success-ttl, failures for --failure-ttl,
+each on its own (a failure never shortens a name's life); each cache
+holds at most --cache-size addresses, the least recently used going
+first. --cache FILE keeps both across runs (absolute expiry times; saved
+at the end, and at snapshot records at most once a minute; written
+atomically under a lock on FILE.lock; a damaged file is reported and
+ignored).
+
+Privileges: none. Queries go to --server, or to the resolvers of
+/etc/resolv.conf (with /etc/hosts first, as for any program).
+
+Exit codes:
+  0  success, or stopped by SIGINT/SIGTERM or a closed stdout
+  1  failure: I/O, a cache file that cannot be written, a bad line under --strict
+  2  bad flags
+`
+
+// maxLine is the longest input line accepted.
+const maxLine = 1 << 20
+
+// saveEvery is how often, at most, the cache file is saved at snapshot
+// records in a long-running pipeline.
+const saveEvery = time.Minute
+
+// Options are sockresolve's settings.
+type Options struct {
+	Server     string // HOST:PORT, or "" for the system resolver
+	Timeout    time.Duration
+	Workers    int
+	SuccessTTL time.Duration
+	FailureTTL time.Duration
+	CacheSize  int
+	CacheFile  string
+	MaxPending int
+	Strict     bool
+	Stats      bool
+}
+
+// Run is the sockresolve program.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := cli.FlagSet("sockresolve", synopsis, about, stderr)
+	var o Options
+	fs.StringVar(&o.Server, "server", "", "send queries to the DNS server at `HOST:PORT` (port 53 when left out) instead of the system's resolvers")
+	fs.DurationVar(&o.Timeout, "timeout", 2*time.Second, "give up a lookup after `D`; no record waits longer than this for its own")
+	fs.IntVar(&o.Workers, "workers", 32, "run at most `N` lookups at once")
+	fs.DurationVar(&o.SuccessTTL, "success-ttl", time.Minute, "cache names for `D` (0: do not cache them)")
+	fs.DurationVar(&o.FailureTTL, "failure-ttl", time.Minute, "cache failures for `D` (0: do not cache them)")
+	fs.IntVar(&o.CacheSize, "cache-size", 10000, "keep at most `N` names and N failures in the caches")
+	fs.StringVar(&o.CacheFile, "cache", "", "keep the caches in `FILE` across runs (for cron)")
+	fs.IntVar(&o.MaxPending, "max-pending", 4096, "let at most `N` records wait for output before input waits")
+	fs.BoolVar(&o.Strict, "strict", false, "stop at the first bad input line (exit 1) instead of reporting and skipping it")
+	fs.BoolVar(&o.Stats, "stats", false, "write on stderr, at the end, how many lookups were sent, answered from the caches and shared")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := o.check(); err != nil {
+		fs.Usage()
+		return err
+	}
+	var look revdns.Lookuper = &revdns.System{}
+	if o.Server != "" {
+		look = &revdns.Client{Server: o.Server}
+	}
+	return Filter(ctx, o, look, stdin, stdout, stderr)
+}
+
+// check validates the options and completes --server with port 53.
+func (o *Options) check() error {
+	switch {
+	case o.Timeout <= 0:
+		return cli.UsageError("--timeout must be more than 0")
+	case o.Workers < 1 || o.Workers > 4096:
+		return cli.UsageError("--workers must be between 1 and 4096")
+	case o.SuccessTTL < 0 || o.FailureTTL < 0:
+		return cli.UsageError("--success-ttl and --failure-ttl must not be negative")
+	case o.CacheSize < 0:
+		return cli.UsageError("--cache-size must not be negative")
+	case o.MaxPending < 1:
+		return cli.UsageError("--max-pending must be at least 1")
+	}
+	if o.Server != "" {
+		s, err := serverAddr(o.Server)
+		if err != nil {
+			return cli.UsageError("--server: %v", err)
+		}
+		o.Server = s
+	}
+	return nil
+}
+
+// serverAddr accepts HOST:PORT, [IPv6]:PORT, HOST, or an IPv6 address.
+func serverAddr(s string) (string, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return net.JoinHostPort(a.String(), "53"), nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		if strings.Contains(s, ":") {
+			return "", err
+		}
+		host, port = s, "53"
+	}
+	if host == "" {
+		return "", fmt.Errorf("%q: no host", s)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", fmt.Errorf("%q: bad port", s)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// item is one record on its way out.
+type item struct {
+	raw      []byte         // a line to write unchanged, or nil
+	rec      *record.Record // a socket record to enrich and encode
+	call     *revdns.Call   // the lookup to wait for, or nil
+	res      revdns.Result  // the result, when call is nil
+	deadline time.Time      // when to stop waiting for call
+	flush    bool           // flush after writing (a snapshot record)
+}
+
+// Filter runs sockresolve with the given options and lookuper.
+func Filter(ctx context.Context, o Options, look revdns.Lookuper, stdin io.Reader, stdout, stderr io.Writer) error {
+	res := revdns.New(revdns.Config{
+		Lookuper:   look,
+		Timeout:    o.Timeout,
+		Workers:    o.Workers,
+		SuccessTTL: o.SuccessTTL,
+		FailureTTL: o.FailureTTL,
+		CacheSize:  o.CacheSize,
+	})
+	defer res.Close()
+	if o.CacheFile != "" {
+		if err := res.LoadFile(o.CacheFile); err != nil {
+			fmt.Fprintf(stderr, "sockresolve: warning: --cache: %v (ignored, starting with empty caches)\n", err)
+		}
+	}
+	lastSave := time.Now()
+
+	queue := make(chan *item, o.MaxPending)
+	w := &writer{out: stage.NewOutput(stdout), timeout: o.Timeout}
+	wdone := make(chan struct{})
+	go func() {
+		defer close(wdone)
+		w.err = w.run(queue)
+	}()
+
+	in := stage.NewInput(ctx, stdin, maxLine)
+	in.Name, in.Stderr, in.Strict = "sockresolve", stderr, o.Strict
+	var err error
+loop:
+	for {
+		var line stage.Line
+		line, err = in.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			break
+		}
+		it := newItem(line, res, o.Timeout)
+		select {
+		case queue <- it:
+		case <-wdone:
+			break loop
+		}
+		if o.CacheFile != "" && line.Rec.Type == record.TypeSnapshot && time.Since(lastSave) >= saveEvery {
+			lastSave = time.Now()
+			if serr := res.SaveFile(o.CacheFile); serr != nil {
+				fmt.Fprintf(stderr, "sockresolve: warning: --cache: %v\n", serr)
+			}
+		}
+	}
+	close(queue)
+	<-wdone
+	if w.err != nil {
+		err = w.err
+	}
+	if o.CacheFile != "" {
+		if serr := res.SaveFile(o.CacheFile); serr != nil && err == nil {
+			err = fmt.Errorf("--cache: %w", serr)
+		}
+	}
+	if o.Stats {
+		s := res.Stats()
+		fmt.Fprintf(stderr, "sockresolve: stats: queries=%d cache_hits=%d shared=%d timed_out_waiting=%d\n",
+			s.Queries, s.Hits, s.Joined, w.timedOut)
+	}
+	return err
+}
+
+// newItem prepares a line for output, starting its lookup if it needs one.
+func newItem(line stage.Line, res *revdns.Resolver, timeout time.Duration) *item {
+	r := line.Rec
+	if r.Type != record.TypeSocket || r.Remote.Port == 0 {
+		return &item{raw: append([]byte(nil), line.Raw...), flush: r.Type == record.TypeSnapshot}
+	}
+	it := &item{rec: r}
+	ip, err := netip.ParseAddr(r.Remote.IP)
+	if err != nil {
+		it.res = revdns.Result{Error: "remote.ip is not an IP address"}
+		return it
+	}
+	it.res, it.call = res.Resolve(ip)
+	it.deadline = time.Now().Add(timeout)
+	return it
+}
+
+// writer writes items in order, waiting for their lookups.
+type writer struct {
+	out      *stage.Output
+	timeout  time.Duration
+	err      error
+	timedOut int // records written before their lookup ended
+}
+
+func (w *writer) run(queue <-chan *item) error {
+	for {
+		var it *item
+		var ok bool
+		select {
+		case it, ok = <-queue:
+		default:
+			// Nothing ready: write out what is held before waiting.
+			if err := w.out.Flush(); err != nil {
+				return err
+			}
+			it, ok = <-queue
+		}
+		if !ok {
+			return w.out.Flush()
+		}
+		if err := w.write(it); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *writer) write(it *item) error {
+	if it.raw != nil {
+		if err := w.out.Raw(it.raw); err != nil {
+			return err
+		}
+		if it.flush {
+			return w.out.Flush()
+		}
+		return nil
+	}
+	res := it.res
+	if it.call != nil {
+		var err error
+		if res, err = w.wait(it); err != nil {
+			return err
+		}
+	}
+	e := &it.rec.Remote
+	e.Host, e.ETLDPlusOne, e.HostError = "", "", ""
+	if res.Host != "" {
+		e.Host, e.ETLDPlusOne = res.Host, revdns.ETLDPlusOne(res.Host)
+	} else {
+		e.HostError = res.Error
+	}
+	return w.out.Record(it.rec)
+}
+
+// wait waits for an item's lookup until its deadline, flushing first.
+func (w *writer) wait(it *item) (revdns.Result, error) {
+	select {
+	case <-it.call.Done():
+		return it.call.Result(), nil
+	default:
+	}
+	if err := w.out.Flush(); err != nil {
+		return revdns.Result{}, err
+	}
+	t := time.NewTimer(time.Until(it.deadline))
+	defer t.Stop()
+	select {
+	case <-it.call.Done():
+		return it.call.Result(), nil
+	case <-t.C:
+		w.timedOut++
+		return revdns.Result{Error: (&revdns.TimeoutError{After: w.timeout, Queued: !it.call.Sent()}).Error()}, nil
+	}
+}
