@@ -258,6 +258,23 @@ func (d *decoder) top(r *record.Record) func(*jsoniter.Iterator, string) bool {
 			}
 			r.User = new(record.User)
 			return d.object(key, d.user(r.User))
+		case "tcp_info":
+			if d.null() {
+				return true
+			}
+			r.Info = new(record.TCPInfo)
+			return d.object(key, d.tcpInfo(r.Info))
+		case "short_lived":
+			if d.null() {
+				return true
+			}
+			if d.it.WhatIsNext() != jsoniter.BoolValue {
+				return d.fail("%q: want true or false", key)
+			}
+			r.ShortLived = d.it.ReadBool()
+			return true
+		case "events_lost":
+			return d.int(key, &r.EventsLost)
 		case "schema":
 			return d.int(key, &r.Schema)
 		case "sockets":
@@ -324,6 +341,41 @@ func (d *decoder) process(p *record.Process) func(*jsoniter.Iterator, string) bo
 			})
 		}
 		return d.extra(&p.Extra, key)
+	}
+}
+
+func (d *decoder) tcpInfo(ti *record.TCPInfo) func(*jsoniter.Iterator, string) bool {
+	u32 := func(key string, dst *uint32) bool {
+		var v uint64
+		if !d.uint64(key, &v) {
+			return false
+		}
+		if v > 1<<32-1 {
+			return d.fail("%q: %d out of range", key, v)
+		}
+		*dst = uint32(v)
+		return true
+	}
+	return func(_ *jsoniter.Iterator, key string) bool {
+		switch key {
+		case "bytes_acked":
+			return d.uint64("tcp_info.bytes_acked", &ti.BytesAcked)
+		case "bytes_received":
+			return d.uint64("tcp_info.bytes_received", &ti.BytesReceived)
+		case "bytes_sent":
+			return d.uint64("tcp_info.bytes_sent", &ti.BytesSent)
+		case "bytes_retrans":
+			return d.uint64("tcp_info.bytes_retrans", &ti.BytesRetrans)
+		case "segs_out":
+			return u32("tcp_info.segs_out", &ti.SegsOut)
+		case "segs_in":
+			return u32("tcp_info.segs_in", &ti.SegsIn)
+		case "total_retrans":
+			return u32("tcp_info.total_retrans", &ti.TotalRetrans)
+		case "rtt_us":
+			return u32("tcp_info.rtt_us", &ti.RTTMicros)
+		}
+		return d.extra(&ti.Extra, key)
 	}
 }
 

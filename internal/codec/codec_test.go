@@ -15,13 +15,16 @@ var (
 	sockdumpLine = `{"type":"socket","time":"2026-11-26T04:34:58.609946165Z","family":"ipv4","transport":"tcp","state":"listening","local":{"ip":"0.0.0.0","port":2024},"remote":{"ip":"0.0.0.0","port":0},"direction":"listening","inode":1088,"uid":0,"cookie":1,"netns":4026531833}`
 	snapshotLine = `{"type":"snapshot","time":"2026-11-26T04:34:58.623988142Z","schema":1,"sockets":4,"duration_ns":740889}`
 	enrichedLine = `{"type":"socket","time":"2026-11-26T04:34:58.609946165Z","family":"ipv6","transport":"tcp","state":"established","local":{"ip":"::ffff:127.0.0.1","port":8080},"remote":{"ip":"::ffff:127.0.0.1","port":51234,"host":"localhost.","geo":{"city":"Oslo"}},"direction":"ingress","inode":77,"uid":1000,"cookie":9,"event":"opened","first_seen":"2026-11-26T04:34:58.609946165Z","last_seen":"2026-11-26T04:34:59.609946165Z","process":{"pid":42,"ppid":1,"name":"nginx","executable":"/usr/sbin/nginx","args":["nginx","-g","daemon off;"],"cmdline":"nginx -g daemon off;","start":"2026-11-26T04:00:00Z","container":"abc"},"user":{"id":"1000","name":"jaime","full_name":"Jaime \"J\" Soriano <j@example.com>"},"tag":[1,2,{"x":null}]}`
+	destroyLine  = `{"type":"destroyed","time":"2026-11-26T04:35:00.5Z","family":"ipv4","transport":"tcp","state":"closed","local":{"ip":"127.0.0.1","port":40000},"remote":{"ip":"127.0.0.1","port":80},"direction":"egress","inode":0,"cookie":77,"netns":4026531833,"tcp_info":{"bytes_acked":10,"bytes_received":20,"bytes_sent":10,"bytes_retrans":0,"segs_out":4,"segs_in":3,"total_retrans":0,"rtt_us":35}}`
+	shortLine    = `{"type":"socket","time":"2026-11-26T04:35:00.5Z","family":"ipv4","transport":"tcp","state":"closed","local":{"ip":"127.0.0.1","port":40000},"remote":{"ip":"127.0.0.1","port":80},"direction":"egress","inode":0,"tcp_info":{"bytes_acked":10,"bytes_received":20,"bytes_sent":10,"bytes_retrans":0,"segs_out":4,"segs_in":3,"total_retrans":0,"rtt_us":35},"event":"opened","short_lived":true,"process_error":"process has exited. inode=0, tcp_state=closed"}`
+	lostLine     = `{"type":"snapshot","time":"2026-11-26T04:34:58.623988142Z","schema":1,"sockets":4,"duration_ns":740889,"events_lost":3}`
 	closedLine   = `{"type":"socket","time":"2026-11-26T04:35:00Z","family":"ipv4","transport":"tcp","state":"time-wait","local":{"ip":"127.0.0.1","port":1},"remote":{"ip":"127.0.0.1","port":2},"direction":"egress","inode":0,"event":"closed","process_error":"process has exited. inode=0, tcp_state=time-wait"}`
 )
 
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	enc := NewEncoder()
-	for _, line := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine} {
+	for _, line := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine, destroyLine, shortLine, lostLine} {
 		r, err := Decode([]byte(line))
 		if err != nil {
 			t.Fatalf("Decode(%s): %v", line, err)
@@ -138,7 +141,7 @@ func TestEncodeEscapes(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine, `{}`, `{"type":null}`, `{"local":{"port":1e3}}`} {
+	for _, s := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine, destroyLine, shortLine, lostLine, `{}`, `{"type":null}`, `{"local":{"port":1e3}}`} {
 		f.Add([]byte(s))
 	}
 	enc := NewEncoder()

@@ -37,6 +37,9 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 		w.int("schema", int64(r.Schema))
 		w.int("sockets", int64(r.Sockets))
 		w.int("duration_ns", int64(r.Duration))
+		if r.EventsLost != 0 {
+			w.int("events_lost", int64(r.EventsLost))
+		}
 	default:
 		w.safe("family", r.Family)
 		w.safe("transport", r.Transport)
@@ -50,7 +53,7 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 			endpoint(s, &r.Remote)
 		}
 		w.safe("direction", r.Direction)
-		if r.Type == record.TypeSocket || r.Inode != 0 {
+		if r.Type == record.TypeSocket || r.Type == record.TypeDestroyed || r.Inode != 0 {
 			w.uint("inode", r.Inode)
 		}
 		if r.HasUID {
@@ -62,7 +65,15 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 		if r.NetNS != 0 {
 			w.uint("netns", r.NetNS)
 		}
+		if ti := r.Info; ti != nil {
+			w.key("tcp_info")
+			tcpInfo(s, ti)
+		}
 		w.str("event", r.Event)
+		if r.ShortLived {
+			w.key("short_lived")
+			w.s.WriteTrue()
+		}
 		w.time("first_seen", r.FirstSeen)
 		w.time("last_seen", r.LastSeen)
 		if p := r.Process; p != nil {
@@ -119,6 +130,21 @@ func process(s *jsoniter.Stream, p *record.Process) {
 	w.str("cmdline", p.Cmdline)
 	w.time("start", p.Start)
 	w.extra(p.Extra)
+	s.WriteObjectEnd()
+}
+
+func tcpInfo(s *jsoniter.Stream, ti *record.TCPInfo) {
+	w := objWriter{s: s}
+	s.WriteObjectStart()
+	w.uint("bytes_acked", ti.BytesAcked)
+	w.uint("bytes_received", ti.BytesReceived)
+	w.uint("bytes_sent", ti.BytesSent)
+	w.uint("bytes_retrans", ti.BytesRetrans)
+	w.uint("segs_out", uint64(ti.SegsOut))
+	w.uint("segs_in", uint64(ti.SegsIn))
+	w.uint("total_retrans", uint64(ti.TotalRetrans))
+	w.uint("rtt_us", uint64(ti.RTTMicros))
+	w.extra(ti.Extra)
 	s.WriteObjectEnd()
 }
 

@@ -52,6 +52,9 @@ const SchemaVersion = 1
 const (
 	TypeSocket   = "socket"
 	TypeSnapshot = "snapshot"
+	// TypeDestroyed is a socket that the kernel destroyed, as its
+	// destroy notification described it (sockdump --events).
+	TypeDestroyed = "destroyed"
 )
 
 // Address families.
@@ -183,13 +186,37 @@ type Record struct {
 	ProcessError string   // why no process is given, when it should be
 	User         *User    // the owner
 
+	// Info is what the kernel counted for the connection, given with
+	// destroy notifications (sockdump --events).
+	Info *TCPInfo
+	// ShortLived marks a connection that no snapshot held: it was born
+	// and destroyed between two dumps (sockdiff, from destroy records).
+	ShortLived bool
+
 	// Snapshot fields (sockdump).
 	Schema   int           // SchemaVersion of the writer
 	Sockets  int           // number of socket records in the dump
 	Duration time.Duration // how long the dump took
+	// EventsLost counts the destroy notifications that the kernel dropped
+	// since the previous snapshot because the receive buffer was full.
+	EventsLost int
 
 	// Extra holds top-level members that this version does not know.
 	Extra []Field
+}
+
+// TCPInfo is the part of the kernel's struct tcp_info that says what a
+// connection did. Counters that the kernel does not have are zero.
+type TCPInfo struct {
+	BytesAcked    uint64 // bytes sent and acknowledged by the peer
+	BytesReceived uint64 // bytes received
+	BytesSent     uint64 // bytes sent, retransmissions included (Linux 5.5)
+	BytesRetrans  uint64 // bytes retransmitted (Linux 5.5)
+	SegsOut       uint32 // segments sent
+	SegsIn        uint32 // segments received
+	TotalRetrans  uint32 // segments retransmitted
+	RTTMicros     uint32 // smoothed round-trip time, µs
+	Extra         []Field
 }
 
 // Key identifies a connection: family, local and remote address and port.
@@ -224,6 +251,16 @@ func (r *Record) Validate() error {
 		}
 		if r.Time.IsZero() {
 			return errors.New(`socket record: missing "time"`)
+		}
+	case TypeDestroyed:
+		if r.Family != FamilyIPv4 && r.Family != FamilyIPv6 {
+			return fmt.Errorf("destroyed record: family %q is neither %q nor %q", r.Family, FamilyIPv4, FamilyIPv6)
+		}
+		if r.Local.IP == "" || r.Remote.IP == "" {
+			return errors.New("destroyed record: missing local.ip or remote.ip")
+		}
+		if r.Time.IsZero() {
+			return errors.New(`destroyed record: missing "time"`)
 		}
 	case TypeSnapshot:
 		if r.Time.IsZero() {
