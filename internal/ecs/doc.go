@@ -73,8 +73,6 @@
 // file is. It is never negative (a clock stepped back gives 0).
 package ecs
 
-import "time"
-
 // Version is the ECS version the documents follow.
 const Version = "9.4.0"
 
@@ -136,7 +134,7 @@ type Kind uint8
 const (
 	String     Kind = iota // Field.Str
 	Long                   // Field.Int
-	Time                   // Field.Time, as an RFC 3339 string in milliseconds
+	Time                   // Field.Int, nanoseconds since the Unix epoch, as an RFC 3339 string in milliseconds
 	Strings                // Field.Strs, as an array
 	UintString             // Field.Int as a decimal string (user.id from a uid)
 )
@@ -144,11 +142,10 @@ const (
 // Field is one leaf of a document.
 type Field struct {
 	Name string // dotted path, e.g. "process.pid"
-	Kind Kind
 	Str  string
-	Int  int64
-	Time time.Time
 	Strs []string
+	Int  int64
+	Kind Kind
 }
 
 // Doc is one document: its leaves in output order. Names are sorted by

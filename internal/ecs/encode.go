@@ -28,7 +28,7 @@ func (d *Doc) uintStr(name string, v uint64) {
 // time adds a date field, unless t is zero.
 func (d *Doc) time(name string, t time.Time) {
 	if !t.IsZero() {
-		d.add(Field{Name: name, Kind: Time, Time: t})
+		d.add(Field{Name: name, Kind: Time, Int: t.UnixNano()})
 	}
 }
 
@@ -64,52 +64,47 @@ const TimeLayout = "2006-01-02T15:04:05.000Z"
 // newline. Leaves whose names share a prefix become nested objects; the
 // leaves of one object must be adjacent (Build keeps them sorted).
 func (d *Doc) AppendJSON(b []byte) []byte {
-	var open [8]string // names of the objects open, outermost first
-	var more [9]bool   // whether each level already has a member
+	// The open objects are the dot-separated prefixes of the previous
+	// leaf's name: prev[:ends[i]] (with its dot) for level i+1.
+	var ends [8]int
+	var more [9]bool // whether each level already has a member
 	depth := 0
+	prev := ""
 	b = append(b, '{')
 	for i := range d.Fields {
 		f := &d.Fields[i]
 		name := f.Name
-		// Keep the open objects that prefix this name.
-		lvl := 0
-		rest := name
-		for lvl < depth {
-			seg, tail, ok := strings.Cut(rest, ".")
-			if !ok || seg != open[lvl] {
-				break
-			}
-			rest = tail
-			lvl++
-		}
-		for depth > lvl {
+		for depth > 0 && !strings.HasPrefix(name, prev[:ends[depth-1]]) {
 			b = append(b, '}')
 			depth--
 		}
-		// Open the objects this name needs.
-		for {
-			seg, tail, ok := strings.Cut(rest, ".")
-			if !ok || depth == len(open) {
+		start := 0
+		if depth > 0 {
+			start = ends[depth-1]
+		}
+		for depth < len(ends) {
+			dot := strings.IndexByte(name[start:], '.')
+			if dot < 0 {
 				break
 			}
 			if more[depth] {
 				b = append(b, ',')
 			}
 			more[depth] = true
-			b = appendString(b, seg)
-			b = append(b, ':', '{')
-			open[depth] = seg
+			b = appendKey(b, name[start:start+dot])
+			b = append(b, '{')
+			start += dot + 1
+			ends[depth] = start
 			depth++
 			more[depth] = false
-			rest = tail
 		}
 		if more[depth] {
 			b = append(b, ',')
 		}
 		more[depth] = true
-		b = appendString(b, rest)
-		b = append(b, ':')
+		b = appendKey(b, name[start:])
 		b = f.appendValue(b)
+		prev = name
 	}
 	for ; depth > 0; depth-- {
 		b = append(b, '}')
@@ -129,7 +124,7 @@ func (f *Field) appendValue(b []byte) []byte {
 		return append(b, '"')
 	case Time:
 		b = append(b, '"')
-		b = f.Time.UTC().AppendFormat(b, TimeLayout)
+		b = time.Unix(0, f.Int).UTC().AppendFormat(b, TimeLayout)
 		return append(b, '"')
 	case Strings:
 		b = append(b, '[')
@@ -144,12 +139,27 @@ func (f *Field) appendValue(b []byte) []byte {
 	return append(b, "null"...)
 }
 
+// appendKey appends a member name and its colon. Names are the
+// package's own constants: plain ASCII that needs no escaping.
+func appendKey(b []byte, k string) []byte {
+	b = append(b, '"')
+	b = append(b, k...)
+	return append(b, '"', ':')
+}
+
+// plain tells the bytes that a JSON string holds as they are.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string. Plain printable ASCII, nearly
 // every value, is copied as is; anything else is escaped by the codec.
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+		if !plain[s[i]] {
 			return codec.AppendString(b, s)
 		}
 	}
