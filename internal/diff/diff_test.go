@@ -33,7 +33,9 @@ type conn struct {
 	lport, rpt uint16
 }
 
-func (c conn) key() record.Key { return record.Key{c.fam, c.lip, c.lport, c.rip, c.rpt} }
+func (c conn) key() record.Key {
+	return record.Key{Family: c.fam, LocalIP: c.lip, LocalPort: c.lport, RemoteIP: c.rip, RemotePort: c.rpt}
+}
 
 func sock(sec int, c conn, state string, inode uint64) step {
 	return step{sock: &record.Record{

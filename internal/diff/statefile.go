@@ -65,7 +65,8 @@ func (r *rawJSON) UnmarshalJSON(data []byte) error {
 }
 
 // Encode writes s as a state file, saved at now. Connections are written
-// in the order in which they were first seen.
+// in the order of their last sighting, which is the order in which Decode
+// lists them again.
 func (s *State) Encode(w io.Writer, now time.Time) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	h := fileHeader{
@@ -74,7 +75,7 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 		Saved:    now.UTC(),
 		Complete: s.complete,
 		Snapshot: s.snapshot.UTC(),
-		Entries:  len(s.conns),
+		Entries:  s.conns.len(),
 	}
 	b, err := codec.Marshal(h)
 	if err != nil {
@@ -82,13 +83,8 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 	}
 	bw.Write(b)
 	bw.WriteByte('\n')
-	es := make([]*entry, 0, len(s.conns))
-	for _, e := range s.conns {
-		es = append(es, e)
-	}
-	sortBySeq(es)
 	line := make([]byte, 0, 512)
-	for _, e := range es {
+	for e := s.front; e != nil; e = e.next {
 		line = append(line[:0], `{"first_seen":"`...)
 		line = time.Unix(0, e.first).UTC().AppendFormat(line, time.RFC3339Nano)
 		line = append(line, `","last_seen":"`...)
@@ -100,7 +96,7 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 			return err
 		}
 	}
-	b, err = codec.Marshal(fileTrailer{End: FileFormat, Entries: len(s.conns)})
+	b, err = codec.Marshal(fileTrailer{End: FileFormat, Entries: s.conns.len()})
 	if err != nil {
 		return err
 	}
@@ -156,7 +152,7 @@ func Decode(r io.Reader) (*State, error) {
 	s := New()
 	s.complete = h.Complete
 	s.snapshot = h.Snapshot
-	s.conns = make(map[record.Key]*entry, min(h.Entries, 1<<20))
+	s.conns = newTable(min(h.Entries, 1<<20))
 	// Everything loaded was in the previous snapshot.
 	s.gen = 1
 	loaded := uint64(0)
@@ -176,12 +172,13 @@ func Decode(r io.Reader) (*State, error) {
 			if err := codec.Unmarshal(line, &t); err != nil || t.End != FileFormat {
 				return nil, bad(errors.New("bad end line"))
 			}
-			if t.Entries != len(s.conns) || h.Entries != len(s.conns) {
-				return nil, bad(fmt.Errorf("%d entries read, header says %d, end line says %d", len(s.conns), h.Entries, t.Entries))
+			if t.Entries != s.conns.len() || h.Entries != s.conns.len() {
+				return nil, bad(fmt.Errorf("%d entries read, header says %d, end line says %d", s.conns.len(), h.Entries, t.Entries))
 			}
 			if _, err := lr.Next(); err != io.EOF {
 				return nil, bad(errors.New("data after the end line"))
 			}
+			s.cursor = s.front
 			return s, nil
 		}
 		var fe fileEntry
@@ -207,18 +204,18 @@ func Decode(r io.Reader) (*State, error) {
 		if err != nil {
 			return nil, bad(fmt.Errorf("socket: %w", err))
 		}
-		k := rec.Key()
-		if _, dup := s.conns[k]; dup {
+		k := keyOf(rec.Key())
+		if _, dup := s.conns.get(k); dup {
 			return nil, bad(errors.New("connection listed twice"))
 		}
 		loaded++
-		s.conns[k] = &entry{
+		s.add(k, &entry{
 			raw:   []byte(fe.Socket),
 			first: fe.FirstSeen.UnixNano(),
 			last:  fe.LastSeen.UnixNano(),
 			seq:   loaded,
 			gen:   0,
-		}
+		})
 		s.seq = loaded
 	}
 }
