@@ -273,8 +273,8 @@ func (d *decoder) top(r *record.Record) func(*jsoniter.Iterator, string) bool {
 			}
 			r.ShortLived = d.it.ReadBool()
 			return true
-		case "events_lost":
-			return d.int(key, &r.EventsLost)
+		case "event_overflows":
+			return d.int(key, &r.EventOverflows)
 		case "schema":
 			return d.int(key, &r.Schema)
 		case "sockets":

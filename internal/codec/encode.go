@@ -37,8 +37,8 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 		w.int("schema", int64(r.Schema))
 		w.int("sockets", int64(r.Sockets))
 		w.int("duration_ns", int64(r.Duration))
-		if r.EventsLost != 0 {
-			w.int("events_lost", int64(r.EventsLost))
+		if r.EventOverflows != 0 {
+			w.int("event_overflows", int64(r.EventOverflows))
 		}
 	default:
 		w.safe("family", r.Family)

@@ -197,9 +197,10 @@ type Record struct {
 	Schema   int           // SchemaVersion of the writer
 	Sockets  int           // number of socket records in the dump
 	Duration time.Duration // how long the dump took
-	// EventsLost counts the destroy notifications that the kernel dropped
-	// since the previous snapshot because the receive buffer was full.
-	EventsLost int
+	// EventOverflows counts, since the previous snapshot, the times the
+	// kernel reported (ENOBUFS) that destroy notifications were dropped
+	// because the receive buffer was full; each means one or more lost.
+	EventOverflows int
 
 	// Extra holds top-level members that this version does not know.
 	Extra []Field

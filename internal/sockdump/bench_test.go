@@ -16,7 +16,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	var lines int
 	for b.Loop() {
 		lines = 0
-		if err := d.Snapshot(func([]byte) error { lines++; return nil }); err != nil {
+		if err := d.Snapshot(func([]byte) error { lines++; return nil }, 0); err != nil {
 			b.Fatal(err)
 		}
 	}

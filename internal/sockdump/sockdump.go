@@ -57,6 +57,8 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	interval := fs.Duration("interval", 0, "dump every `D` (e.g. 1s) until interrupted; 0 dumps once and exits")
 	count := fs.Int("count", 0, "with --interval, stop after `N` dumps (0: no limit)")
 	netns := fs.String("netns", "", "dump the network namespace at `PATH` (/proc/PID/ns/net, /run/netns/NAME) instead of this process's own")
+	withEvents := fs.Bool("events", false, "with --interval, also write a \"destroyed\" record for every TCP socket the kernel destroys, as it happens (Linux 4.2+)")
+	eventBuf := fs.Int("event-buffer", 32<<20, "receive buffer for --events, in `bytes` (beyond net.core.rmem_max only with CAP_NET_ADMIN)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -70,6 +72,9 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		if *count > 1 {
 			return cli.UsageError("--count needs --interval")
 		}
+		if *withEvents {
+			return cli.UsageError("--events needs --interval")
+		}
 		*count = 1
 	}
 
@@ -80,28 +85,117 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	defer d.Close()
 
 	out := ndjson.NewWriter(stdout)
+	var events <-chan eventBatch
+	if *withEvents {
+		events = subscribe(ctx, *netns, *eventBuf, stderr)
+	}
 	var tick <-chan time.Time
 	if *interval > 0 {
 		t := time.NewTicker(*interval)
 		defer t.Stop()
 		tick = t.C
 	}
+	var (
+		overflows   int // since the last snapshot
+		overflowMsg time.Time
+	)
 	for n := 1; ; n++ {
-		if err := d.Snapshot(out.Write); err != nil {
+		if err := d.Snapshot(out.Write, overflows); err != nil {
 			return exitError(err)
 		}
+		overflows = 0
 		if err := out.Flush(); err != nil {
 			return err
 		}
 		if *count > 0 && n >= *count {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick:
+				break wait
+			case b, ok := <-events:
+				if !ok {
+					events = nil
+					continue
+				}
+				if b.overflow {
+					overflows++
+					// One line a minute at most: a burst would otherwise
+					// flood stderr; the snapshot records carry the count.
+					if now := time.Now(); now.Sub(overflowMsg) >= time.Minute {
+						overflowMsg = now
+						fmt.Fprintf(stderr, "sockdump: destroy notifications lost: the receive buffer was full (counted in the snapshot records' event_overflows); raise --event-buffer\n")
+					}
+				}
+				if b.err != nil {
+					fmt.Fprintf(stderr, "sockdump: %v\n", b.err)
+				}
+				for i := range b.socks {
+					if err := out.Write(d.Destroyed(&b.socks[i], b.at)); err != nil {
+						return err
+					}
+				}
+				if len(events) == 0 {
+					if err := out.Flush(); err != nil {
+						return err
+					}
+				}
+			}
 		}
 	}
+}
+
+// eventBatch is what one receive from the destroy groups gave.
+type eventBatch struct {
+	at       time.Time
+	socks    []inetdiag.Socket
+	overflow bool
+	err      error // a message that did not decode
+}
+
+// subscribe starts receiving destroy notifications in the background. If
+// the kernel refuses, it says so once on stderr and returns nil: sockdump
+// goes on polling.
+func subscribe(ctx context.Context, netns string, bufBytes int, stderr io.Writer) <-chan eventBatch {
+	ev, joined, err := subscribeIn(netns, bufBytes)
+	if err != nil {
+		fmt.Fprintf(stderr, "sockdump: --events: no destroy notifications (%v); going on with polling only\n", err)
+		return nil
+	}
+	if len(joined) < 2 {
+		fmt.Fprintf(stderr, "sockdump: --events: destroy notifications for %s only\n", joined[0])
+	}
+	ch := make(chan eventBatch, 1024)
+	go func() {
+		defer close(ch)
+		defer ev.Close()
+		go func() { <-ctx.Done(); ev.Close() }()
+		for {
+			socks, err := ev.Receive()
+			b := eventBatch{at: time.Now(), socks: socks}
+			switch {
+			case errors.Is(err, inetdiag.ErrOverflow):
+				b.overflow = true
+			case err != nil && socks == nil:
+				if ctx.Err() == nil {
+					fmt.Fprintf(stderr, "sockdump: --events: %v; going on with polling only\n", err)
+				}
+				return
+			default:
+				b.err = err
+			}
+			select {
+			case ch <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 func exitError(err error) error {
@@ -122,6 +216,7 @@ type Dumper struct {
 	now   func() time.Time
 
 	socks     []entry // reused between snapshots
+	byCookie  map[uint64]int // index of socks by cookie, built when first needed
 	listeners Listeners
 	ips       map[ipKey]string // text of addresses seen, bounded
 }
@@ -179,9 +274,10 @@ func (d *Dumper) Close() error { return d.conn.Close() }
 // record for each, then the snapshot record. The dump is complete before
 // the first record is written, since direction depends on listeners that
 // the kernel may list after the connections they accepted.
-func (d *Dumper) Snapshot(write func([]byte) error) error {
+func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
 	start := d.now()
 	d.socks = d.socks[:0]
+	d.byCookie = nil
 	clear(d.listeners)
 	collect := func(s *inetdiag.Socket) error {
 		d.socks = append(d.socks, entry{
@@ -218,11 +314,12 @@ func (d *Dumper) Snapshot(write func([]byte) error) error {
 		}
 	}
 	snap := record.Record{
-		Type:     record.TypeSnapshot,
-		Time:     start,
-		Schema:   record.SchemaVersion,
-		Sockets:  len(d.socks),
-		Duration: took,
+		Type:           record.TypeSnapshot,
+		Time:           start,
+		Schema:         record.SchemaVersion,
+		Sockets:        len(d.socks),
+		Duration:       took,
+		EventOverflows: overflows,
 	}
 	return write(d.enc.Encode(&snap))
 }
@@ -269,6 +366,75 @@ func (d *Dumper) ipText(family uint8, a netip.Addr) string {
 	return t
 }
 
+// Destroyed returns the line of a destroyed record for a socket of a
+// destroy notification received at t. The kernel reports such a socket
+// closed, with inode 0 and uid 0 whoever owned it, so the uid is left out
+// as unknown; the direction comes from the listeners of the last dump.
+//
+// A socket that its owner closed abortively (SO_LINGER 0) comes wiped:
+// the kernel's tcp_disconnect resets its remote port, its counters and,
+// unless it was bound to an address, its local address before destroying
+// it. When the last dump held the socket, its cookie gives its addresses
+// back; the zeroed counters are left out either way.
+func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
+	wiped := s.DstPort == 0 && s.State != inetdiag.StateListen
+	if wiped {
+		s.Info = nil
+		if e, ok := d.lookupCookie(s.Cookie); ok && e.srcPort == s.SrcPort {
+			s.Src, s.Dst, s.DstPort = addr(e.family, e.src), addr(e.family, e.dst), e.dstPort
+		}
+	}
+	var r record.Record
+	d.Record(s, t, &r)
+	r.Type = record.TypeDestroyed
+	r.HasUID, r.UID = false, 0
+	if ti := s.Info; ti != nil {
+		r.Info = &record.TCPInfo{
+			BytesAcked: ti.BytesAcked, BytesReceived: ti.BytesRecv,
+			BytesSent: ti.BytesSent, BytesRetrans: ti.BytesRetrans,
+			SegsOut: ti.SegsOut, SegsIn: ti.SegsIn, TotalRetrans: ti.TotalRetrans,
+			RTTMicros: uint32(ti.RTT / time.Microsecond),
+		}
+	}
+	return d.enc.Encode(&r)
+}
+
+// lookupCookie finds a socket of the last dump by its cookie.
+func (d *Dumper) lookupCookie(c uint64) (entry, bool) {
+	if c == 0 {
+		return entry{}, false
+	}
+	if d.byCookie == nil {
+		d.byCookie = make(map[uint64]int, len(d.socks))
+		for i := range d.socks {
+			d.byCookie[d.socks[i].cookie] = i
+		}
+	}
+	i, ok := d.byCookie[c]
+	if !ok {
+		return entry{}, false
+	}
+	return d.socks[i], true
+}
+
+// subscribeIn subscribes to destroy notifications inside the network
+// namespace at path, or the current one.
+func subscribeIn(path string, bufBytes int) (*inetdiag.Events, []string, error) {
+	if path == "" {
+		return inetdiag.Subscribe(bufBytes)
+	}
+	var (
+		ev     *inetdiag.Events
+		joined []string
+	)
+	err := inNetNS(path, func() error {
+		var err error
+		ev, joined, err = inetdiag.Subscribe(bufBytes)
+		return err
+	})
+	return ev, joined, err
+}
+
 // nsInode returns the inode of a namespace file, or 0.
 func nsInode(path string) uint64 {
 	var st unix.Stat_t
@@ -278,41 +444,49 @@ func nsInode(path string) uint64 {
 	return st.Ino
 }
 
-// dialIn opens the netlink socket inside the network namespace at path: a
-// socket belongs to the namespace it was created in, so the thread enters
-// the namespace, creates it, and comes back.
+// dialIn opens the netlink socket inside the network namespace at path.
 func dialIn(path string) (*inetdiag.Conn, error) {
+	var conn *inetdiag.Conn
+	err := inNetNS(path, func() error {
+		var err error
+		conn, err = inetdiag.Dial()
+		return err
+	})
+	return conn, err
+}
+
+// inNetNS runs fn on a thread inside the network namespace at path: a
+// socket belongs to the namespace it was created in, so the thread
+// enters the namespace, fn creates its sockets, and the thread comes back.
+func inNetNS(path string, fn func() error) error {
 	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open network namespace: %w", err)
+		return fmt.Errorf("open network namespace: %w", err)
 	}
 	defer unix.Close(target)
 	runtime.LockOSThread()
 	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("open current network namespace: %w", err)
+		return fmt.Errorf("open current network namespace: %w", err)
 	}
 	defer unix.Close(orig)
 	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
 		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("enter network namespace %s (CAP_SYS_ADMIN is needed): %w", path, inetdiag.ErrPermission)
+			return fmt.Errorf("enter network namespace %s (CAP_SYS_ADMIN is needed): %w", path, inetdiag.ErrPermission)
 		}
 		if errors.Is(err, unix.EINVAL) {
-			return nil, fmt.Errorf("enter network namespace: %s is not a network namespace", path)
+			return fmt.Errorf("enter network namespace: %s is not a network namespace", path)
 		}
-		return nil, fmt.Errorf("enter network namespace %s: %w", path, err)
+		return fmt.Errorf("enter network namespace %s: %w", path, err)
 	}
-	conn, dialErr := inetdiag.Dial()
+	fnErr := fn()
 	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		// The thread is stuck in the other namespace: never unlock it,
-		// so the runtime retires it with the goroutine.
-		if conn != nil {
-			conn.Close()
-		}
-		return nil, fmt.Errorf("return from network namespace: %w", err)
+		// The thread is stuck in the other namespace: it stays locked, so
+		// the runtime retires it with this goroutine.
+		return fmt.Errorf("return from network namespace: %w", err)
 	}
 	runtime.UnlockOSThread()
-	return conn, dialErr
+	return fnErr
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -79,7 +80,7 @@ func snapshot(t *testing.T) (map[string]*record.Record, *record.Record) {
 	}
 	defer d.Close()
 	var buf bytes.Buffer
-	if err := d.Snapshot(func(b []byte) error { buf.Write(b); return nil }); err != nil {
+	if err := d.Snapshot(func(b []byte) error { buf.Write(b); return nil }, 0); err != nil {
 		t.Fatal(err)
 	}
 	return parse(t, buf.Bytes())
@@ -369,5 +370,130 @@ func TestIntegrationUnprivileged(t *testing.T) {
 	r := socks[key(c.LocalAddr(), c.RemoteAddr())]
 	if r == nil || r.UID != 0 || r.Inode != inodeOf(t, c) {
 		t.Errorf("root's socket as seen by nobody: %+v", r)
+	}
+}
+
+// TestIntegrationEvents runs sockdump --events and closes connections
+// between two dumps: each appears as destroyed records, both ends, with
+// addresses, direction and counters. The clients close with RST, which
+// makes the kernel wipe their addresses; those that the last dump held get
+// them back through their cookie.
+func TestIntegrationEvents(t *testing.T) {
+	l := listen(t, "tcp4", "127.0.0.1:0")
+	lport := uint16(l.Addr().(*net.TCPAddr).Port)
+	const n = 20
+	type pair struct {
+		c, s   *net.TCPConn
+		dumped bool
+	}
+	var pairs []pair
+	for i := 0; i < n/2; i++ { // held in the first dump
+		c, s := connect(t, l, "tcp4", "127.0.0.1")
+		pairs = append(pairs, pair{c, s, true})
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--interval", "1h", "--events"}, nil, pw, &stderr)
+		pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	lines.Buffer(nil, 1<<20)
+	// Wait for the first snapshot: the subscription is in place then.
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), `"type":"snapshot"`) {
+			break
+		}
+	}
+	for i := n / 2; i < n; i++ { // born after the dump
+		c, s := connect(t, l, "tcp4", "127.0.0.1")
+		pairs = append(pairs, pair{c, s, false})
+	}
+	for _, p := range pairs {
+		p.c.Write([]byte("hello"))
+		buf := make([]byte, 5)
+		io.ReadFull(p.s, buf)
+		p.c.SetLinger(0) // RST: no TIME_WAIT twin
+		p.c.Close()
+		p.s.Close()
+	}
+
+	clientPorts := map[uint16]bool{}
+	for _, p := range pairs {
+		clientPorts[uint16(p.c.LocalAddr().(*net.TCPAddr).Port)] = true
+	}
+	var got []*record.Record
+	timeout := time.AfterFunc(10*time.Second, cancel)
+	defer timeout.Stop()
+	for len(got) < 2*n && lines.Scan() {
+		r, err := codec.Decode(lines.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Type == record.TypeDestroyed && (r.Local.Port == lport || r.Remote.Port == lport) ||
+			r.Type == record.TypeDestroyed && r.Remote.Port == 0 && clientPorts[r.Local.Port] {
+			got = append(got, r)
+		}
+	}
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v; stderr %s", err, stderr.String())
+	}
+	byKey := map[string]*record.Record{}
+	byLocalPort := map[uint16]*record.Record{}
+	for _, r := range got {
+		byKey[endpoints(r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port)] = r
+		byLocalPort[r.Local.Port] = r
+	}
+	for _, p := range pairs {
+		ck, sk := key(p.c.LocalAddr(), p.c.RemoteAddr()), key(p.s.LocalAddr(), p.s.RemoteAddr())
+		s := byKey[sk]
+		if s == nil || s.State != "closed" || s.Direction != "ingress" || s.HasUID || s.Inode != 0 || s.Cookie == 0 ||
+			s.Info == nil || s.Info.BytesReceived != 5 {
+			t.Errorf("server end %s: %+v", sk, s)
+		}
+		if p.dumped {
+			if c := byKey[ck]; c == nil || c.Direction != "egress" || c.Info != nil {
+				t.Errorf("client end %s, held by the dump: %+v", ck, c)
+			}
+			continue
+		}
+		c := byLocalPort[uint16(p.c.LocalAddr().(*net.TCPAddr).Port)]
+		if c == nil || c.Remote.Port != 0 || c.Info != nil {
+			t.Errorf("client end %s, wiped by the kernel: %+v", ck, c)
+		}
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+}
+
+// TestIntegrationEventsUnprivileged: nobody may subscribe too; where the
+// kernel refuses, sockdump says so once and goes on polling.
+func TestIntegrationEventsUnprivileged(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to switch to nobody")
+	}
+	bin := buildSockdump(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--interval", "10ms", "--count", "3", "--events")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sockdump --events as nobody: %v\n%s", err, stderr.String())
+	}
+	if n := bytes.Count(out, []byte(`"type":"snapshot"`)); n != 3 {
+		t.Errorf("%d snapshots, want 3", n)
+	}
+	if s := stderr.String(); s != "" && !strings.Contains(s, "going on with polling only") {
+		t.Errorf("stderr: %s", s)
 	}
 }
