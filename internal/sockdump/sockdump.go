@@ -215,7 +215,7 @@ type Dumper struct {
 	enc   *codec.Encoder
 	now   func() time.Time
 
-	socks     []entry // reused between snapshots
+	socks     []entry        // reused between snapshots
 	byCookie  map[uint64]int // index of socks by cookie, built when first needed
 	listeners Listeners
 	ips       map[ipKey]string // text of addresses seen, bounded
