@@ -144,19 +144,24 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		s.maxAct = s.active
 	}
 	s.mu.Unlock()
-	defer func() {
+	// The question stops counting as active before the answer leaves, so
+	// that a client that asks again at once is not counted twice.
+	idle := func() {
 		s.mu.Lock()
 		s.active--
 		s.mu.Unlock()
-	}()
+	}
 	if a.Drop {
+		idle()
 		return
 	}
 	if a.Delay > 0 {
 		time.Sleep(a.Delay)
 	}
 	if a.Raw != nil {
-		w.Write(a.Raw(q))
+		b := a.Raw(q)
+		idle()
+		w.Write(b)
 		return
 	}
 	m := new(dns.Msg)
@@ -168,6 +173,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 			Ptr: n,
 		})
 	}
+	idle()
 	w.WriteMsg(m)
 }
 
