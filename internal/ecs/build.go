@@ -1,6 +1,8 @@
 package ecs
 
 import (
+	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -132,19 +134,15 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 		if end.IsZero() {
 			end = r.Time
 		}
-		if !start.IsZero() {
-			duration = end.Sub(start)
-		}
+		duration = end.Sub(start)
 	} else {
-		duration = now.Sub(r.Time)
-	}
-	if duration < 0 {
-		duration = 0
+		duration = max(now.Sub(r.Time), 0)
 	}
 	d.str("event.action", action)
 	d.strs("event.category", categoryNetwork)
 	d.str("event.dataset", "system.socket")
-	if r.Event != record.EventClosed || !start.IsZero() {
+	// A closed event's duration needs both ends, in order.
+	if r.Event != record.EventClosed || (!start.IsZero() && duration >= 0) {
 		d.long("event.duration", int64(duration))
 	}
 	d.time("event.end", end)
@@ -207,9 +205,9 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	// related.*
 	if strict {
 		ips := d.related[0][:0]
-		ips = append(ips, r.Local.IP)
+		ips = append(ips, stripZone(r.Local.IP))
 		if hasRemote && r.Remote.IP != r.Local.IP {
-			ips = append(ips, r.Remote.IP)
+			ips = append(ips, stripZone(r.Remote.IP))
 		}
 		hosts := d.related[1][:0]
 		if hasRemote && remoteHost != "" {
@@ -233,14 +231,14 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	if strict {
 		d.str("system.socket.direction", r.Direction)
 	}
-	d.str("system.socket.local.ip", r.Local.IP)
+	d.str("system.socket.local.ip", stripZone(r.Local.IP))
 	d.long("system.socket.local.port", int64(r.Local.Port))
 	d.str("system.socket.process.cmdline", cmdline)
 	if hasRemote {
 		d.str("system.socket.remote.etld_plus_one", r.Remote.ETLDPlusOne)
 		d.str("system.socket.remote.host", r.Remote.Host)
 		d.str("system.socket.remote.host_error", r.Remote.HostError)
-		d.str("system.socket.remote.ip", r.Remote.IP)
+		d.str("system.socket.remote.ip", stripZone(r.Remote.IP))
 		d.long("system.socket.remote.port", int64(r.Remote.Port))
 	}
 
@@ -256,6 +254,48 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	} else if r.HasUID {
 		d.uintStr("user.id", uint64(r.UID))
 	}
+}
+
+// Dates outside [minTime, maxTime) are refused: before the epoch they are
+// nonsense for a socket, and nanoseconds since it overflow after 2262.
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// Check reports what in a socket record would make a wrong document or
+// one that Elasticsearch rejects: addresses that are not IP addresses,
+// dates before 1970 or after 2261.
+func Check(r *record.Record) error {
+	times := [...]struct {
+		name string
+		t    time.Time
+	}{{"time", r.Time}, {"first_seen", r.FirstSeen}, {"last_seen", r.LastSeen}, {"process.start", time.Time{}}}
+	if r.Process != nil {
+		times[3].t = r.Process.Start
+	}
+	for _, e := range times {
+		if !e.t.IsZero() && (e.t.Before(minTime) || !e.t.Before(maxTime)) {
+			return fmt.Errorf("%s: %s is out of range", e.name, e.t.Format(time.RFC3339Nano))
+		}
+	}
+	for _, e := range [...]struct {
+		name string
+		ip   string
+	}{{"local.ip", r.Local.IP}, {"remote.ip", r.Remote.IP}} {
+		if _, err := netip.ParseAddr(e.ip); err != nil {
+			return fmt.Errorf("%s: %q is not an IP address", e.name, e.ip)
+		}
+	}
+	return nil
+}
+
+// stripZone drops an IPv6 zone ("%eth0"), which ECS ip fields do not take.
+func stripZone(ip string) string {
+	if i := strings.IndexByte(ip, '%'); i >= 0 {
+		return ip[:i]
+	}
+	return ip
 }
 
 // userName is the user for related.user: the name, else the uid.

@@ -360,3 +360,33 @@ func splitEntries(s string) (map[string]string, []string) {
 	flush()
 	return entries, order
 }
+
+func TestCheck(t *testing.T) {
+	ok := corpusRecord(families[0], record.DirectionEgress, record.EventClosed, allEnrichments)
+	tests := []struct {
+		name   string
+		change func(r *record.Record)
+		want   string
+	}{
+		{"good", func(*record.Record) {}, ""},
+		{"zone", func(r *record.Record) { r.Local.IP = "fe80::1%eth0" }, ""},
+		{"bad local ip", func(r *record.Record) { r.Local.IP = "10.0.0.300" }, `local.ip: "10.0.0.300" is not an IP address`},
+		{"bad remote ip", func(r *record.Record) { r.Remote.IP = "localhost" }, `remote.ip: "localhost" is not an IP address`},
+		{"time before 1970", func(r *record.Record) { r.Time = time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC) }, "time: 1969-12-31T00:00:00Z is out of range"},
+		{"last_seen after 2261", func(r *record.Record) { r.LastSeen = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC) }, "last_seen: 2262-01-01T00:00:00Z is out of range"},
+		{"process start", func(r *record.Record) { r.Process.Start = time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC) }, "process.start: 0001-01-01T00:00:01Z is out of range"},
+	}
+	for _, tt := range tests {
+		r := *ok
+		p := *ok.Process
+		r.Process = &p
+		tt.change(&r)
+		got := ""
+		if err := Check(&r); err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("%s: Check = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -41,7 +41,7 @@ func (d *Doc) endpoint(obj string, e *record.Endpoint, domain, registered string
 	if strict {
 		d.str(n[0], domain)
 	}
-	d.str(n[1], e.IP)
+	d.str(n[1], stripZone(e.IP))
 	d.long(n[2], int64(e.Port))
 	if strict && domain != "" {
 		d.str(n[3], registered)
@@ -160,6 +160,10 @@ var plain = func() (t [256]bool) {
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if !plain[s[i]] {
+			if !utf8.ValidString(s) {
+				// As encoding/json does: JSON text must be UTF-8.
+				s = strings.ToValidUTF8(s, "\uFFFD")
+			}
 			return codec.AppendString(b, s)
 		}
 	}

@@ -148,6 +148,16 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		}
 		switch line.Rec.Type {
 		case record.TypeSocket:
+			if err := ecs.Check(line.Rec); err != nil {
+				in.Bad++
+				le := &ndjson.LineError{Line: line.Num, Err: err}
+				if *strict {
+					out.Flush()
+					return cli.Exit(cli.ExitFailure, le)
+				}
+				fmt.Fprintf(stderr, "sockecs: %v (skipped)\n", le)
+				continue
+			}
 			if err := out.Write(w.Append(line.Rec)); err != nil {
 				return err
 			}

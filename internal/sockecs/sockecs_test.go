@@ -72,6 +72,7 @@ func schema(t testing.TB) *ecscheck.Schema {
 
 const wantStderr = `sockecs: line 6: not a JSON object (skipped)
 sockecs: line 7: socket record: family "ipx" is neither "ipv4" nor "ipv6" (skipped)
+sockecs: line 11: local.ip: "10.0.0.300" is not an IP address (skipped)
 `
 
 func TestGolden(t *testing.T) {
@@ -104,8 +105,8 @@ func TestGolden(t *testing.T) {
 				}
 				lines = docs
 			}
-			if len(lines) != 5 {
-				t.Errorf("%d documents, want 5 (one per socket record)", len(lines))
+			if len(lines) != 6 {
+				t.Errorf("%d documents, want 6 (one per good socket record)", len(lines))
 			}
 			if !strings.Contains(tt.golden, "strict") {
 				return
@@ -134,6 +135,7 @@ func TestRunErrors(t *testing.T) {
 		{name: "argument", args: []string{"extra"}, wantCode: cli.ExitUsage, wantErr: `unexpected argument "extra"`},
 		{name: "bad flag", args: []string{"--nope"}, wantCode: cli.ExitUsage, wantErr: "flag provided but not defined: -nope"},
 		{name: "strict stops at a bad line", args: []string{"--strict"}, stdin: in, wantCode: cli.ExitFailure, wantErr: "line 6: not a JSON object"},
+		{name: "strict stops at a bad address", args: []string{"--strict"}, stdin: []byte(`{"type":"socket","time":"2026-11-26T04:30:02Z","family":"ipv4","local":{"ip":"1.2.3","port":1},"remote":{"ip":"1.2.3.4","port":2}}` + "\n"), wantCode: cli.ExitFailure, wantErr: `sockecs: line 1: local.ip: "1.2.3" is not an IP address`},
 		{name: "empty input", stdin: nil, wantCode: cli.ExitOK},
 		{name: "only snapshots", stdin: []byte(`{"type":"snapshot","time":"2026-11-26T04:30:00Z","sockets":0}` + "\n"), wantCode: cli.ExitOK},
 	}
@@ -170,7 +172,7 @@ func TestHostnameFailure(t *testing.T) {
 	if !strings.Contains(stderr, "sockecs: host name: uname: no (agent.hostname and host.name left out)") {
 		t.Errorf("stderr: %s", stderr)
 	}
-	if strings.Contains(stdout, `"agent":{`) || strings.Contains(stdout, `"host":{`) || strings.Count(stdout, "\n") != 5 {
+	if strings.Contains(stdout, `"agent":{`) || strings.Contains(stdout, `"host":{`) || strings.Count(stdout, "\n") != 6 {
 		t.Errorf("stdout:\n%s", stdout)
 	}
 }
