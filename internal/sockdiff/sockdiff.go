@@ -123,7 +123,11 @@ func run(ctx context.Context, c config, stdin io.Reader, stdout, stderr io.Write
 		err = nil
 	}
 	if n := st.Pending(); n > 0 {
-		fmt.Fprintf(stderr, "%s: input ended after %d socket records without their snapshot record: merged into the state, nothing reported closed\n", name, n)
+		how := "input ended"
+		if err != nil {
+			how = "stopped"
+		}
+		fmt.Fprintf(stderr, "%s: %s mid-snapshot, %s after the last snapshot record: merged into the state, nothing reported closed\n", name, how, count(n, "socket"))
 		st.Incomplete()
 	}
 	if ferr := out.Flush(); err == nil {
@@ -170,7 +174,7 @@ func (d *differ) loop() error {
 			}
 		case record.TypeSnapshot:
 			if bad := d.in.Bad - d.bad; bad > 0 {
-				fmt.Fprintf(d.stderr, "%s: snapshot of %s had %d bad lines: nothing reported closed for it\n", name, r.Time.UTC().Format(time.RFC3339Nano), bad)
+				fmt.Fprintf(d.stderr, "%s: snapshot of %s had %s: nothing reported closed for it\n", name, r.Time.UTC().Format(time.RFC3339Nano), count(bad, "bad line"))
 				d.st.Incomplete()
 			} else if err := d.st.EndSnapshot(r.Time, closed); err != nil {
 				return err
@@ -208,4 +212,12 @@ func (d *differ) maybeSave() error {
 	}
 	d.saved = now
 	return diff.Save(d.c.state, d.st, now)
+}
+
+// count returns "1 thing" or "n things".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
