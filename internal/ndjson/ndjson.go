@@ -33,6 +33,7 @@ func (e *LineError) Unwrap() error { return e.Err }
 // newline is returned like any other.
 type Reader struct {
 	br   *bufio.Reader
+	max  int
 	line int
 }
 
@@ -42,7 +43,7 @@ func NewReader(r io.Reader, max int) *Reader {
 	if max <= 0 {
 		max = DefaultMaxLine
 	}
-	return &Reader{br: bufio.NewReaderSize(r, max+1)}
+	return &Reader{br: bufio.NewReaderSize(r, max+1), max: max}
 }
 
 // Next returns the next non-blank line, without its newline (and without a
@@ -69,6 +70,9 @@ func (r *Reader) Next() ([]byte, error) {
 		}
 		r.line++
 		b = bytes.TrimRight(b, "\r\n")
+		if len(b) > r.max { // bufio's buffer has a floor of 16 bytes
+			return nil, &LineError{Line: r.line, Err: ErrLineTooLong}
+		}
 		if len(bytes.TrimSpace(b)) == 0 {
 			if err == io.EOF {
 				return nil, io.EOF

@@ -98,3 +98,34 @@ func TestWriter(t *testing.T) {
 		t.Errorf("error not sticky: %v, %d writes", err, fw.n)
 	}
 }
+
+func FuzzReader(f *testing.F) {
+	for _, s := range []string{"a\nb\n", "\r\n\n", "x", strings.Repeat("y", 40) + "\nz", `{"type":"socket"}` + "\n"} {
+		f.Add([]byte(s), 16)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, max int) {
+		if max < 1 || max > 1<<16 {
+			return
+		}
+		r := NewReader(bytes.NewReader(in), max)
+		total := 0
+		for i := 0; i <= len(in)+1; i++ {
+			b, err := r.Next()
+			if err == io.EOF {
+				return
+			}
+			var le *LineError
+			if err != nil && !errors.As(err, &le) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if len(b) > max {
+				t.Fatalf("line of %d bytes over the limit %d", len(b), max)
+			}
+			if bytes.ContainsAny(b, "\n") {
+				t.Fatalf("line holds a newline: %q", b)
+			}
+			total += len(b)
+		}
+		t.Fatalf("reader did not end on %d bytes", len(in))
+	})
+}
