@@ -1,0 +1,107 @@
+package stage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/ndjson"
+)
+
+const good = `{"type":"snapshot","time":"2026-11-26T04:34:58Z","schema":1,"sockets":0,"duration_ns":1}`
+
+func TestInputSkipsBadLines(t *testing.T) {
+	t.Parallel()
+	in := strings.Join([]string{
+		good,
+		`not json`,
+		`{"type":"socket"}`, // fails Validate
+		strings.Repeat("x", 200),
+		`{"type":"other","x":1}`,
+		good,
+	}, "\n")
+	var stderr bytes.Buffer
+	i := NewInput(context.Background(), strings.NewReader(in), 100)
+	i.Name, i.Stderr = "stage", &stderr
+	var nums []int
+	for {
+		l, err := i.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		nums = append(nums, l.Num)
+	}
+	if want := []int{1, 5, 6}; !equal(nums, want) {
+		t.Errorf("good lines %v, want %v", nums, want)
+	}
+	msgs := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(msgs) != 3 || i.Bad != 3 ||
+		!strings.HasPrefix(msgs[0], "stage: line 2: not a JSON object") ||
+		!strings.HasPrefix(msgs[1], "stage: line 3: socket record") ||
+		!strings.HasPrefix(msgs[2], "stage: line 4: line too long") {
+		t.Errorf("stderr:\n%s", stderr.String())
+	}
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestInputStrict(t *testing.T) {
+	t.Parallel()
+	i := NewInput(context.Background(), strings.NewReader(good+"\n{\n"+good+"\n"), 0)
+	i.Strict = true
+	if _, err := i.Next(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := i.Next()
+	var le *ndjson.LineError
+	if !errors.As(err, &le) || le.Line != 2 {
+		t.Fatalf("err = %v, want a LineError for line 2", err)
+	}
+}
+
+func TestInputWaitAndCancel(t *testing.T) {
+	t.Parallel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	i := NewInput(ctx, pr, 0)
+	waits := make(chan struct{}, 10)
+	i.Wait = func() error { waits <- struct{}{}; return nil }
+	go pw.Write([]byte(good + "\n"))
+	if _, err := i.Next(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { _, err := i.Next(); done <- err }()
+	select {
+	case <-waits: // the reader was told before blocking: time to flush
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait not called before blocking")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next did not return after cancel")
+	}
+}
