@@ -83,7 +83,7 @@ func exchangeError(ctx context.Context, err error) error {
 	switch {
 	case ctx.Err() == context.Canceled:
 		return ErrCancelled
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return context.DeadlineExceeded
 	case errors.Is(err, syscall.ECONNREFUSED):
