@@ -53,3 +53,17 @@ peak_rss_kib() {
 	/usr/bin/time -f %M -o "$BENCH_TMP/rss" sh -c "exec $1" || die "command failed: $1"
 	tail -n 1 "$BENCH_TMP/rss"
 }
+
+# cpu_ms RUNS CMD: the median CPU time (user + system) of CMD over RUNS
+# runs, in milliseconds: steadier than wall time on a busy machine.
+cpu_ms() {
+	runs=$1; shift
+	: >"$BENCH_TMP/cpu"
+	j=0
+	while [ $j -lt "$runs" ]; do
+		/usr/bin/time -f "%U %S" -o "$BENCH_TMP/t" sh -c "exec $1" || die "command failed: $1"
+		tail -n 1 "$BENCH_TMP/t" | awk '{printf "%d\n", ($1 + $2) * 1000}' >>"$BENCH_TMP/cpu"
+		j=$((j + 1))
+	done
+	sort -n "$BENCH_TMP/cpu" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}

@@ -25,10 +25,13 @@ total=$(ss -tanH | wc -l)
 "$BIN/sockdump" >/dev/null; ss -tan >/dev/null
 ours=$(median_ms "$RUNS" "'$BIN/sockdump' >/dev/null")
 theirs=$(median_ms "$RUNS" "ss -tan >/dev/null")
+ours_cpu=$(cpu_ms "$RUNS" "'$BIN/sockdump' >/dev/null")
+theirs_cpu=$(cpu_ms "$RUNS" "ss -tan >/dev/null")
 rss=$(peak_rss_kib "'$BIN/sockdump' >/dev/null")
 lines=$("$BIN/sockdump" | wc -l)
 ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.2f", a/b}')
 echo "sockets in the namespace: $total (sockdump wrote $lines lines)"
-echo "sockdump: ${ours} ms median of $RUNS, peak RSS $((rss / 1024)) MiB"
-echo "ss -tan:  ${theirs} ms median of $RUNS"
-echo "ratio sockdump/ss: $ratio"
+cpu_ratio=$(awk -v a="$ours_cpu" -v b="$theirs_cpu" 'BEGIN {printf "%.2f", a/b}')
+echo "sockdump: ${ours} ms wall, ${ours_cpu} ms CPU (medians of $RUNS), peak RSS $((rss / 1024)) MiB"
+echo "ss -tan:  ${theirs} ms wall, ${theirs_cpu} ms CPU (medians of $RUNS)"
+echo "ratio sockdump/ss: $ratio wall, $cpu_ratio CPU"

@@ -47,7 +47,8 @@ func (c *Conn) NetlinkConn() *netlink.Conn { return c.c }
 
 // Dump asks for every TCP socket of family (AFInet or AFInet6) in the
 // given states and calls fn for each, as the replies arrive, without
-// holding the whole dump in memory. An error from fn stops the dump.
+// holding the whole dump in memory. fn must not keep the pointer: the
+// Socket is reused. An error from fn stops the dump.
 func (c *Conn) Dump(family uint8, states uint32, fn func(*Socket) error) error {
 	return c.dump(family, states, 0, fn)
 }
@@ -63,7 +64,10 @@ func (c *Conn) dump(family uint8, states uint32, ext uint8, fn func(*Socket) err
 	if _, err := c.c.Send(req); err != nil {
 		return classify("send dump request", err)
 	}
-	var ferr error
+	var (
+		ferr error
+		s    Socket // one for the whole dump: fn must not keep the pointer
+	)
 	for m, err := range c.c.ReceiveIter() {
 		if err != nil {
 			return classify("receive dump", err)
@@ -74,8 +78,8 @@ func (c *Conn) dump(family uint8, states uint32, ext uint8, fn func(*Socket) err
 		if m.Header.Type != sockDiagByFamily {
 			continue
 		}
-		s, err := ParseMessage(m.Data)
-		if err != nil {
+		var err error
+		if s, err = ParseMessage(m.Data); err != nil {
 			ferr = fmt.Errorf("decode dump reply: %w", err)
 			continue
 		}
