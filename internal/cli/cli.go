@@ -50,13 +50,26 @@ type RunFunc func(ctx context.Context, args []string, stdin io.Reader, stdout, s
 
 // Main runs a program and exits with its code. It never returns.
 func Main(name string, run RunFunc) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals()...)
 	// With SIGPIPE handled, a write to a closed stdout returns EPIPE
 	// instead of killing the program, so it can end quietly and cleanly.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(Code(name, err, os.Stderr))
+}
+
+// stopSignals returns the signals that stop a program: SIGTERM, and
+// SIGINT unless the program started with it ignored. A shell starts the
+// commands it runs in the background with SIGINT ignored (as nohup does
+// for SIGHUP), so that Ctrl-C reaches only the script: a script such as
+// examples/watch then stops the first stage of a pipeline and lets the
+// others drain their input and end at its end, losing nothing.
+func stopSignals() []os.Signal {
+	if signal.Ignored(os.Interrupt) {
+		return []os.Signal{syscall.SIGTERM}
+	}
+	return []os.Signal{os.Interrupt, syscall.SIGTERM}
 }
 
 // Code reports err on stderr, prefixed by the program name, and returns
