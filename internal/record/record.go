@@ -1,41 +1,14 @@
 // Package record defines the records that sockpipe's stages exchange as
-// NDJSON, one JSON object a line. It is the single place where the schema
-// lives; the codec package turns these types into bytes and back.
-//
-// # Versioning
+// NDJSON, one JSON object a line: socket, snapshot and destroyed records,
+// and the fields that each stage adds. The schema, its version and its
+// versioning rule are documented for users in README.md ("The record");
+// this package is its code, and the codec package turns it into bytes and
+// back.
 //
 // SchemaVersion is written in every snapshot record ("schema"). Within one
-// version, fields are only ever added, never renamed, retyped or removed, so
-// a reader built for version N reads any record of version N. A change that
-// breaks a reader increments the version. Every stage passes through, byte
-// for byte, the fields and record types that it does not know.
-//
-// # Records
-//
-// Every line has a "type":
-//
-//   - "socket": one TCP socket as the kernel showed it at Time. Written by
-//     sockdump, enriched by the later stages.
-//   - "snapshot": written by sockdump after the sockets of each dump; it
-//     closes the snapshot, so later stages know it is complete.
-//
-// A socket record, with every field that a stage may add:
-//
-//	{"type":"socket","time":"2026-11-26T04:30:00.123456789Z",
-//	 "family":"ipv4","transport":"tcp","state":"established",
-//	 "local":{"ip":"127.0.0.1","port":8080},
-//	 "remote":{"ip":"127.0.0.1","port":51234,
-//	           "host":"localhost.","host_error":"…","etld_plus_one":"…"},
-//	 "direction":"ingress","inode":123456,"uid":1000,"cookie":4242,
-//	 "netns":4026531840,
-//	 "event":"opened","first_seen":"…","last_seen":"…",
-//	 "process":{"pid":42,"ppid":1,"name":"nginx","executable":"/usr/sbin/nginx",
-//	            "args":["nginx","-g","daemon off;"],"cmdline":"nginx -g daemon off;",
-//	            "start":"2026-11-26T04:00:00.12Z"},
-//	 "process_error":"process not found. inode=0, tcp_state=time-wait",
-//	 "user":{"id":"1000","name":"jaime","full_name":"Jaime Soriano Pastor"}}
-//
-// See the field comments of Record for what each field means.
+// version, fields are only ever added, never renamed, retyped or removed.
+// Every stage passes through, byte for byte, the members and record types
+// that it does not know.
 package record
 
 import (
