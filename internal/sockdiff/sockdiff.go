@@ -123,11 +123,11 @@ func run(ctx context.Context, c config, stdin io.Reader, stdout, stderr io.Write
 		err = nil
 	}
 	if n := st.Pending(); n > 0 {
-		how := "input ended"
-		if err != nil {
-			how = "stopped"
+		// Only the end of input is news: a signal, a closed stdout or a
+		// bad line under --strict stop mid-snapshot by design.
+		if err == nil {
+			fmt.Fprintf(stderr, "%s: input ended mid-snapshot, %s after the last snapshot record: merged into the state, nothing reported closed\n", name, count(n, "socket"))
 		}
-		fmt.Fprintf(stderr, "%s: %s mid-snapshot, %s after the last snapshot record: merged into the state, nothing reported closed\n", name, how, count(n, "socket"))
 		st.Incomplete()
 	}
 	if ferr := out.Flush(); err == nil {

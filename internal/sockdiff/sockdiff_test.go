@@ -1,0 +1,201 @@
+package sockdiff
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/ndjson"
+)
+
+var t0 = time.Date(2026, 11, 26, 4, 30, 0, 0, time.UTC)
+
+func socketLine(sec int, rport int, state string) string {
+	return fmt.Sprintf(`{"type":"socket","time":%q,"family":"ipv4","transport":"tcp","state":%q,"local":{"ip":"10.0.0.1","port":22},"remote":{"ip":"10.0.0.2","port":%d},"direction":"ingress","inode":%d,"uid":0}`,
+		t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339Nano), state, rport, 1000+rport)
+}
+
+func snapshotLine(sec int) string {
+	return fmt.Sprintf(`{"type":"snapshot","time":%q,"schema":1,"sockets":1,"duration_ns":1000}`, t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339Nano))
+}
+
+// stream returns n snapshots of one socket each, a new connection each
+// time.
+func stream(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintln(&b, socketLine(i, 5000+i, "established"))
+		fmt.Fprintln(&b, snapshotLine(i))
+	}
+	return b.String()
+}
+
+// TestSaveInterval checks that streaming with --state saves at most every
+// --save-interval, at snapshot boundaries, and at the end: the clock is
+// read once at the start and once per snapshot, and advances 4s a read.
+func TestSaveInterval(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state")
+	var seen []string // the state file's snapshot time whenever the clock is read
+	clock := t0
+	snapRE := regexp.MustCompile(`"snapshot":"([^"]*)"`)
+	c := config{
+		closed: true, state: path, lockTimeout: time.Second, saveInterval: 10 * time.Second,
+		now: func() time.Time {
+			b, err := os.ReadFile(path)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				seen = append(seen, "none")
+			case err != nil:
+				t.Error(err)
+			default:
+				seen = append(seen, string(snapRE.FindSubmatch(b)[1]))
+			}
+			clock = clock.Add(4 * time.Second)
+			return clock
+		},
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), c, strings.NewReader(stream(6)), &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	at := func(sec int) string { return t0.Add(time.Duration(sec) * time.Second).Format(time.RFC3339) }
+	// The start and snapshots 1 to 6: saved after snapshots 3 (12s) and
+	// 6 (24s); nothing changed after 6, so the end does not save again
+	// (nor read the clock).
+	want := []string{"none", "none", "none", "none", at(3), at(3), at(3)}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Errorf("state file when the clock was read (-want +got):\n%s", diff)
+	}
+	if b, _ := os.ReadFile(path); !bytes.Contains(b, []byte(`"snapshot":"`+at(6)+`"`)) {
+		t.Errorf("state file at the end:\n%s", b)
+	}
+	if got := strings.Count(stdout.String(), `"event":"opened"`); got != 5 {
+		t.Errorf("%d opened events, want 5:\n%s", got, stdout.String())
+	}
+	if got := strings.Count(stdout.String(), `"event":"closed"`); got != 5 {
+		t.Errorf("%d closed events, want 5:\n%s", got, stdout.String())
+	}
+}
+
+// TestRunEnds checks the ways a run ends: each saves the state.
+func TestRunEnds(t *testing.T) {
+	t.Parallel()
+	input := socketLine(0, 5000, "established") + "\n" + snapshotLine(0) + "\n" + socketLine(1, 5001, "syn-recv") + "\nnot json\n"
+	tests := []struct {
+		name     string
+		strict   bool
+		stdout   io.Writer
+		wantErr  func(error) bool
+		wantCode int
+		entries  int
+	}{
+		{"end of input", false, io.Discard, func(err error) bool { return err == nil }, cli.ExitOK, 2},
+		{"bad line under --strict", true, io.Discard, func(err error) bool { var le *ndjson.LineError; return errors.As(err, &le) }, cli.ExitFailure, 2},
+		{"closed stdout", false, brokenPipe{}, cli.IsClosedPipe, cli.ExitOK, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "state")
+			c := config{state: path, strict: tt.strict, lockTimeout: time.Second, saveInterval: time.Hour, now: time.Now}
+			var stderr bytes.Buffer
+			err := run(context.Background(), c, strings.NewReader(input), tt.stdout, &stderr)
+			if !tt.wantErr(err) {
+				t.Errorf("run = %v", err)
+			}
+			if code := cli.Code("sockdiff", err, io.Discard); code != tt.wantCode {
+				t.Errorf("exit code %d, want %d", code, tt.wantCode)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf(`{"end":"sockdiff-state","entries":%d}`, tt.entries); !strings.Contains(string(b), want) {
+				t.Errorf("state file lacks %s:\n%s", want, b)
+			}
+		})
+	}
+}
+
+type brokenPipe struct{}
+
+func (brokenPipe) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.EPIPE}
+}
+
+// TestCancel checks that a cancelled context (SIGINT, SIGTERM) ends a run
+// that waits for input, with the state saved and the snapshot being read
+// merged into it.
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout := newLineWatcher()
+	done := make(chan error, 1)
+	go func() {
+		c := config{state: path, lockTimeout: time.Second, saveInterval: time.Hour, now: time.Now}
+		done <- run(ctx, c, pr, stdout, io.Discard)
+	}()
+	fmt.Fprintln(pw, socketLine(0, 5000, "established"))
+	fmt.Fprintln(pw, snapshotLine(0))
+	fmt.Fprintln(pw, socketLine(1, 5001, "established"))
+	stdout.waitFor(t, `"event":"opened"`)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("run = %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not end after cancel")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"complete":true,"snapshot":"2026-11-26T04:30:00Z","entries":2}`) {
+		t.Errorf("state file:\n%s", b)
+	}
+}
+
+// lineWatcher is a writer that a test can wait on.
+type lineWatcher struct {
+	ch  chan []byte
+	buf []byte
+}
+
+func newLineWatcher() *lineWatcher { return &lineWatcher{ch: make(chan []byte, 100)} }
+
+func (w *lineWatcher) Write(p []byte) (int, error) {
+	w.ch <- append([]byte(nil), p...)
+	return len(p), nil
+}
+
+func (w *lineWatcher) waitFor(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for !bytes.Contains(w.buf, []byte(s)) {
+		select {
+		case p := <-w.ch:
+			w.buf = append(w.buf, p...)
+		case <-deadline:
+			t.Fatalf("output lacks %s after 30s:\n%s", s, w.buf)
+		}
+	}
+}
