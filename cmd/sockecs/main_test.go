@@ -1,7 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -11,7 +17,13 @@ import (
 	"github.com/sockpipe/sockpipe/internal/sockecs"
 )
 
+// asMain makes the test binary run sockecs itself (for TestUnprivileged).
+const asMain = "SOCKECS_TEST_AS_MAIN"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		main()
+	}
 	testscript.Main(m, map[string]func(){
 		"sockecs":  func() { cli.Main("sockecs", sockecs.Run) },
 		"sockdump": func() { cli.Main("sockdump", sockdump.Run) },
@@ -27,4 +39,56 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// sockecs needs no privilege: run as nobody, it writes every document.
+func TestUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to nobody; as this user the other tests already run unprivileged")
+	}
+	// The test binary's own directory is private to root: copy it out.
+	dir, err := os.MkdirTemp("", "sockecs-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "sockecs")
+	src, err := os.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.ReadFile("../../internal/sockecs/testdata/input.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--strict-ecs", "--hostname", "h")
+	cmd.Env = []string{asMain + "=1"}
+	cmd.Dir = dir
+	cmd.Stdin = bytes.NewReader(in)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	if n := strings.Count(stdout.String(), "\n"); n != 6 {
+		t.Errorf("%d documents, want 6:\n%s", n, stdout.String())
+	}
+	if n := strings.Count(stderr.String(), "(skipped)"); n != 3 {
+		t.Errorf("stderr: %s", stderr.String())
+	}
 }

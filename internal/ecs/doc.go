@@ -156,6 +156,9 @@ type Doc struct {
 
 	related [2][3]string // backing arrays for related.ip and related.hosts/user
 	relUser [2]string
+
+	lastTimeNs int64  // the last date AppendJSON wrote…
+	lastTime   []byte // …and its JSON text
 }
 
 // Get returns the field of that name.

@@ -103,13 +103,29 @@ func (d *Doc) AppendJSON(b []byte) []byte {
 		}
 		more[depth] = true
 		b = appendKey(b, name[start:])
-		b = f.appendValue(b)
+		if f.Kind == Time {
+			b = d.appendTime(b, f.Int)
+		} else {
+			b = f.appendValue(b)
+		}
 		prev = name
 	}
 	for ; depth > 0; depth-- {
 		b = append(b, '}')
 	}
 	return append(b, '}')
+}
+
+// appendTime appends a date. The last one is kept: every document of a
+// snapshot shares its @timestamp.
+func (d *Doc) appendTime(b []byte, ns int64) []byte {
+	if d.lastTime == nil || d.lastTimeNs != ns {
+		d.lastTime = append(d.lastTime[:0], '"')
+		d.lastTime = time.Unix(0, ns).UTC().AppendFormat(d.lastTime, TimeLayout)
+		d.lastTime = append(d.lastTime, '"')
+		d.lastTimeNs = ns
+	}
+	return append(b, d.lastTime...)
 }
 
 func (f *Field) appendValue(b []byte) []byte {

@@ -124,19 +124,21 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	}
 
 	out := ndjson.NewWriter(stdout)
+	enc := newEncoder(Writer{Options: opts, Action: action, Now: env.Now}, out)
 	in := stage.NewInput(ctx, stdin, 0)
-	in.Name, in.Stderr, in.Strict, in.Wait = "sockecs", stderr, *strict, out.Flush
-	w := Writer{Options: opts, Action: action, Now: env.Now}
+	// Before the input blocks, everything read is written out, so a live
+	// pipeline never holds a document back.
+	in.Name, in.Stderr, in.Strict, in.Wait = "sockecs", stderr, *strict, func() error { return enc.flush(true) }
 	for {
 		line, err := in.Next()
 		if err != nil {
-			ferr := out.Flush()
+			cerr := enc.close()
 			switch {
 			case errors.Is(err, io.EOF):
-				return ferr
+				return cerr
 			case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-				if ferr != nil {
-					return ferr
+				if cerr != nil {
+					return cerr
 				}
 				return err
 			}
@@ -152,21 +154,138 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 				in.Bad++
 				le := &ndjson.LineError{Line: line.Num, Err: err}
 				if *strict {
-					out.Flush()
+					if cerr := enc.close(); cerr != nil {
+						return cerr
+					}
 					return cli.Exit(cli.ExitFailure, le)
 				}
 				fmt.Fprintf(stderr, "sockecs: %v (skipped)\n", le)
 				continue
 			}
-			if err := out.Write(w.Append(line.Rec)); err != nil {
+			if err := enc.add(line.Rec); err != nil {
+				enc.close()
 				return err
 			}
 		case record.TypeSnapshot:
-			if err := out.Flush(); err != nil {
+			if err := enc.flush(false); err != nil {
+				enc.close()
 				return err
 			}
 		}
 	}
+}
+
+// encoder builds, encodes and writes documents on a goroutine of its own,
+// in input order, so that decoding the next records overlaps with it.
+type encoder struct {
+	w     Writer
+	out   *ndjson.Writer
+	jobs  chan job
+	done  chan struct{} // closed when the goroutine has ended
+	dead  chan struct{} // closed at the first write error
+	err   error         // that error; read only after dead or done is closed
+	batch []*record.Record
+}
+
+type job struct {
+	recs  []*record.Record
+	flush bool          // flush the output after the records
+	ack   chan struct{} // closed once the job is done, when not nil
+}
+
+const batchSize = 256
+
+func newEncoder(w Writer, out *ndjson.Writer) *encoder {
+	e := &encoder{w: w, out: out, jobs: make(chan job, 8), done: make(chan struct{}), dead: make(chan struct{})}
+	go e.run()
+	return e
+}
+
+func (e *encoder) run() {
+	defer close(e.done)
+	failed := false
+	fail := func(err error) {
+		if !failed {
+			failed, e.err = true, err
+			close(e.dead)
+		}
+	}
+	for j := range e.jobs {
+		for _, r := range j.recs {
+			if failed {
+				break
+			}
+			if err := e.out.Write(e.w.Append(r)); err != nil {
+				fail(err)
+			}
+		}
+		if j.flush && !failed {
+			if err := e.out.Flush(); err != nil {
+				fail(err)
+			}
+		}
+		if j.ack != nil {
+			close(j.ack)
+		}
+	}
+}
+
+func (e *encoder) send(j job) error {
+	select {
+	case e.jobs <- j:
+		return nil
+	case <-e.dead:
+		return e.err
+	}
+}
+
+// add queues a record.
+func (e *encoder) add(r *record.Record) error {
+	e.batch = append(e.batch, r)
+	if len(e.batch) < batchSize {
+		return nil
+	}
+	j := job{recs: e.batch}
+	e.batch = make([]*record.Record, 0, batchSize)
+	return e.send(j)
+}
+
+// flush queues what is pending and a flush of the output; with wait, it
+// returns once they are done.
+func (e *encoder) flush(wait bool) error {
+	j := job{recs: e.batch, flush: true}
+	e.batch = nil
+	if wait {
+		j.ack = make(chan struct{})
+	}
+	if err := e.send(j); err != nil {
+		return err
+	}
+	if wait {
+		select {
+		case <-j.ack:
+		case <-e.dead:
+			return e.err
+		}
+	}
+	return nil
+}
+
+// close writes out what is pending, ends the goroutine and returns the
+// first write error.
+func (e *encoder) close() error {
+	select {
+	case <-e.done:
+		return e.err
+	default:
+	}
+	err := e.flush(false)
+	close(e.jobs)
+	<-e.done
+	if err != nil {
+		return err
+	}
+	return e.err
 }
 
 // BulkAction returns the _bulk action line (with its newline) that
