@@ -100,3 +100,25 @@ func TestSlowServer(t *testing.T) {
 		t.Errorf("%d queries, want 1000", n)
 	}
 }
+
+// BenchmarkThroughput: 100,000 records over 1,000 addresses from a server
+// that answers at once; what it costs per record once names are cached.
+func BenchmarkThroughput(b *testing.B) {
+	srv := dnstest.Start(b)
+	srv.SetDefault(func(ip netip.Addr) dnstest.Answer {
+		return dnstest.Answer{Names: []string{"h-" + strings.ReplaceAll(ip.String(), ".", "-") + ".example.com."}}
+	})
+	one := benchInput()
+	input := strings.Repeat(one, 10)
+	b.SetBytes(int64(len(input)))
+	for b.Loop() {
+		var out countWriter
+		if err := Run(context.Background(), []string{"--server", srv.Addr}, strings.NewReader(input), &out, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		if out.lines != 100000 {
+			b.Fatalf("%d lines", out.lines)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100000, "ns/record")
+}
