@@ -151,6 +151,23 @@ func TestResolverAnswers(t *testing.T) {
 	}
 }
 
+func TestResolverTruncated(t *testing.T) {
+	t.Parallel()
+	srv := dnstest.Start(t)
+	if !srv.HasTCP() {
+		t.Skip("no TCP port beside the UDP one")
+	}
+	srv.Set("192.0.2.1", dnstest.Answer{Names: []string{"over-tcp.example."}, TCPOnly: true})
+	r := New(testConfig(srv, newClock()))
+	defer r.Close()
+	if got, want := resolve(t, r, "192.0.2.1"), (Result{Host: "over-tcp.example."}); got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if n := srv.Queries("192.0.2.1"); n != 2 {
+		t.Errorf("%d queries, want 2 (UDP, then TCP)", n)
+	}
+}
+
 func TestResolverUnreachable(t *testing.T) {
 	t.Parallel()
 	// A UDP port with nothing behind it: the kernel answers with ICMP

@@ -383,3 +383,44 @@ func TestFlushWhileWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCancel stops sockresolve (as SIGINT does) while a lookup is running:
+// the record that was read still comes out, with its name, and the cache
+// is saved.
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	srv := dnstest.Start(t)
+	srv.Set("192.0.2.1", dnstest.Answer{Names: []string{"late.example.com."}, Delay: 200 * time.Millisecond})
+	cache := filepath.Join(t.TempDir(), "cache")
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--server", srv.Addr, "--cache", cache}, pr, &out, io.Discard)
+	}()
+	io.WriteString(pw, sock("192.0.2.1", 443)+"\n")
+	for i := 0; srv.Queries("192.0.2.1") == 0; i++ {
+		if i > 500 {
+			t.Fatal("no query")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != context.Canceled {
+			t.Errorf("Run = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	want := []remote{{IP: "192.0.2.1", Host: "late.example.com.", ETLD: "example.com."}}
+	if diff := cmp.Diff(want, parseOut(t, out.String())); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+	if data, err := os.ReadFile(cache); err != nil || !strings.Contains(string(data), "late.example.com.") {
+		t.Errorf("cache file: %v %s", err, data)
+	}
+}

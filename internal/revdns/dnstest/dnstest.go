@@ -21,6 +21,9 @@ type Answer struct {
 	Names []string      // PTR names, in presentation format (may hold \DDD escapes)
 	Rcode int           // the response code; dns.RcodeSuccess by default
 	Drop  bool          // never answer
+	// TCPOnly answers over UDP with the truncated bit set and no
+	// records, so that the client asks again over TCP.
+	TCPOnly bool
 	Delay time.Duration // wait this long before answering
 	// Raw, when set, is the response sent, given the query.
 	Raw func(q *dns.Msg) []byte
@@ -34,7 +37,7 @@ type Server struct {
 	// Addr is the server's HOST:PORT.
 	Addr string
 
-	srv *dns.Server
+	srv, tcp *dns.Server
 
 	mu      sync.Mutex
 	answers map[netip.Addr]Answer
@@ -59,9 +62,25 @@ func Start(tb testing.TB) *Server {
 
 // Listen starts a server on a free UDP port of 127.0.0.1. Close it after.
 func Listen() (*Server, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+	// A UDP port whose TCP twin is free too, if one is found soon.
+	var pc net.PacketConn
+	var tl net.Listener
+	for range 20 {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		if tl, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		pc = nil
+	}
+	if pc == nil {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{
 		Addr:    pc.LocalAddr().String(),
@@ -73,15 +92,35 @@ func Listen() (*Server, error) {
 	go s.srv.ActivateAndServe()
 	select {
 	case <-started:
-		return s, nil
 	case <-time.After(5 * time.Second):
 		pc.Close()
 		return nil, fmt.Errorf("dns test server did not start")
 	}
+	// TCP on the same port, when it was free.
+	if tl != nil {
+		started := make(chan struct{})
+		s.tcp = &dns.Server{Listener: tl, Handler: s, NotifyStartedFunc: func() { close(started) }}
+		go s.tcp.ActivateAndServe()
+		select {
+		case <-started:
+		case <-time.After(5 * time.Second):
+			tl.Close()
+			s.tcp = nil
+		}
+	}
+	return s, nil
 }
 
+// HasTCP reports whether the server also listens on TCP.
+func (s *Server) HasTCP() bool { return s.tcp != nil }
+
 // Close stops the server.
-func (s *Server) Close() { s.srv.Shutdown() }
+func (s *Server) Close() {
+	s.srv.Shutdown()
+	if s.tcp != nil {
+		s.tcp.Shutdown()
+	}
+}
 
 // Set sets the answer for an address.
 func (s *Server) Set(ip string, a Answer) {
@@ -167,6 +206,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetRcode(q, a.Rcode)
 	m.RecursionAvailable = true
+	if a.TCPOnly && w.LocalAddr().Network() == "udp" {
+		m.Truncated = true
+		idle()
+		w.WriteMsg(m)
+		return
+	}
 	for _, n := range a.Names {
 		m.Answer = append(m.Answer, &dns.PTR{
 			Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: 300},
