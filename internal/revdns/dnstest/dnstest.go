@@ -18,13 +18,13 @@ import (
 
 // Answer says how to answer the PTR question for one address.
 type Answer struct {
-	Names []string      // PTR names, in presentation format (may hold \DDD escapes)
-	Rcode int           // the response code; dns.RcodeSuccess by default
-	Drop  bool          // never answer
+	Names []string // PTR names, in presentation format (may hold \DDD escapes)
+	Rcode int      // the response code; dns.RcodeSuccess by default
+	Drop  bool     // never answer
 	// TCPOnly answers over UDP with the truncated bit set and no
 	// records, so that the client asks again over TCP.
 	TCPOnly bool
-	Delay time.Duration // wait this long before answering
+	Delay   time.Duration // wait this long before answering
 	// Raw, when set, is the response sent, given the query.
 	Raw func(q *dns.Msg) []byte
 }
