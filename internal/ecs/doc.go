@@ -54,6 +54,15 @@
 // straight into sockecs) or with an event this version does not know is a
 // socket seen in a snapshot: it is written as existing.
 //
+// # Values
+//
+// IPv6 zones (fe80::1%eth0) are dropped from addresses, which ECS types
+// as ip; IPv4-mapped addresses (::ffff:10.0.0.5) are kept as written, which
+// Elasticsearch's ip type reads as the IPv4 address. Text that is not
+// valid UTF-8 (process arguments need not be) has its bad bytes replaced by
+// U+FFFD. Check tells the records whose documents Elasticsearch would
+// reject.
+//
 // # Times
 //
 // @timestamp is the record's time, when the dump that saw the socket began

@@ -32,15 +32,17 @@ and sockresolve in any combination. Only "socket" records become
 documents; "snapshot" records (which flush the output) and records of
 other types are consumed and not written. A record without an "event"
 (sockdump straight into sockecs) is a socket seen in a snapshot and is
-written as an existing one. Bad lines are reported on stderr with their
-line number and skipped (--strict stops at the first one).
+written as an existing one. Bad lines, and socket records that would make
+documents Elasticsearch rejects (an address that is not an IP address, a
+date before 1970 or after 2261), are reported on stderr with their line
+number and skipped (--strict stops at the first one).
 
 Output (NDJSON on stdout): one ECS document a line, as Metricbeat's
 system/socket metricset writes it (@timestamp, agent.*, event.*,
 metricset.name, network.*, server/source/destination, process.*, user.*,
 error.code, system.socket.*), plus ecs.version, host.name,
-network.transport, event.kind/category/type/action, and event.start /
-event.end for closed sockets.
+network.transport, event.kind/category/type/action, process.parent.pid,
+process.start, and event.start / event.end for closed sockets.
   event.duration (ns): for closed sockets event.end - event.start; for the
   others, as in the original, from the start of the dump to when sockecs
   built the document (the pipeline's latency, process and DNS lookups
@@ -54,6 +56,7 @@ of agent.hostname, client/server beside source/destination, related.*,
 before each document, which carries data_stream.* when the index is named
 TYPE-DATASET-NAMESPACE. Send it with
   curl -H 'Content-Type: application/x-ndjson' --data-binary @- URL/_bulk
+(one request per run: use it on a finite input, such as one cron run).
 Output is flushed at every snapshot record and whenever the input pauses.
 
 Privileges: none.
