@@ -127,6 +127,16 @@ func (r *Resolver) Resolve(ip netip.Addr) (Result, *Call) {
 		r.joined.Add(1)
 		return Result{}, c
 	}
+	// A lookup may have ended since the caches were read: it fills them
+	// before it leaves inflight, under r.mu.
+	if h, ok := r.success.Get(ip, now); ok {
+		r.hits.Add(1)
+		return Result{Host: h}, nil
+	}
+	if e, ok := r.failure.Get(ip, now); ok {
+		r.hits.Add(1)
+		return Result{Error: e}, nil
+	}
 	c := &Call{done: make(chan struct{})}
 	r.inflight[ip] = c
 	r.wg.Add(1)

@@ -169,7 +169,7 @@ func TestResolverTruncated(t *testing.T) {
 }
 
 func TestResolverUnreachable(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the port closed below must stay free until it is asked.
 	// A UDP port with nothing behind it: the kernel answers with ICMP
 	// port unreachable.
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -366,7 +366,12 @@ func TestResolverQueuedTimeout(t *testing.T) {
 		SuccessTTL: time.Minute, FailureTTL: time.Minute, CacheSize: 10})
 	defer r.Close()
 	_, first := r.Resolve(netip.MustParseAddr("192.0.2.1"))
-	time.Sleep(20 * time.Millisecond) // let the first take the worker
+	for i := 0; !first.Sent(); i++ { // let the first take the worker
+		if i > 1000 {
+			t.Fatal("the first lookup never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	got := resolve(t, r, "192.0.2.2")
 	want := Result{Error: "timed out after 100ms waiting for a free lookup worker"}
 	if got != want {
