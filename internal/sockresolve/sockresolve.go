@@ -59,8 +59,10 @@ at the end, and at snapshot records at most once a minute; written
 atomically under a lock on FILE.lock; a damaged file is reported and
 ignored).
 
-Privileges: none. Queries go to --server, or to the resolvers of
-/etc/resolv.conf (with /etc/hosts first, as for any program).
+Privileges: none. Queries go to --server (UDP, then TCP for a truncated
+answer), or to the system's resolver as any program on the host asks it:
+/etc/hosts and the servers of /etc/resolv.conf, in the order that
+/etc/nsswitch.conf gives.
 
 Exit codes:
   0  success, or stopped by SIGINT/SIGTERM or a closed stdout
@@ -87,12 +89,15 @@ type Options struct {
 	MaxPending int
 	Strict     bool
 	Stats      bool
+	// SaveEvery is how often, at most, the cache file is saved at a
+	// snapshot record, besides at the end; 0 saves only at the end.
+	SaveEvery time.Duration
 }
 
 // Run is the sockresolve program.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := cli.FlagSet("sockresolve", synopsis, about, stderr)
-	var o Options
+	o := Options{SaveEvery: saveEvery}
 	fs.StringVar(&o.Server, "server", "", "send queries to the DNS server at `HOST:PORT` (port 53 when left out) instead of the system's resolvers")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Second, "give up a lookup after `D`; no record waits longer than this for its own")
 	fs.IntVar(&o.Workers, "workers", 32, "run at most `N` lookups at once")
@@ -217,7 +222,7 @@ loop:
 		case <-wdone:
 			break loop
 		}
-		if o.CacheFile != "" && line.Rec.Type == record.TypeSnapshot && time.Since(lastSave) >= saveEvery {
+		if o.CacheFile != "" && o.SaveEvery > 0 && line.Rec.Type == record.TypeSnapshot && time.Since(lastSave) >= o.SaveEvery {
 			lastSave = time.Now()
 			if serr := res.SaveFile(o.CacheFile); serr != nil {
 				fmt.Fprintf(stderr, "sockresolve: warning: --cache: %v\n", serr)

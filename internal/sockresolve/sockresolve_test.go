@@ -19,6 +19,7 @@ import (
 
 	"github.com/sockpipe/sockpipe/internal/cli"
 	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/revdns"
 	"github.com/sockpipe/sockpipe/internal/revdns/dnstest"
 )
 
@@ -423,5 +424,43 @@ func TestCancel(t *testing.T) {
 	}
 	if data, err := os.ReadFile(cache); err != nil || !strings.Contains(string(data), "late.example.com.") {
 		t.Errorf("cache file: %v %s", err, data)
+	}
+}
+
+// TestCacheSavedAtSnapshots checks that a long-running sockresolve saves
+// its cache at snapshot records, not only at the end.
+func TestCacheSavedAtSnapshots(t *testing.T) {
+	t.Parallel()
+	srv := dnstest.Start(t)
+	srv.Set("192.0.2.1", dnstest.Answer{Names: []string{"kept.example.com."}})
+	cache := filepath.Join(t.TempDir(), "cache")
+	o := Options{Server: srv.Addr, Timeout: time.Second, Workers: 2, SuccessTTL: time.Minute, FailureTTL: time.Minute,
+		CacheSize: 10, CacheFile: cache, MaxPending: 10, SaveEvery: time.Nanosecond}
+	pr, pw := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- Filter(context.Background(), o, &revdns.Client{Server: srv.Addr}, pr, outW, io.Discard)
+		outW.Close()
+	}()
+	out := bufio.NewReader(outR)
+	io.WriteString(pw, sock("192.0.2.1", 443)+"\n")
+	// Once the record is out, its name is in the cache.
+	if l, err := out.ReadString('\n'); err != nil || !strings.Contains(l, "kept.example.com.") {
+		t.Fatalf("%q %v", l, err)
+	}
+	io.WriteString(pw, `{"type":"snapshot","time":"2026-11-26T05:00:00Z","schema":1,"sockets":1,"duration_ns":1}`+"\n")
+	var data []byte
+	for i := 0; !bytes.Contains(data, []byte("kept.example.com.")); i++ {
+		if i > 500 {
+			t.Fatalf("cache not saved at the snapshot: %q", data)
+		}
+		time.Sleep(5 * time.Millisecond)
+		data, _ = os.ReadFile(cache)
+	}
+	go io.Copy(io.Discard, out)
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
