@@ -42,9 +42,7 @@ Output is flushed at each snapshot record and whenever input pauses.
 Cost: /proc/PID/fd of every process is walked only when a socket arrives
 whose inode is not already known, at most once per snapshot; the inode
 index and the process details are cached. After sockdiff, a host with no
-new sockets costs no /proc read at all. While it walks, sockproc goes on
-reading its input into memory (up to 64 MiB), so the stage before it is
-not held up. --stats shows the counts.
+new sockets costs no /proc read at all. --stats shows the counts.
 
 Privileges: CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (root has both) to see
 every process. Without them, only the processes that this user may trace
@@ -110,7 +108,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 
 	out := stage.NewOutput(stdout)
-	in := stage.NewInput(ctx, newReadAhead(stdin), maxLine)
+	in := stage.NewInput(ctx, stdin, maxLine)
 	in.Name, in.Stderr, in.Strict, in.Wait = "sockproc", stderr, *strict, out.Flush
 
 	p := &processor{tab: tab, users: users, privileged: privileged}
