@@ -56,3 +56,46 @@ func BenchmarkReadlinkPath(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/fd")
 }
+
+// BenchmarkWalk walks the real /proc once per iteration: run it beside a
+// population (examples/bench/sockproc.sh, or internal/bench/sockhold) to
+// see the cost at scale.
+func BenchmarkWalk(b *testing.B) {
+	tab, err := New("")
+	if err != nil {
+		b.Skip(err)
+	}
+	for b.Loop() {
+		tab.walk()
+	}
+	s := tab.Stats()
+	b.ReportMetric(float64(s.FDLinks)/float64(s.Walks), "links/walk")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(s.FDLinks), "ns/link")
+}
+
+// BenchmarkLookupHit is the cost of attributing a socket that the index
+// already holds, within one snapshot.
+func BenchmarkLookupHit(b *testing.B) {
+	root := b.TempDir()
+	os.WriteFile(root+"/stat", []byte("btime 1700000000\n"), 0o644)
+	os.MkdirAll(root+"/100/fd", 0o755)
+	os.WriteFile(root+"/100/stat", []byte("100 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n"), 0o644)
+	for i := 0; i < 1000; i++ {
+		os.Symlink("socket:["+strconv.Itoa(i+1)+"]", root+"/100/fd/"+strconv.Itoa(i))
+	}
+	tab, err := New(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := tab.Now()
+	if tab.Lookup(1, now, true) == nil {
+		b.Fatal("not found")
+	}
+	i := 0
+	for b.Loop() {
+		if tab.Lookup(uint64(i%1000+1), now, true) == nil {
+			b.Fatal("not found")
+		}
+		i++
+	}
+}

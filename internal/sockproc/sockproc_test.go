@@ -19,7 +19,7 @@ import (
 
 // fixture writes a fake proc filesystem holding one process, pid 100, with
 // sockets 1001 and 1002, and a passwd file; it returns their paths.
-func fixture(t *testing.T) (procRoot, passwd string) {
+func fixture(t testing.TB) (procRoot, passwd string) {
 	t.Helper()
 	dir := t.TempDir()
 	procRoot = filepath.Join(dir, "proc")
