@@ -169,8 +169,8 @@ func serverAddr(s string) (string, error) {
 
 // item is one record on its way out.
 type item struct {
-	raw      []byte         // a line to write unchanged, or nil
-	rec      *record.Record // a socket record to enrich and encode
+	raw      []byte         // a line to write unchanged, when rec is nil
+	rec      *record.Record // a socket record to enrich and encode, or nil
 	call     *revdns.Call   // the lookup to wait for, or nil
 	res      revdns.Result  // the result, when call is nil
 	deadline time.Time      // when to stop waiting for call
@@ -295,7 +295,7 @@ func (w *writer) run(queue <-chan *item) error {
 }
 
 func (w *writer) write(it *item) error {
-	if it.raw != nil {
+	if it.rec == nil {
 		if err := w.out.Raw(it.raw); err != nil {
 			return err
 		}
