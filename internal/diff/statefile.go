@@ -64,9 +64,7 @@ func (r *rawJSON) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// Encode writes s as a state file, saved at now. Connections are written
-// in the order of their last sighting, which is the order in which Decode
-// lists them again.
+// Encode writes s as a state file, saved at now.
 func (s *State) Encode(w io.Writer, now time.Time) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	h := fileHeader{
@@ -83,8 +81,16 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 	}
 	bw.Write(b)
 	bw.WriteByte('\n')
-	line := make([]byte, 0, 512)
+	// In the order of first sighting, which Decode keeps, so that closed
+	// events come out in the same order whether or not the state was
+	// saved and loaded between snapshots.
+	es := make([]*entry, 0, s.conns.len())
 	for e := s.front; e != nil; e = e.next {
+		es = append(es, e)
+	}
+	sortBySeq(es)
+	line := make([]byte, 0, 512)
+	for _, e := range es {
 		line = append(line[:0], `{"first_seen":"`...)
 		line = time.Unix(0, e.first).UTC().AppendFormat(line, time.RFC3339Nano)
 		line = append(line, `","last_seen":"`...)

@@ -1,0 +1,161 @@
+package diff
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// model is the comparison done the obvious way: a map of what is known, a
+// set of what this snapshot held, and a full pass at every snapshot. State
+// must behave exactly like it.
+type model struct {
+	known    map[string]*modelConn
+	seen     map[string]bool
+	seq      int
+	complete bool
+}
+
+type modelConn struct {
+	first, last int
+	name        string // the connection as its last record spells it
+	state       string
+	inode       uint64
+	seq         int
+}
+
+func newModel() *model {
+	return &model{known: map[string]*modelConn{}, seen: map[string]bool{}}
+}
+
+func (m *model) socket(sec int, c conn, state string, inode uint64) []ev {
+	k := canonical(c.String())
+	m.seen[k] = true
+	if mc := m.known[k]; mc != nil {
+		mc.last = max(mc.last, sec)
+		mc.name, mc.state, mc.inode = c.String(), state, inode
+		return nil
+	}
+	m.seq++
+	m.known[k] = &modelConn{first: sec, last: sec, name: c.String(), state: state, inode: inode, seq: m.seq}
+	e := record.EventExisting
+	if m.complete {
+		e = record.EventOpened
+	}
+	return []ev{{e, c.String(), state, inode, sec, sec, -1}}
+}
+
+func (m *model) end(sec int) []ev {
+	type gone struct {
+		k string
+		*modelConn
+	}
+	var gs []gone
+	for k, mc := range m.known {
+		if !m.seen[k] {
+			gs = append(gs, gone{mc.name, mc})
+			delete(m.known, k)
+		}
+	}
+	slices.SortFunc(gs, func(a, b gone) int { return a.seq - b.seq })
+	var evs []ev
+	for _, g := range gs {
+		evs = append(evs, ev{"closed", g.k, g.state, g.inode, sec, g.first, g.last})
+	}
+	m.seen = map[string]bool{}
+	m.complete = true
+	return evs
+}
+
+func (m *model) cut() { m.seen = map[string]bool{} }
+
+func (m *model) ended(sec int, c conn) []ev {
+	k := canonical(c.String())
+	mc := m.known[k]
+	if mc == nil {
+		return nil
+	}
+	delete(m.known, k)
+	delete(m.seen, k)
+	return []ev{{"closed", mc.name, mc.state, mc.inode, sec, mc.first, max(mc.last, sec)}}
+}
+
+// fuzzConns are the connections of FuzzDiffModel: few, so that they come
+// and go, with both key kinds (compact and by strings).
+var fuzzConns = []conn{
+	lis, a, b, c, a6m, a6s, tw1, ipv6,
+	{"ipv6", "2001:DB8::1", "2001:db8::2", 443, 50001}, // spelled two ways
+	{"ipv6", "2001:db8::1", "2001:db8::2", 443, 50001},
+	{"ipv4", "not-an-address", "10.0.0.2", 1, 2}, // keyed by its strings
+	{"ipv4", "10.0.0.1", "fe80::1%eth0", 1, 2},
+}
+
+var fuzzStates = []string{"syn-recv", "established", "time-wait", "listening"}
+
+// FuzzDiffModel runs random sequences of sockets, snapshot ends, cut
+// snapshots, destroy notifications and save/load round trips through State
+// and through the model, and requires the same events.
+func FuzzDiffModel(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 0xf0, 0, 1, 0xf0, 2, 3, 4, 0xf1, 5, 0xf0})
+	f.Add([]byte{0, 1, 0xf0, 0xf2, 1, 0, 0xf0, 0xf3, 0x25, 0xf0, 0xf4, 8, 9, 0xf0, 10, 11, 0xf0, 0xf0})
+	f.Add([]byte{0x10, 0x21, 0x32, 0xf0, 0x32, 0x21, 0x10, 0xf0, 0x10, 0xf0, 0xf1, 0x43, 0xf0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 2000 {
+			return
+		}
+		s, m := New(), newModel()
+		var got, want []ev
+		sec := 0
+		for i, op := range ops {
+			switch op {
+			case 0xf0, 0xf5, 0xf6, 0xf7:
+				sec++
+				got = append(got, play(t, s, []step{snap(sec)})...)
+				want = append(want, m.end(sec)...)
+			case 0xf1:
+				s.Incomplete()
+				m.cut()
+			case 0xf2:
+				sec++
+				c := fuzzConns[int(ops[(i+1)%len(ops)])%len(fuzzConns)]
+				got = append(got, play(t, s, []step{ended(sec, c)})...)
+				want = append(want, m.ended(sec, c)...)
+			case 0xf3:
+				// Save and load: only between snapshots, as sockdiff does.
+				s.Incomplete()
+				m.cut()
+				var buf bytes.Buffer
+				if err := s.Encode(&buf, at(sec)); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				if s, err = Decode(&buf); err != nil {
+					t.Fatalf("decoding what Encode wrote: %v", err)
+				}
+			case 0xf4:
+				sec++
+			default:
+				c := fuzzConns[int(op&0x0f)%len(fuzzConns)]
+				state := fuzzStates[int(op>>4)%len(fuzzStates)]
+				got = append(got, play(t, s, []step{sock(sec, c, state, uint64(op))})...)
+				want = append(want, m.socket(sec, c, state, uint64(op))...)
+			}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("events (-model +State):\n%s", diff)
+		}
+		if s.Len() != len(m.known) {
+			t.Fatalf("State knows %d connections, the model %d", s.Len(), len(m.known))
+		}
+	})
+}
+
+// canonical spells the one IPv6 address of fuzzConns that has two
+// spellings one way: State compares addresses, not strings.
+func canonical(c string) string {
+	return string(bytes.ReplaceAll([]byte(c), []byte("2001:DB8::1"), []byte("2001:db8::1")))
+}
