@@ -16,7 +16,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/examples/bench/lib.sh"
 RUNS=${1:-5}
-POPS=${SOCKPROC_BENCH:-"100000:100 10000:1000"}
+POPS=${SOCKPROC_BENCH:-"10000:1000 100000:100"}
 BENCH_TMP=$(mktemp -d)
 BIN=$BENCH_TMP/bin
 trap 'hold_stop; rm -rf "$BENCH_TMP"' EXIT INT TERM

@@ -63,6 +63,7 @@ type Stats struct {
 	FDDirs    int // /proc/PID/fd directories read
 	FDLinks   int // descriptor links read
 	ProcFiles int // other per-process files read: stat, cmdline, exe
+	WalkTime  time.Duration // time spent walking
 }
 
 // Sub returns s - o, counter by counter.
@@ -75,13 +76,14 @@ func (s Stats) Sub(o Stats) Stats {
 		FDDirs:    s.FDDirs - o.FDDirs,
 		FDLinks:   s.FDLinks - o.FDLinks,
 		ProcFiles: s.ProcFiles - o.ProcFiles,
+		WalkTime:  s.WalkTime - o.WalkTime,
 	}
 }
 
 // String formats the counters as key=value pairs.
 func (s Stats) String() string {
-	return fmt.Sprintf("lookups=%d hits=%d not_found=%d walks=%d fd_dirs=%d fd_links=%d proc_files=%d",
-		s.Lookups, s.Hits, s.NotFound, s.Walks, s.FDDirs, s.FDLinks, s.ProcFiles)
+	return fmt.Sprintf("lookups=%d hits=%d not_found=%d walks=%d fd_dirs=%d fd_links=%d proc_files=%d walk_ms=%.1f",
+		s.Lookups, s.Hits, s.NotFound, s.Walks, s.FDDirs, s.FDLinks, s.ProcFiles, float64(s.WalkTime)/float64(time.Millisecond))
 }
 
 // Table maps socket inodes to processes. It is not safe for concurrent use.
@@ -344,6 +346,7 @@ func (t *Table) walk() {
 		}()
 	}
 	wg.Wait()
+	defer func() { t.stats.WalkTime += t.Now().Sub(t.walkStart) }()
 
 	inodes := make(map[uint64]int, len(t.inodes))
 	procs := make(map[int]*proc, len(t.procs))
