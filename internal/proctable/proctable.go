@@ -56,13 +56,13 @@ const userHZ = 100
 // Stats counts the work a Table did. FDDirs and FDLinks are the costly
 // reads; a quiet stream leaves every counter at zero.
 type Stats struct {
-	Lookups   int // inodes asked about
-	Hits      int // answered from the index
-	NotFound  int // not held by any process that could be seen
-	Walks     int // walks of every /proc/PID/fd
-	FDDirs    int // /proc/PID/fd directories read
-	FDLinks   int // descriptor links read
-	ProcFiles int // other per-process files read: stat, cmdline, exe
+	Lookups   int           // inodes asked about
+	Hits      int           // answered from the index
+	NotFound  int           // not held by any process that could be seen
+	Walks     int           // walks of every /proc/PID/fd
+	FDDirs    int           // /proc/PID/fd directories read
+	FDLinks   int           // descriptor links read
+	ProcFiles int           // other per-process files read: stat, cmdline, exe
 	WalkTime  time.Duration // time spent walking
 }
 
