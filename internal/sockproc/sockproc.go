@@ -33,7 +33,8 @@ Output: the same records; each socket record gets
   "process_error": "process not found. inode=N, tcp_state=STATE"
     when sockproc can see every process and none holds the socket, or
     "process has exited. inode=0, tcp_state=STATE" for a socket that no
-    longer has an inode (closing, time-wait); never on "closed" events;
+    has no inode (closing, time-wait, or a syn-recv request socket, as
+    the original metricset reports them); never on "closed" events;
   "user": {"id":"1000","name":"jaime","full_name":"Jaime Soriano Pastor"}
     the socket's owner uid, with the login name and the GECOS full name
     from the passwd file; uid 0 is "root"; unknown uids keep only "id".
@@ -44,8 +45,9 @@ whose inode is not already known, at most once per snapshot; the inode
 index and the process details are cached. After sockdiff, a host with no
 new sockets costs no /proc read at all. --stats shows the counts.
 
-Privileges: CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (root has both) to see
-every process. Without them, only the processes that this user may trace
+Privileges: CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH in the effective set to
+see every process (root has both, except in containers that drop
+CAP_SYS_PTRACE, as Docker does by default). Without them, only the processes that this user may trace
 are seen: a warning is written once at start, and sockets of other users
 get neither a process nor an error.
 
