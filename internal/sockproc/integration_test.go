@@ -22,6 +22,7 @@ import (
 
 	"github.com/sockpipe/sockpipe/internal/cli"
 	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/proctable"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/sockdump"
 )
@@ -269,6 +270,9 @@ var nobodyCred = &syscall.Credential{Uid: 65534, Gid: 65534}
 func TestIntegrationProcesses(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a helper as nobody and to see every process")
+	}
+	if ok, _ := proctable.Privileged(); !ok {
+		t.Skip("root without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH")
 	}
 	bin, passwd := helperBin(t)
 	holder := startChild(t, bin, nil, "hold", "two words", "x")
