@@ -9,7 +9,9 @@
 // port. Its state, inode and cookie may change from one snapshot to the next
 // (syn-recv, established, time-wait; inode 0 while closing) and it stays one
 // connection with one event. The same numbers in IPv4 and in IPv4-mapped
-// IPv6 are two connections, since their families differ.
+// IPv6 are two connections, since their families differ. Sockets that
+// share one 4-tuple in a snapshot (SO_REUSEPORT listeners) are one
+// connection, whose last record is the last of them.
 //
 // # Events
 //

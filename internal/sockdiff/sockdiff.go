@@ -29,7 +29,8 @@ const synopsis = "sockdiff [--closed] [--state FILE [--lock-timeout D] [--save-i
 const about = `sockdiff reads snapshots of sockets (sockdump's NDJSON) on stdin and
 writes on stdout one event per connection that changed. A connection is its
 family and local and remote address and port; its state changes (syn-recv,
-established, time-wait) are not new connections.
+established, time-wait) are not new connections, and sockets that share
+one 4-tuple (SO_REUSEPORT listeners) are one connection.
 
 Output: the socket records of new connections, with "event" and "first_seen"
 added, written as soon as they are read:
@@ -51,6 +52,8 @@ an unusable one is reported and treated as a first run), saved atomically
 at exit and, while streaming, at most every --save-interval. FILE.lock,
 created beside it, keeps two runs from using FILE at once; the directory
 must be writable.
+
+Privileges: none; with --state, write access to FILE's directory.
 
 Exit codes:
   0  success, or stopped by SIGINT/SIGTERM or a closed stdout (state saved)
