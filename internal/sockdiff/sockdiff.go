@@ -138,7 +138,13 @@ func run(ctx context.Context, c config, stdin io.Reader, stdout, stderr io.Write
 	}
 	if c.state != "" && st.Dirty() {
 		if serr := diff.Save(c.state, st, c.now()); serr != nil {
-			err = errors.Join(err, serr)
+			// A state not saved is a failure, even after a signal or a
+			// closed stdout, whose errors mean a clean end.
+			if err == nil || errors.Is(err, context.Canceled) || cli.IsClosedPipe(err) {
+				err = serr
+			} else {
+				err = errors.Join(err, serr)
+			}
 		}
 	}
 	return err

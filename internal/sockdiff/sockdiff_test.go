@@ -199,3 +199,41 @@ func (w *lineWatcher) waitFor(t *testing.T, s string) {
 		}
 	}
 }
+
+// TestSaveFails checks that a state that cannot be saved is a failure,
+// also when the run ends by a closed stdout.
+func TestSaveFails(t *testing.T) {
+	t.Parallel()
+	input := socketLine(0, 5000, "established") + "\n" + snapshotLine(0) + "\n"
+	for _, stdout := range []io.Writer{io.Discard, brokenPipe{}} {
+		path := filepath.Join(t.TempDir(), "state")
+		// Once the run has loaded its state, a directory takes the state
+		// file's place: the rename of the save fails.
+		in := &blockSave{path: path, r: strings.NewReader(input)}
+		c := config{state: path, lockTimeout: time.Second, saveInterval: time.Hour, now: time.Now}
+		err := run(context.Background(), c, in, stdout, io.Discard)
+		var msg bytes.Buffer
+		if code := cli.Code("sockdiff", err, &msg); code != cli.ExitFailure {
+			t.Errorf("stdout %T: exit code %d (%v), want 1", stdout, code, err)
+		}
+		if want := "sockdiff: saving state to " + path; !strings.Contains(msg.String(), want) {
+			t.Errorf("stdout %T: message %q, want it to contain %q", stdout, msg.String(), want)
+		}
+	}
+}
+
+type blockSave struct {
+	path string
+	r    io.Reader
+	done bool
+}
+
+func (b *blockSave) Read(p []byte) (int, error) {
+	if !b.done {
+		b.done = true
+		if err := os.MkdirAll(filepath.Join(b.path, "x"), 0o755); err != nil {
+			return 0, err
+		}
+	}
+	return b.r.Read(p)
+}
