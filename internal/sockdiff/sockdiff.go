@@ -220,7 +220,12 @@ func (d *differ) maybeSave() error {
 		return err
 	}
 	d.saved = now
-	return diff.Save(d.c.state, d.st, now)
+	// The events matter more than the state file: report and go on, the
+	// next save tries again and the one at exit decides the exit code.
+	if err := diff.Save(d.c.state, d.st, now); err != nil {
+		fmt.Fprintf(d.stderr, "%s: %v (going on, will try again)\n", name, err)
+	}
+	return nil
 }
 
 // count returns "1 thing" or "n things".

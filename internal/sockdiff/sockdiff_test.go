@@ -222,6 +222,26 @@ func TestSaveFails(t *testing.T) {
 	}
 }
 
+// TestPeriodicSaveFails checks that a failed save while streaming is
+// reported and the stream goes on.
+func TestPeriodicSaveFails(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state")
+	in := &blockSave{path: path, r: strings.NewReader(stream(3))}
+	c := config{closed: true, state: path, lockTimeout: time.Second, saveInterval: 0, now: time.Now}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), c, in, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "saving state") {
+		t.Errorf("run = %v, want the failure of the save at exit", err)
+	}
+	if n := strings.Count(stderr.String(), "(going on, will try again)"); n != 3 {
+		t.Errorf("%d failed periodic saves reported, want 3:\n%s", n, stderr.String())
+	}
+	if n := strings.Count(stdout.String(), `"type":"snapshot"`); n != 3 {
+		t.Errorf("%d snapshots written, want 3:\n%s", n, stdout.String())
+	}
+}
+
 type blockSave struct {
 	path string
 	r    io.Reader
