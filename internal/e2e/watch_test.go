@@ -78,8 +78,8 @@ func proc(t *testing.T, s sock, h *helper, uid, user string) sock {
 // connect to it (as nobody) and accept the connection, all on loopback.
 // The documents of these sockets must come out exactly once, with their
 // direction, process, user, remote host and eTLD+1. The pipeline is then
-// stopped, by SIGTERM to the script or by Ctrl-C (SIGINT to its process
-// group), while sockresolve still waits for a slow DNS answer: the
+// stopped, by SIGTERM to the script, by Ctrl-C (SIGINT to its process
+// group) or by a hangup (SIGHUP to the group, a terminal closed), while sockresolve still waits for a slow DNS answer: the
 // documents of what sockdump had dumped must still all be written.
 func TestWatchStreaming(t *testing.T) {
 	tr := setup(t)
@@ -90,6 +90,7 @@ func TestWatchStreaming(t *testing.T) {
 	}{
 		{"SIGTERM to the script", syscall.SIGTERM, false},
 		{"Ctrl-C to the process group", syscall.SIGINT, true},
+		{"hangup of the process group", syscall.SIGHUP, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testStreaming(t, tr, tc.sig, tc.group) })
 	}
@@ -450,5 +451,49 @@ func TestWatchUsage(t *testing.T) {
 		if code != tc.code || !strings.Contains(stdout.String()+stderr.String(), tc.want) {
 			t.Errorf("watch %q %q: exit status %d, want %d and %q; output:\n%s%s", tc.env, tc.args, code, tc.code, tc.want, stdout.String(), stderr.String())
 		}
+	}
+}
+
+// TestWatchRestart: the streaming pipeline with a state directory (as the
+// systemd service runs it) reports after a restart only what changed
+// while it was down.
+func TestWatchRestart(t *testing.T) {
+	tr := setup(t)
+	uid, gid := nobody(t)
+	nobodyID := strconv.Itoa(int(uid))
+	server := startHelper(t, tr, "server", nil)
+	client := startHelper(t, tr, "client", &syscall.Credential{Uid: uid, Gid: gid})
+	state := filepath.Join(t.TempDir(), "state")
+	run := func(locals map[string]bool) []sock {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		cmd := watchCmd(t, tr, []string{"WATCH_STATE_DIR=" + state}, "200ms", "--count", "2")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("watch: %v\nstderr:\n%s", err, stderr.String())
+		}
+		got := docs(t, bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n")), locals)
+		sortSocks(got)
+		return got
+	}
+
+	lnA := server.do("listen " + serverIP)
+	c := connect(server, lnA[0], lnA[1], client, clientIP)
+	got := run(set(lnA[1], c.Client))
+	want := []sock{
+		proc(t, sock{Action: "existing_socket", Direction: "listening", Local: lnA[1]}, server, "0", "root"),
+		proc(t, sock{Action: "existing_socket", Direction: "ingress", Local: c.Server, Remote: c.Client}, server, "0", "root"),
+		proc(t, sock{Action: "existing_socket", Direction: "egress", Local: c.Client, Remote: c.Server}, client, nobodyID, "nobody"),
+	}
+	sortSocks(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("first run (-want +got):\n%s", diff)
+	}
+
+	lnB := server.do("listen " + serverIP)
+	got = run(set(lnA[1], c.Client, lnB[1]))
+	want = []sock{proc(t, sock{Action: "socket_opened", Direction: "listening", Local: lnB[1]}, server, "0", "root")}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("after a restart (-want +got):\n%s", diff)
 	}
 }
