@@ -1,0 +1,62 @@
+#!/bin/sh
+# Measures the whole pipeline as examples/watch runs it, on real loopback
+# sockets held open by sockhold (default: 10,000 and 100,000 sockets over
+# 100 processes):
+#   - cron style: watch --once, first run (every socket is new: one
+#     document each) and second run (nothing changed), wall time and CPU;
+#   - streaming: the CPU that watch 1s costs per period once every socket
+#     is known (CPU of 11 dumps minus CPU of 1, over 10 periods), and the
+#     peak RSS of the largest stage;
+#   - for scale, ss -tanp (one dump with processes, what a poll of the
+#     original costs: it walks every process's fds on every poll).
+#
+#   examples/bench/watch.sh [RUNS]     (default 3)
+#
+# Run as root. Needs Go, iproute2 (ss) and GNU time. WATCH_BENCH="N:PROCS
+# ..." overrides the populations. Reverse lookups are off (no DNS).
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/examples/bench/lib.sh"
+RUNS=${1:-3}
+POPS=${WATCH_BENCH:-"10000:100 100000:100"}
+BENCH_TMP=$(mktemp -d)
+BIN=$BENCH_TMP/bin
+trap 'hold_stop; rm -rf "$BENCH_TMP"' EXIT INT TERM
+command -v ss >/dev/null || die "ss not found (apt-get install iproute2)"
+[ -x /usr/bin/time ] || die "/usr/bin/time not found (apt-get install time)"
+[ "$(id -u)" = 0 ] || echo "bench: not root: sockproc sees only this user's processes" >&2
+build_all "$BIN"
+WATCH="$ROOT/examples/watch"
+export SOCKPIPE_BIN="$BIN"
+
+# cpu_ms CMD: user+system CPU of CMD and everything it waited for, in ms.
+cpu_ms() {
+	/usr/bin/time -f "%U %S %M" -o "$BENCH_TMP/t" sh -c "exec $1" || die "command failed: $1"
+	tail -n 1 "$BENCH_TMP/t" | awk '{printf "%d\n", ($1 + $2) * 1000}'
+}
+
+for pop in $POPS; do
+	n=${pop%%:*}; procs=${pop#*:}
+	hold_start "$n" "$procs"
+	total=$(ss -tanH | wc -l)
+	echo "== $n sockets over $procs processes (sockets in the namespace: $total)"
+
+	# Cron style.
+	first=$(median_ms "$RUNS" "rm -rf '$BENCH_TMP/state'; '$WATCH' --once --state-dir '$BENCH_TMP/state' >/dev/null")
+	docs=$("$WATCH" --once --state-dir "$BENCH_TMP/docs-state" | wc -l)
+	second=$(median_ms "$RUNS" "'$WATCH' --once --state-dir '$BENCH_TMP/state' >/dev/null")
+	echo "watch --once, first run:  ${first} ms median of $RUNS ($docs documents)"
+	echo "watch --once, next runs:  ${second} ms median of $RUNS"
+
+	# Streaming: CPU per period once every socket is known.
+	c1=$(cpu_ms "'$WATCH' 1s --count 1 --no-events >/dev/null")
+	c11=$(cpu_ms "'$WATCH' 1s --count 11 --no-events >/dev/null")
+	rss=$(tail -n 1 "$BENCH_TMP/t" | awk '{print int($3 / 1024)}')
+	per=$(awk -v a="$c1" -v b="$c11" 'BEGIN {printf "%.1f", (b - a) / 10}')
+	echo "watch 1s: first period ${c1} ms CPU; then ${per} ms CPU per period ($(awk -v p="$per" 'BEGIN {printf "%.1f", p / 10}')% of one core); largest stage peak RSS ${rss} MiB"
+
+	ss -tanp >/dev/null
+	theirs=$(median_ms "$RUNS" "ss -tanp >/dev/null")
+	echo "ss -tanp: ${theirs} ms median of $RUNS"
+	hold_stop
+done
