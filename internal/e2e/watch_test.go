@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/revdns/dnstest"
 )
 
@@ -496,4 +497,46 @@ func TestWatchRestart(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("after a restart (-want +got):\n%s", diff)
 	}
+}
+
+// TestWatchOptions: the options that shape the documents reach sockecs.
+func TestWatchOptions(t *testing.T) {
+	tr := setup(t)
+	ln, err := net.Listen("tcp", serverIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var stdout, stderr bytes.Buffer
+	cmd := watchCmd(t, tr, []string{"WATCH_STRICT_ECS=1", "WATCH_INDEX=sockets-test"}, "--count", "1", "--hostname", "web-1.example.org", "--bulk")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("watch: %v\nstderr:\n%s", err, stderr.String())
+	}
+	lines := bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n"))
+	port := []byte(`"port":` + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	for i := 1; i < len(lines); i += 2 {
+		if !bytes.Contains(lines[i], port) {
+			continue
+		}
+		var d struct {
+			Host struct {
+				Hostname string `json:"hostname"`
+			} `json:"host"`
+			Network struct {
+				IANA string `json:"iana_number"`
+			} `json:"network"`
+		}
+		if err := codec.Unmarshal(lines[i], &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Host.Hostname != "web-1.example.org" || d.Network.IANA != "6" {
+			t.Errorf("--strict-ecs --hostname: host.hostname %q, network.iana_number %q", d.Host.Hostname, d.Network.IANA)
+		}
+		if want := `{"create":{"_index":"sockets-test"}}`; string(lines[i-1]) != want {
+			t.Errorf("--bulk with WATCH_INDEX: action %s, want %s", lines[i-1], want)
+		}
+		return
+	}
+	t.Errorf("no document of the test's listener; stderr:\n%s", stderr.String())
 }
