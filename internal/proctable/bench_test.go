@@ -61,16 +61,21 @@ func BenchmarkReadlinkPath(b *testing.B) {
 // population (examples/bench/sockproc.sh, or internal/bench/sockhold) to
 // see the cost at scale.
 func BenchmarkWalk(b *testing.B) {
-	tab, err := New("")
-	if err != nil {
-		b.Skip(err)
+	for _, workers := range []int{1, 2, 4} {
+		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
+			tab, err := New("")
+			if err != nil {
+				b.Skip(err)
+			}
+			tab.Workers = workers
+			for b.Loop() {
+				tab.walk()
+			}
+			s := tab.Stats()
+			b.ReportMetric(float64(s.FDLinks)/float64(s.Walks), "links/walk")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(s.FDLinks), "ns/link")
+		})
 	}
-	for b.Loop() {
-		tab.walk()
-	}
-	s := tab.Stats()
-	b.ReportMetric(float64(s.FDLinks)/float64(s.Walks), "links/walk")
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(s.FDLinks), "ns/link")
 }
 
 // BenchmarkLookupHit is the cost of attributing a socket that the index
