@@ -1,8 +1,10 @@
 package sockecs
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -12,7 +14,9 @@ import (
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/ecs/ecscheck"
+	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/sockdiff"
 	"github.com/sockpipe/sockpipe/internal/sockdump"
 	"github.com/sockpipe/sockpipe/internal/sockproc"
@@ -28,7 +32,7 @@ func TestIntegrationPipeline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 
 	// A dual-stack listener: IPv4 clients arrive as IPv4-mapped addresses.
@@ -67,21 +71,78 @@ func TestIntegrationPipeline(t *testing.T) {
 	dial := func(addr string) net.Conn {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
-			t.Fatal(err)
+			t.Error(err)
+			return nil
 		}
 		return c
 	}
-	port6 := ln6.Addr().(*net.TCPAddr).Port
+	// reset closes a connection with RST, so that no TIME_WAIT twin
+	// keeps it in the next dumps; the peer's socket goes too.
+	reset := func(c net.Conn) {
+		if c != nil {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}
+	port4, port6 := ln4.Addr().(*net.TCPAddr).Port, ln6.Addr().(*net.TCPAddr).Port
 	// Existing before the first dump; one of them closes later.
 	early := dial(ln4.Addr().String())
-	defer early.Close()
 	closing := dial(net.JoinHostPort("::1", strconv.Itoa(port6)))
+	if t.Failed() {
+		t.FailNow()
+	}
+	defer early.Close()
+	var c1, c2 net.Conn
+	defer func() {
+		for _, c := range []net.Conn{c1, c2} {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+
+	// tap keeps this test's sockets (the host may hold many others) and
+	// the snapshot records, and acts between dumps: after the first
+	// snapshot it opens two connections (one IPv4 to the dual-stack
+	// listener) and closes one; after the fourth it closes the new ones.
+	tap := func(_ context.Context, _ []string, stdin io.Reader, stdout, _ io.Writer) error {
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(nil, 1<<20)
+		snapshots := 0
+		for sc.Scan() {
+			r, err := codec.Decode(sc.Bytes())
+			if err != nil {
+				return err
+			}
+			ours := func(p uint16) bool { return int(p) == port4 || int(p) == port6 }
+			if r.Type == record.TypeSocket && !ours(r.Local.Port) && !ours(r.Remote.Port) {
+				continue
+			}
+			if _, err := stdout.Write(append(sc.Bytes(), '\n')); err != nil {
+				return err
+			}
+			if r.Type != record.TypeSnapshot {
+				continue
+			}
+			switch snapshots++; snapshots {
+			case 1:
+				c1 = dial(net.JoinHostPort("127.0.0.1", strconv.Itoa(port6)))
+				c2 = dial(ln4.Addr().String())
+				reset(closing)
+			case 4:
+				reset(c1)
+				reset(c2)
+			}
+		}
+		return sc.Err()
+	}
 
 	stages := []struct {
 		run  cli.RunFunc
 		args []string
 	}{
-		{sockdump.Run, []string{"--interval", "150ms", "--count", "6"}},
+		{sockdump.Run, []string{"--interval", "100ms", "--count", "6"}},
+		{tap, nil},
 		{sockdiff.Run, []string{"--closed"}},
 		{sockproc.Run, nil},
 		{sockresolve.Run, []string{"--server", "127.0.0.1:1", "--timeout", "200ms"}},
@@ -93,30 +154,29 @@ func TestIntegrationPipeline(t *testing.T) {
 	for i, s := range stages {
 		pr, pw := io.Pipe()
 		wg.Add(1)
-		go func(i int, stdin io.Reader) {
+		go func(stdin io.Reader) {
 			defer wg.Done()
 			errs[i] = s.run(ctx, s.args, stdin, pw, &stderrs[i])
 			pw.CloseWithError(errs[i])
-		}(i, in)
+			if errs[i] != nil {
+				cancel()
+			}
+			// Whatever the stage left unread must not block the one before.
+			if r, ok := stdin.(*io.PipeReader); ok {
+				r.CloseWithError(errors.New("next stage ended"))
+			}
+		}(in)
 		in = pr
 	}
-	// Between the dumps: open new connections (one IPv4 to the dual-stack
-	// listener) and close one.
-	go func() {
-		time.Sleep(350 * time.Millisecond)
-		c1 := dial(net.JoinHostPort("127.0.0.1", strconv.Itoa(port6)))
-		c2 := dial(ln4.Addr().String())
-		closing.Close()
-		time.Sleep(2 * time.Second)
-		c1.Close()
-		c2.Close()
-	}()
 	records, err := io.ReadAll(in)
 	wg.Wait()
 	for i, e := range errs {
 		if e != nil {
-			t.Fatalf("stage %d: %v\n%s", i, e, stderrs[i].String())
+			t.Errorf("stage %d: %v\n%s", i, e, stderrs[i].String())
 		}
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +185,7 @@ func TestIntegrationPipeline(t *testing.T) {
 	s := schema(t)
 	departures := map[string]bool{
 		"agent.hostname: " + ecscheck.NotInECS:                               true,
-		"network.direction: " + ecscheck.NotExpected + `: "listening"`:        true,
+		"network.direction: " + ecscheck.NotExpected + `: "listening"`:       true,
 		"network.iana_number: " + ecscheck.IANAMismatch + `: "4" for "tcp"`:  true,
 		"network.iana_number: " + ecscheck.IANAMismatch + `: "41" for "tcp"`: true,
 	}
