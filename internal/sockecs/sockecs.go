@@ -304,7 +304,7 @@ func BulkAction(index string) []byte {
 type Writer struct {
 	Options ecs.Options
 	Action  []byte           // written before each document when set (--bulk)
-	Now     func() time.Time // the build time of each document
+	Now     func() time.Time // the build time of each document; nil means time.Now
 
 	doc ecs.Doc
 	buf []byte
@@ -314,6 +314,9 @@ type Writer struct {
 // any, and the document, each with its newline. The slice is valid until
 // the next call.
 func (w *Writer) Append(r *record.Record) []byte {
+	if w.Now == nil {
+		w.Now = time.Now
+	}
 	w.doc.Build(r, w.Now(), &w.Options)
 	b := append(w.buf[:0], w.Action...)
 	b = w.doc.AppendJSON(b)
