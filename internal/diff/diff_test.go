@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -89,6 +90,10 @@ func play(t testing.TB, s *State, steps []step) []ev {
 		case st.sock != nil:
 			raw := enc.Encode(st.sock)
 			raw = raw[:len(raw)-1]
+			// As sockdiff does: the bytes first, then the record.
+			if s.Unchanged(raw) {
+				continue
+			}
 			if e := s.Socket(st.sock, raw); e != "" {
 				r := *st.sock
 				r.Event, r.FirstSeen = e, r.Time
@@ -374,4 +379,75 @@ func TestClosedCallbackError(t *testing.T) {
 	if s.Len() != 0 {
 		t.Errorf("Len = %d after a failed report, want 0: forgetting goes on", s.Len())
 	}
+}
+
+func TestUnchanged(t *testing.T) {
+	t.Parallel()
+	line := func(sec int, state string) []byte {
+		st := sock(sec, a, state, 7)
+		b := codec.NewEncoder().Encode(st.sock)
+		return b[:len(b)-1]
+	}
+	setup := func() *State {
+		s := New()
+		for _, l := range [][]byte{line(0, "established")} {
+			r, err := codec.Decode(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Socket(r, l)
+		}
+		s.EndSnapshot(at(0), nil)
+		return s
+	}
+	tests := []struct {
+		name string
+		line []byte
+		want bool
+	}{
+		{"only the time differs", line(1, "established"), true},
+		{"the same line", line(0, "established"), true},
+		{"the state differs", line(1, "fin-wait-1"), false},
+		{"other member order", []byte(`{"time":"2026-11-26T04:30:01Z","type":"socket","family":"ipv4","transport":"tcp","state":"established","local":{"ip":"10.0.0.1","port":22},"remote":{"ip":"10.0.0.2","port":5000},"inode":7}`), false},
+		{"a bad time", bytes.Replace(line(1, "established"), []byte("2026-11-26T04:30:01Z"), []byte("2026-13-26T04:30:01Z"), 1), false},
+		{"a zero time", bytes.Replace(line(1, "established"), []byte("2026-11-26T04:30:01Z"), []byte("0001-01-01T00:00:00Z"), 1), false},
+		{"an escape in the time", bytes.Replace(line(1, "established"), []byte("2026-11-26T04:30:01Z"), []byte(`2026-11-26T04:30:01\u005a`), 1), false},
+		{"no closing quote", []byte(`{"type":"socket","time":"2026`), false},
+		{"not a socket", []byte(`{"type":"snapshot","time":"2026-11-26T04:30:01Z"}`), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := setup()
+			s.MarkClean()
+			if got := s.Unchanged(tt.line); got != tt.want {
+				t.Fatalf("Unchanged = %v, want %v", got, tt.want)
+			}
+			if s.Dirty() != tt.want || s.Pending() != map[bool]int{true: 1, false: 0}[tt.want] {
+				t.Errorf("Dirty %v Pending %d after Unchanged = %v", s.Dirty(), s.Pending(), tt.want)
+			}
+			if !tt.want {
+				return
+			}
+			var got []ev
+			s.EndSnapshot(at(2), nil)
+			s.EndSnapshot(at(3), func(r *record.Record) error { got = append(got, toEv(r)); return nil })
+			want := []ev{{"closed", a.String(), "established", 7, 3, 0, sec(timeOf(t, tt.line))}}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("closed after Unchanged (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// Without a prediction, nothing is unchanged.
+	if New().Unchanged(line(0, "established")) {
+		t.Error("Unchanged on an empty state")
+	}
+}
+
+func timeOf(t *testing.T, line []byte) time.Time {
+	r, err := codec.Decode(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Time
 }

@@ -45,6 +45,12 @@ type Input struct {
 	// Wait, when set, is called before Next blocks for more input: the
 	// place to flush output.
 	Wait func() error
+	// Consume, when set, is offered each line before it is decoded; a
+	// line for which it returns true is handled there and not returned by
+	// Next. It is for a stage that can handle some lines from their bytes
+	// alone, cheaper than decoding them; it must return false for any
+	// line it cannot vouch for, which is then decoded and checked as usual.
+	Consume func(raw []byte) bool
 	// Bad counts the bad lines seen.
 	Bad int
 
@@ -114,6 +120,9 @@ func (in *Input) Next() (Line, error) {
 				continue
 			}
 			raw := in.cur.data[e.start:e.end]
+			if in.Consume != nil && in.Consume(raw) {
+				continue
+			}
 			rec, err := codec.Decode(raw)
 			if err == nil {
 				err = rec.Validate()
