@@ -7,5 +7,6 @@
 // the crontab line and the shipping script.
 //
 // The tests need root (to run helper processes as another user and grant
-// capabilities) and the go command; without either they are skipped.
+// capabilities) and the go command; without either they are skipped, as
+// with -short. SOCKPIPE_E2E_RACE=1 builds the programs with -race.
 package e2e
