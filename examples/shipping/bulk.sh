@@ -2,7 +2,8 @@
 # bulk.sh: send sockpipe's documents to Elasticsearch with its _bulk API,
 # cron style. Each run:
 #   1. runs examples/watch --once --bulk (one dump, compared with the
-#      previous run's state) into a spool file, when anything changed;
+#      previous run's state) into spool files of BULK_LINES lines, when
+#      anything changed;
 #   2. POSTs every spool file, oldest first, to $ES_URL/_bulk with curl.
 # A file is removed once Elasticsearch took every document in it. It is
 # kept for the next run when Elasticsearch cannot be reached or asks to
@@ -25,6 +26,7 @@
 #                    which Elasticsearch's built-in metrics-*-* template
 #                    maps)
 #   WATCH            the watch script (default: ../watch beside this file)
+#   BULK_LINES       lines per request (default 10000: 5000 documents)
 # and every other variable of watch (watch --help).
 #
 # Exit status: 0 when every spool file was sent (or there was none), 1 when
@@ -49,6 +51,11 @@ case ${ES_API_KEY:-} in
 *'"'* | *\\*) say "ES_API_KEY must not hold quotes or backslashes"; exit 2 ;;
 esac
 
+lines=${BULK_LINES:-10000}
+case $lines in
+'' | *[!0-9]* | 0 | *[13579]) say "BULK_LINES must be an even number of lines: '$lines'"; exit 2 ;;
+esac
+
 spool=$WATCH_STATE_DIR/spool
 mkdir -p -- "$spool" || exit 1
 status=0
@@ -57,10 +64,18 @@ status=0
 stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$
 part=$spool/$stamp.part
 if "$watch" --once --bulk "$@" >"$part"; then
-	if [ -s "$part" ]; then
-		mv -- "$part" "$spool/$stamp.ndjson"
-	else
+	# Requests of BULK_LINES lines (an action and its document are two),
+	# a few MB each, well under Elasticsearch's 100 MB request limit.
+	if [ ! -s "$part" ]; then
 		rm -f -- "$part"
+	elif split -l "$lines" -a 6 -- "$part" "$spool/$stamp."; then
+		for chunk in "$spool/$stamp".??????; do
+			mv -- "$chunk" "$chunk.ndjson"
+		done
+		rm -f -- "$part"
+	else
+		say "cannot split $part into requests: left there"
+		status=1
 	fi
 else
 	say "watch failed: its output, if any, is left in $part"
@@ -93,7 +108,7 @@ curl_config() {
 for file in "$spool"/*.ndjson; do
 	[ -e "$file" ] || continue
 	resp=$file.response
-	set -- --config - --silent --show-error --max-time 60 \
+	set -- --config - --silent --show-error --max-time 300 \
 		--output "$resp" --write-out '%{http_code}' --data-binary "@$file"
 	[ -n "${ES_CACERT:-}" ] && set -- "$@" --cacert "$ES_CACERT"
 	code=$(curl_config | curl "$@") || code=000
