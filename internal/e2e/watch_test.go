@@ -543,3 +543,85 @@ func TestWatchOptions(t *testing.T) {
 	}
 	t.Errorf("no document of the test's listener; stderr:\n%s", stderr.String())
 }
+
+// TestWatchClosedStreaming: with --closed (and the kernel's destroy
+// notifications, on by default), a connection that opens and then goes
+// while the pipeline runs is reported once opened and once closed, each
+// side, with no duplicate from the notifications.
+func TestWatchClosedStreaming(t *testing.T) {
+	tr := setup(t)
+	uid, gid := nobody(t)
+	nobodyID := strconv.Itoa(int(uid))
+	server := startHelper(t, tr, "server", nil)
+	client := startHelper(t, tr, "client", &syscall.Credential{Uid: uid, Gid: gid})
+	ln := server.do("listen " + serverIP)
+
+	outPath := filepath.Join(t.TempDir(), "out.ndjson")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	var stderr bytes.Buffer
+	cmd := watchCmd(t, tr, []string{"WATCH_CLOSED=1"}, "200ms")
+	cmd.Stdout, cmd.Stderr = out, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	tl := openTail(t, outPath, serverIP, clientIP)
+	tl.waitFor(t, 30*time.Second, "document of the listener", set(ln[1]), func(s []sock) bool { return len(s) > 0 })
+
+	c := connect(server, ln[0], ln[1], client, clientIP)
+	locals := set(ln[1], c.Client)
+	count := func(action string) func([]sock) bool {
+		return func(s []sock) bool {
+			n := 0
+			for _, x := range s {
+				if x.Action == action {
+					n++
+				}
+			}
+			return n >= 2
+		}
+	}
+	tl.waitFor(t, 30*time.Second, "opened documents of both sides", locals, count("socket_opened"))
+	client.do("close " + c.ClientID)
+	server.do("close " + c.ServerID)
+	tl.waitFor(t, 30*time.Second, "closed documents of both sides", locals, count("socket_closed"))
+	// A few more periods, for any late duplicate.
+	time.Sleep(time.Second)
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err = <-done:
+		stopped = true
+	case <-time.After(30 * time.Second):
+		t.Fatalf("watch still runs 30 s after SIGTERM; stderr:\n%s", stderr.String())
+	}
+	if code := exitCode(err); code != 0 {
+		t.Errorf("watch exit status %d, want 0; stderr:\n%s", code, stderr.String())
+	}
+	tl.read()
+	got := docs(t, tl.lines, locals)
+	sortSocks(got)
+	want := []sock{
+		proc(t, sock{Action: "existing_socket", Direction: "listening", Local: ln[1]}, server, "0", "root"),
+		// sockproc still knows the process of a socket it saw.
+		proc(t, sock{Action: "socket_closed", Direction: "ingress", Local: c.Server, Remote: c.Client}, server, "0", "root"),
+		proc(t, sock{Action: "socket_opened", Direction: "ingress", Local: c.Server, Remote: c.Client}, server, "0", "root"),
+		proc(t, sock{Action: "socket_closed", Direction: "egress", Local: c.Client, Remote: c.Server}, client, nobodyID, "nobody"),
+		proc(t, sock{Action: "socket_opened", Direction: "egress", Local: c.Client, Remote: c.Server}, client, nobodyID, "nobody"),
+	}
+	sortSocks(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("documents (-want +got):\n%s\nstderr:\n%s", diff, stderr.String())
+	}
+}
