@@ -19,7 +19,7 @@ import (
 // Line is one decoded input line.
 type Line struct {
 	Num int            // 1-based line number
-	Raw []byte         // the line as read, without newline; valid until the next call to Next
+	Raw []byte         // the line as read, without newline; never overwritten
 	Rec *record.Record // the decoded record, newly allocated for each line
 }
 
@@ -73,10 +73,16 @@ const batchBytes = 256 << 10
 
 func (in *Input) read(lr *ndjson.Reader) {
 	var b batch
+	// Each batch is sized from the last one, so that a steady stream
+	// fills its buffers without regrowing them. Batches are never reused:
+	// a stage may keep Raw slices.
 	send := func() bool {
 		select {
 		case in.ch <- b:
-			b = batch{}
+			b = batch{
+				data:    make([]byte, 0, min(len(b.data)+len(b.data)/4+512, batchBytes+64<<10)),
+				entries: make([]entry, 0, len(b.entries)+len(b.entries)/4+4),
+			}
 			return true
 		case <-in.ctx.Done():
 			return false
