@@ -75,6 +75,16 @@ type entry struct {
 	str *record.Key
 	// prev and next link the list of entries, oldest sighting first.
 	prev, next *entry
+	// ended marks a connection whose end a destroy notification already
+	// reported: a tombstone, kept so that what remains of the connection
+	// (its time-wait twin) is not reported again. endT and endCookie are
+	// the destroy's time and socket cookie.
+	ended     bool
+	endT      int64
+	endCookie uint64
+	// twin is set when raw is a line that an ended connection may still
+	// show (time-wait or fin-wait-2): Unchanged may recognise it.
+	twin bool
 }
 
 func (e *entry) tkey() tkey {
@@ -108,6 +118,16 @@ type State struct {
 	timeText []byte
 	timeNano int64
 	timeOK   bool
+
+	// Destroy notifications (see Destroyed).
+	events   bool // a destroyed record was folded in
+	tombs    int  // entries that are ended
+	byCookie map[uint64]*entry
+	// closedCookies remembers the socket cookies of the connections that
+	// snapshots found gone, for a while, so that their late destroy
+	// notifications are known for what they are.
+	closedCookies cookieFIFO
+	counts        DestroyedCounts
 }
 
 // New returns the state of a first run: nothing known.
@@ -115,8 +135,14 @@ func New() *State {
 	return &State{conns: newTable(0), gen: 1}
 }
 
-// Len returns the number of known connections.
-func (s *State) Len() int { return s.conns.len() }
+// Len returns the number of known connections, not counting those whose
+// end was already reported (Tombstones).
+func (s *State) Len() int { return s.conns.len() - s.tombs }
+
+// Tombstones returns the number of connections whose end a destroy
+// notification reported and that are still remembered, until a complete
+// snapshot no longer holds them.
+func (s *State) Tombstones() int { return s.tombs }
 
 // Complete reports whether a complete snapshot has been seen, so that new
 // connections are opened rather than existing.
@@ -145,13 +171,28 @@ func (s *State) Socket(r *record.Record, raw []byte) string {
 	if e == nil || !k.ok || e.str != nil || e.ip != k.ip {
 		e, _ = s.conns.get(k)
 	}
+	if e != nil && e.ended && !remains(e, r, t) {
+		// A new connection on the 4-tuple of one that ended.
+		s.remove(e)
+		e = nil
+	}
 	if e != nil {
 		s.again(e, t, raw)
+		if e.ended {
+			e.twin = twinState(r.State)
+		}
+		if s.byCookie != nil && r.Cookie != 0 {
+			s.byCookie[r.Cookie] = e
+		}
 		return ""
 	}
 	s.seq++
-	s.add(k, &entry{raw: append([]byte(nil), raw...), first: t, last: t, seq: s.seq, gen: s.gen})
+	e = &entry{raw: append([]byte(nil), raw...), first: t, last: t, seq: s.seq, gen: s.gen}
+	s.add(k, e)
 	s.seen++
+	if s.byCookie != nil && r.Cookie != 0 {
+		s.byCookie[r.Cookie] = e
+	}
 	// The cursor stays: a new socket is usually inserted among known ones.
 	if s.complete {
 		return record.EventOpened
@@ -186,7 +227,7 @@ func (s *State) again(e *entry, t int64, raw []byte) {
 // the time, are recognised; the time must be one that Decode accepts.
 func (s *State) Unchanged(line []byte) bool {
 	e := s.cursor
-	if e == nil {
+	if e == nil || (e.ended && !e.twin) {
 		return false
 	}
 	tm, rest, ok := splitTime(line)
@@ -282,6 +323,9 @@ func (s *State) remove(e *entry) {
 	if e.gen == s.gen {
 		s.seen--
 	}
+	if e.ended {
+		s.tombs--
+	}
 }
 
 // nextSnapshot starts the next snapshot, predicting that it begins as the
@@ -296,17 +340,25 @@ func (s *State) nextSnapshot() {
 // EndSnapshot ends the snapshot being read, whose snapshot record has time
 // t: every known connection that it did not hold is forgotten and, when
 // closed is not nil, passed to closed as a closed event, in the order in
-// which the connections were first seen. An error from closed stops the
-// reporting but not the forgetting, and is returned.
+// which the connections were first seen. Connections whose end a destroy
+// notification reported are forgotten without an event. An error from
+// closed stops the reporting but not the forgetting, and is returned.
 func (s *State) EndSnapshot(t time.Time, closed func(*record.Record) error) error {
 	var gone []*entry
 	for s.front != nil && s.front.gen != s.gen {
 		e := s.front
 		s.remove(e)
+		if e.ended {
+			continue
+		}
+		if s.events {
+			s.closedCookies.add(rawCookie(e.raw), t.UnixNano())
+		}
 		if closed != nil {
 			gone = append(gone, e)
 		}
 	}
+	s.closedCookies.expire(t.UnixNano())
 	s.nextSnapshot()
 	s.complete = true
 	s.snapshot = t
@@ -340,26 +392,6 @@ func (s *State) Incomplete() {
 // Pending returns how many sockets of the snapshot being read were
 // recorded so far.
 func (s *State) Pending() int { return s.seen }
-
-// Ended folds in that the connection k ended at t, as the kernel's destroy
-// notifications tell between two snapshots. A known connection is
-// forgotten at once and its closed event returned, with t as its last
-// sighting; for an unknown connection (opened and closed between two
-// snapshots) Ended returns nil and the caller reports what it knows.
-func (s *State) Ended(key record.Key, t time.Time) (*record.Record, error) {
-	e, ok := s.conns.get(keyOf(key))
-	if !ok {
-		return nil, nil
-	}
-	s.remove(e)
-	s.dirty = true
-	if tn := t.UnixNano(); tn > e.last {
-		e.last = tn
-	}
-	ev, err := e.event(t)
-	e.raw = nil
-	return ev, err
-}
 
 // event returns the closed event of e, noticed at t.
 func (e *entry) event(t time.Time) (*record.Record, error) {

@@ -18,23 +18,34 @@ type model struct {
 	seen     map[string]bool
 	seq      int
 	complete bool
+	// Destroy notifications: whether one was seen, and the cookies (and
+	// when) of connections that snapshots found gone since.
+	events bool
+	closed map[uint64]int
 }
 
 type modelConn struct {
 	first, last int
 	name        string // the connection as its last record spells it
 	state       string
-	inode       uint64
+	inode       uint64 // also its cookie
 	seq         int
+	// A connection whose end a destroy reported: when, and its cookie.
+	ended     bool
+	endT      int
+	endCookie uint64
 }
 
 func newModel() *model {
-	return &model{known: map[string]*modelConn{}, seen: map[string]bool{}}
+	return &model{known: map[string]*modelConn{}, seen: map[string]bool{}, closed: map[uint64]int{}}
 }
 
 func (m *model) socket(sec int, c conn, state string, inode uint64) []ev {
 	k := canonical(c.String())
 	m.seen[k] = true
+	if mc := m.known[k]; mc != nil && mc.ended && sec > mc.endT && state != "time-wait" && state != "fin-wait-2" {
+		delete(m.known, k) // a new connection on an ended 4-tuple
+	}
 	if mc := m.known[k]; mc != nil {
 		mc.last = max(mc.last, sec)
 		mc.name, mc.state, mc.inode = c.String(), state, inode
@@ -57,8 +68,21 @@ func (m *model) end(sec int) []ev {
 	var gs []gone
 	for k, mc := range m.known {
 		if !m.seen[k] {
-			gs = append(gs, gone{mc.name, mc})
 			delete(m.known, k)
+			if mc.ended {
+				continue
+			}
+			gs = append(gs, gone{mc.name, mc})
+			if m.events && mc.inode != 0 {
+				if _, ok := m.closed[mc.inode]; !ok {
+					m.closed[mc.inode] = sec
+				}
+			}
+		}
+	}
+	for c, t := range m.closed {
+		if sec-t > 600 {
+			delete(m.closed, c)
 		}
 	}
 	slices.SortFunc(gs, func(a, b gone) int { return a.seq - b.seq })
@@ -73,15 +97,50 @@ func (m *model) end(sec int) []ev {
 
 func (m *model) cut() { m.seen = map[string]bool{} }
 
-func (m *model) ended(sec int, c conn) []ev {
-	k := canonical(c.String())
-	mc := m.known[k]
-	if mc == nil {
+// destroyed is a destroy notification of c, or of a socket with its
+// remote port wiped, at sec.
+func (m *model) destroyed(sec int, c conn, cookie uint64, wiped bool) []ev {
+	m.events = true
+	if _, ok := m.closed[cookie]; ok && cookie != 0 {
 		return nil
 	}
-	delete(m.known, k)
+	closedEv := func(k string, mc *modelConn) []ev {
+		mc.ended, mc.endT, mc.endCookie = true, sec, cookie
+		return []ev{{"closed", mc.name, mc.state, mc.inode, sec, mc.first, max(mc.last, sec)}}
+	}
+	if wiped || c.rpt == 0 {
+		if cookie == 0 {
+			return nil
+		}
+		for k, mc := range m.known {
+			if mc.inode == cookie || mc.ended && mc.endCookie == cookie {
+				if mc.ended {
+					return nil
+				}
+				return closedEv(k, mc)
+			}
+		}
+		return nil
+	}
+	k := canonical(c.String())
+	if mc := m.known[k]; mc != nil {
+		if !mc.ended {
+			return closedEv(k, mc)
+		}
+		if mc.endCookie == cookie && (cookie != 0 || mc.endT == sec) {
+			return nil
+		}
+	}
+	m.seq++
+	m.known[k] = &modelConn{first: sec, last: sec, name: c.String(), state: "closed", inode: 0, seq: m.seq, ended: true, endT: sec, endCookie: cookie}
 	delete(m.seen, k)
-	return []ev{{"closed", mc.name, mc.state, mc.inode, sec, mc.first, max(mc.last, sec)}}
+	return []ev{{"opened+short", c.String(), "closed", 0, sec, -1, -1}, {"closed+short", c.String(), "closed", 0, sec, -1, sec}}
+}
+
+// load is what a save and load forget.
+func (m *model) load() {
+	m.events = false
+	m.closed = map[uint64]int{}
 }
 
 // fuzzConns are the connections of FuzzDiffModel: few, so that they come
@@ -103,6 +162,8 @@ func FuzzDiffModel(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 0xf0, 0, 1, 0xf0, 2, 3, 4, 0xf1, 5, 0xf0})
 	f.Add([]byte{0, 1, 0xf0, 0xf2, 1, 0, 0xf0, 0xf3, 0x25, 0xf0, 0xf4, 8, 9, 0xf0, 10, 11, 0xf0, 0xf0})
 	f.Add([]byte{0x10, 0x21, 0x32, 0xf0, 0x32, 0x21, 0x10, 0xf0, 0x10, 0xf0, 0xf1, 0x43, 0xf0})
+	f.Add([]byte{0x11, 0x12, 0xf0, 0xf2, 0x01, 0xf8, 0x01, 0x26, 0xf0, 0xf9, 0x12, 0xf2, 0x05, 0xf0, 0x25, 0xf0, 0xf3, 0xf0, 0xf0})
+	f.Add([]byte{0xf0, 0xf2, 0x03, 0x23, 0xf0, 0x13, 0xf0, 0xf9, 0x13, 0xf2, 0x03, 0xf0, 0xf0})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		if len(ops) > 2000 {
 			return
@@ -110,6 +171,7 @@ func FuzzDiffModel(f *testing.F) {
 		s, m := New(), newModel()
 		var got, want []ev
 		sec := 0
+		var lastCookie uint64
 		for i, op := range ops {
 			switch op {
 			case 0xf0, 0xf5, 0xf6, 0xf7:
@@ -119,11 +181,27 @@ func FuzzDiffModel(f *testing.F) {
 			case 0xf1:
 				s.Incomplete()
 				m.cut()
-			case 0xf2:
-				sec++
-				c := fuzzConns[int(ops[(i+1)%len(ops)])%len(fuzzConns)]
-				got = append(got, play(t, s, []step{ended(sec, c)})...)
-				want = append(want, m.ended(sec, c)...)
+			case 0xf2, 0xf8, 0xf9:
+				// A destroy notification: of a connection (with a new
+				// cookie, or the same as the previous one: a duplicate),
+				// or wiped, with the cookie of a socket.
+				if op != 0xf8 {
+					sec++
+				}
+				arg := ops[(i+1)%len(ops)]
+				c := fuzzConns[int(arg)%len(fuzzConns)]
+				cookie := uint64(1000 + i)
+				if op == 0xf8 {
+					cookie = lastCookie
+				}
+				lastCookie = cookie
+				st := destroyed(sec, c, cookie)
+				if op == 0xf9 {
+					cookie = uint64(arg)
+					st = wiped(sec, c, cookie)
+				}
+				got = append(got, play(t, s, []step{st})...)
+				want = append(want, m.destroyed(sec, c, cookie, op == 0xf9)...)
 			case 0xf3:
 				// Save and load: only between snapshots, as sockdiff does.
 				s.Incomplete()
@@ -136,20 +214,21 @@ func FuzzDiffModel(f *testing.F) {
 				if s, err = Decode(&buf); err != nil {
 					t.Fatalf("decoding what Encode wrote: %v", err)
 				}
+				m.load()
 			case 0xf4:
 				sec++
 			default:
 				c := fuzzConns[int(op&0x0f)%len(fuzzConns)]
 				state := fuzzStates[int(op>>4)%len(fuzzStates)]
-				got = append(got, play(t, s, []step{sock(sec, c, state, uint64(op))})...)
+				got = append(got, play(t, s, []step{sockc(sec, c, state, uint64(op))})...)
 				want = append(want, m.socket(sec, c, state, uint64(op))...)
 			}
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("events (-model +State):\n%s", diff)
 		}
-		if s.Len() != len(m.known) {
-			t.Fatalf("State knows %d connections, the model %d", s.Len(), len(m.known))
+		if n := s.Len() + s.Tombstones(); n != len(m.known) {
+			t.Fatalf("State knows %d connections, the model %d", n, len(m.known))
 		}
 	})
 }

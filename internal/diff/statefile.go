@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
@@ -17,8 +18,14 @@ import (
 //
 //	{"format":"sockdiff-state","version":1,"saved":"…","complete":true,"snapshot":"…","entries":2}
 //	{"first_seen":"…","last_seen":"…","socket":{…the last socket record seen, as read…}}
-//	{"first_seen":"…","last_seen":"…","socket":{…}}
+//	{"first_seen":"…","last_seen":"…","ended":"…","end_cookie":7,"socket":{…}}
 //	{"end":"sockdiff-state","entries":2}
+//
+// An entry with "ended" is a connection whose end a destroy notification
+// already reported, at that time, for the socket of cookie end_cookie; it
+// is kept until a complete snapshot no longer holds its 4-tuple. Readers
+// of version 1 that do not know these members take it for a connection
+// still open.
 //
 // The header names the format and its version; the trailer, with the same
 // count, proves that the file is whole. A reader refuses a version it does
@@ -45,9 +52,11 @@ type fileHeader struct {
 }
 
 type fileEntry struct {
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
-	Socket    rawJSON   `json:"socket"`
+	FirstSeen time.Time  `json:"first_seen"`
+	LastSeen  time.Time  `json:"last_seen"`
+	Ended     *time.Time `json:"ended"`
+	EndCookie uint64     `json:"end_cookie"`
+	Socket    rawJSON    `json:"socket"`
 }
 
 type fileTrailer struct {
@@ -95,7 +104,15 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 		line = time.Unix(0, e.first).UTC().AppendFormat(line, time.RFC3339Nano)
 		line = append(line, `","last_seen":"`...)
 		line = time.Unix(0, e.last).UTC().AppendFormat(line, time.RFC3339Nano)
-		line = append(line, `","socket":`...)
+		if e.ended {
+			line = append(line, `","ended":"`...)
+			line = time.Unix(0, e.endT).UTC().AppendFormat(line, time.RFC3339Nano)
+			line = append(line, `","end_cookie":`...)
+			line = strconv.AppendUint(line, e.endCookie, 10)
+			line = append(line, `,"socket":`...)
+		} else {
+			line = append(line, `","socket":`...)
+		}
 		line = append(line, bytes.TrimSpace(e.raw)...)
 		line = append(line, "}\n"...)
 		if _, err := bw.Write(line); err != nil {
@@ -215,13 +232,22 @@ func Decode(r io.Reader) (*State, error) {
 			return nil, bad(errors.New("connection listed twice"))
 		}
 		loaded++
-		s.add(k, &entry{
+		e := &entry{
 			raw:   []byte(fe.Socket),
 			first: fe.FirstSeen.UnixNano(),
 			last:  fe.LastSeen.UnixNano(),
 			seq:   loaded,
 			gen:   0,
-		})
+		}
+		if fe.Ended != nil {
+			if err := checkTime(*fe.Ended); err != nil {
+				return nil, bad(fmt.Errorf("ended: %w", err))
+			}
+			e.ended, e.endT, e.endCookie = true, fe.Ended.UnixNano(), fe.EndCookie
+			e.twin = twinState(rec.State)
+			s.tombs++
+		}
+		s.add(k, e)
 		s.seq = loaded
 	}
 }

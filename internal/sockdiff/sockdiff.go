@@ -42,6 +42,22 @@ seen of each connection that this snapshot no longer holds, with "event"
 "last_seen". Snapshot records and records of other types pass through
 unchanged; sockets of connections already known are not written.
 
+Destroy notifications ("destroyed" records, sockdump --interval D --events)
+are folded in and not passed on:
+  - a connection that a snapshot held gets its "closed" event (--closed) at
+    once: "time" and "last_seen" are the destroy's time, and "tcp_info" the
+    kernel's counters;
+  - a connection that no snapshot held (born and gone between two dumps)
+    gets an "opened" event made of the notification, with "short_lived":
+    true, "state" "closed", inode 0, no uid and no "first_seen", and with
+    --closed its "closed" event ("last_seen" the destroy's time);
+  - what remains of a connection after its destroy (its time-wait twin in
+    later snapshots) reports nothing, neither opened nor closed again;
+  - a notification whose remote port the kernel wiped (a socket closed
+    abortively by its owner, that sockdump could not restore) is matched
+    to a known connection by its socket cookie, else dropped: no event ever
+    has a remote port 0 from a notification.
+
 A snapshot that ends without its "snapshot" record (input ended or was
 interrupted mid-dump) or that held bad lines reports nothing closed; its
 sockets are merged into the state.
@@ -197,6 +213,21 @@ func (d *differ) loop() error {
 			}
 			if err := d.maybeSave(); err != nil {
 				return err
+			}
+		case record.TypeDestroyed:
+			opened, closed, _, err := d.st.Destroyed(r)
+			if err != nil {
+				return err
+			}
+			if opened != nil {
+				if err := d.out.Record(opened); err != nil {
+					return err
+				}
+			}
+			if closed != nil && d.c.closed {
+				if err := d.out.Record(closed); err != nil {
+					return err
+				}
 			}
 		default:
 			if err := d.out.Raw(line.Raw); err != nil {

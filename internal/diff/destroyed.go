@@ -1,0 +1,335 @@
+package diff
+
+import (
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// Outcome says what a destroyed record meant to the state.
+type Outcome uint8
+
+// Outcomes of Destroyed.
+const (
+	// Closed: the end of a known connection, reported at once.
+	Closed Outcome = iota + 1
+	// ShortLived: a connection that no snapshot held, born and destroyed
+	// between two snapshots; reported opened, then closed.
+	ShortLived
+	// Duplicate: the end of a connection already reported, by an earlier
+	// destroy notification or by a snapshot that found it gone.
+	Duplicate
+	// Unidentified: a socket whose addresses the kernel wiped (remote
+	// port 0) and whose cookie matches no known connection; dropped.
+	Unidentified
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Closed:
+		return "closed"
+	case ShortLived:
+		return "short-lived"
+	case Duplicate:
+		return "duplicate"
+	case Unidentified:
+		return "unidentified"
+	}
+	return "unknown"
+}
+
+// DestroyedCounts counts the destroyed records folded in, by outcome.
+type DestroyedCounts struct {
+	Closed, ShortLived, Duplicate, Unidentified int
+}
+
+// Counts returns the destroyed records folded in so far, by outcome.
+func (s *State) Counts() DestroyedCounts { return s.counts }
+
+// Destroyed folds in a destroyed record: a socket that the kernel
+// destroyed at r.Time, as sockdump --events reports it between snapshots.
+// It returns the events to report, which the caller writes in this order:
+//
+//   - a known connection (by 4-tuple, or by cookie when the kernel wiped
+//     the remote port): no opened, and its closed event at once, the last
+//     record seen of it with time and last_seen the destroy's time,
+//     first_seen its first sighting and tcp_info the destroy's counters;
+//   - an unknown connection: an opened event made of the destroyed record
+//     (type socket, short_lived, time the destroy's, no first_seen), and
+//     its closed event (the same, with last_seen the destroy's time);
+//   - the end of a connection already reported, or a wiped socket that
+//     matches nothing: no event.
+//
+// The connection is then remembered as ended (a tombstone) until a
+// complete snapshot no longer holds its 4-tuple: a socket of a later
+// snapshot with that 4-tuple in state time-wait or fin-wait-2 (the
+// connection's time-wait twin), or from a dump that began before the
+// destroy, is what remains of it and reports nothing, now or when it goes;
+// a socket in any other state is a new connection.
+//
+// r must be a valid destroyed record; it is not kept.
+func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Outcome, err error) {
+	s.events = true
+	s.dirty = true
+	t := r.Time.UnixNano()
+	c := r.Cookie
+	defer func() {
+		switch o {
+		case Closed:
+			s.counts.Closed++
+		case ShortLived:
+			s.counts.ShortLived++
+		case Duplicate:
+			s.counts.Duplicate++
+		case Unidentified:
+			s.counts.Unidentified++
+		}
+	}()
+	if s.closedCookies.has(c) {
+		return nil, nil, Duplicate, nil
+	}
+	if r.Remote.Port == 0 {
+		// Wiped by an abortive close, or a listener: only the cookie
+		// tells which connection it was.
+		e := s.lookupCookie(c)
+		switch {
+		case e == nil:
+			return nil, nil, Unidentified, nil
+		case e.ended:
+			return nil, nil, Duplicate, nil
+		}
+		closed, err = s.end(e, r)
+		return nil, closed, Closed, err
+	}
+	k := keyOf(r.Key())
+	e, _ := s.conns.get(k)
+	if e != nil && !e.ended {
+		closed, err = s.end(e, r)
+		return nil, closed, Closed, err
+	}
+	if e != nil {
+		if c == e.endCookie && (c != 0 || t == e.endT) {
+			return nil, nil, Duplicate, nil
+		}
+		// Another socket on the 4-tuple of an ended connection: a new
+		// connection, which replaces the tombstone.
+		s.remove(e)
+	}
+	opened = s.shortLived(k, r)
+	cl := *opened
+	cl.Event = record.EventClosed
+	cl.LastSeen = r.Time
+	return opened, &cl, ShortLived, nil
+}
+
+// end reports the end of the known connection e, destroyed as r says, and
+// keeps it as a tombstone.
+func (s *State) end(e *entry, r *record.Record) (*record.Record, error) {
+	t := r.Time.UnixNano()
+	ev, err := e.event(r.Time)
+	if err != nil {
+		return nil, err
+	}
+	if t > e.last {
+		ev.LastSeen = r.Time
+	}
+	if r.Info != nil {
+		info := *r.Info
+		ev.Info = &info
+	}
+	e.ended, e.endT, e.endCookie = true, t, r.Cookie
+	e.twin = twinState(ev.State)
+	s.tombs++
+	if s.byCookie != nil && r.Cookie != 0 {
+		s.byCookie[r.Cookie] = e
+	}
+	return ev, nil
+}
+
+// shortLived remembers the connection of a destroyed record that no
+// snapshot held, as ended, and returns its opened event.
+func (s *State) shortLived(k tkey, r *record.Record) *record.Record {
+	ev := *r
+	ev.Type = record.TypeSocket
+	ev.Event, ev.FirstSeen, ev.LastSeen, ev.ShortLived = "", time.Time{}, time.Time{}, false
+	if r.Info != nil {
+		info := *r.Info
+		ev.Info = &info
+	}
+	raw := codec.NewEncoder().Encode(&ev)
+	t := r.Time.UnixNano()
+	s.seq++
+	e := &entry{
+		raw: append([]byte(nil), raw[:len(raw)-1]...), first: t, last: t, seq: s.seq,
+		// Not held by the snapshot being read: the first complete
+		// snapshot that does not hold it forgets it.
+		gen:   s.gen - 1,
+		ended: true, endT: t, endCookie: r.Cookie,
+	}
+	e.ip = k.ip
+	if !k.ok {
+		e.str = &k.str
+	}
+	s.conns.put(k, e)
+	s.pushFront(e)
+	s.tombs++
+	if s.byCookie != nil && r.Cookie != 0 {
+		s.byCookie[r.Cookie] = e
+	}
+	ev.Event, ev.ShortLived = record.EventOpened, true
+	return &ev
+}
+
+func (s *State) pushFront(e *entry) {
+	e.prev, e.next = nil, s.front
+	if s.front != nil {
+		s.front.prev = e
+	} else {
+		s.back = e
+	}
+	s.front = e
+}
+
+// remains reports whether the socket r, seen at t, is what remains of the
+// ended connection e rather than a new connection on its 4-tuple: a
+// time-wait twin, or a socket listed by a dump that began before the
+// destroy.
+func remains(e *entry, r *record.Record, t int64) bool {
+	return t <= e.endT || twinState(r.State)
+}
+
+// twinState reports whether a socket in this state may be the time-wait
+// twin of a destroyed connection: the kernel shows a time-wait socket in
+// its substate, time-wait or fin-wait-2.
+func twinState(state string) bool {
+	return state == "time-wait" || state == "fin-wait-2"
+}
+
+// lookupCookie returns the known connection whose last record, or whose
+// destroy, has the socket cookie c, or nil. The index is built on first
+// use, kept up to date by Socket and checked on every hit.
+func (s *State) lookupCookie(c uint64) *entry {
+	if c == 0 {
+		return nil
+	}
+	if s.byCookie == nil || len(s.byCookie) > 2*s.conns.len()+4096 {
+		s.byCookie = make(map[uint64]*entry, s.conns.len())
+		for e := s.front; e != nil; e = e.next {
+			if rc := rawCookie(e.raw); rc != 0 {
+				s.byCookie[rc] = e
+			}
+			if e.ended && e.endCookie != 0 {
+				s.byCookie[e.endCookie] = e
+			}
+		}
+	}
+	e := s.byCookie[c]
+	if e == nil {
+		return nil
+	}
+	if got, _ := s.conns.get(e.tkey()); got != e || !(rawCookie(e.raw) == c || e.ended && e.endCookie == c) {
+		delete(s.byCookie, c)
+		return nil
+	}
+	return e
+}
+
+// rawCookie returns the top-level "cookie" of a record line, or 0.
+func rawCookie(line []byte) uint64 {
+	depth := 0
+	for i := 0; i < len(line); i++ {
+		switch line[i] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case '"':
+			start := i + 1
+			j := start
+			for ; j < len(line) && line[j] != '"'; j++ {
+				if line[j] == '\\' {
+					j++
+				}
+			}
+			if j >= len(line) {
+				return 0
+			}
+			if depth == 1 && string(line[start:j]) == "cookie" && j+1 < len(line) && line[j+1] == ':' {
+				var v uint64
+				k := j + 2
+				for ; k < len(line) && line[k] >= '0' && line[k] <= '9'; k++ {
+					d := uint64(line[k] - '0')
+					if v > (1<<64-1-d)/10 {
+						return 0
+					}
+					v = v*10 + d
+				}
+				return v
+			}
+			i = j
+		}
+	}
+	return 0
+}
+
+// Bounds of the memory of cookies of connections that snapshots found
+// gone: a destroy notification comes when the socket is freed, which is
+// when its owner closes it; a connection reset by its peer leaves the
+// hash tables, and the snapshots, at once, while its owner may hold it for
+// longer.
+const (
+	maxClosedCookies = 1 << 16
+	closedCookieTTL  = int64(10 * time.Minute)
+)
+
+// cookieFIFO is a bounded set of cookies, oldest first out.
+type cookieFIFO struct {
+	set   map[uint64]struct{}
+	queue []cookieAt
+	head  int
+}
+
+type cookieAt struct {
+	c uint64
+	t int64
+}
+
+func (f *cookieFIFO) has(c uint64) bool {
+	_, ok := f.set[c]
+	return ok && c != 0
+}
+
+func (f *cookieFIFO) add(c uint64, t int64) {
+	if c == 0 {
+		return
+	}
+	if f.set == nil {
+		f.set = make(map[uint64]struct{})
+	}
+	if _, ok := f.set[c]; ok {
+		return
+	}
+	f.set[c] = struct{}{}
+	f.queue = append(f.queue, cookieAt{c, t})
+	for len(f.set) > maxClosedCookies {
+		f.pop()
+	}
+}
+
+// expire forgets the cookies older than closedCookieTTL at now.
+func (f *cookieFIFO) expire(now int64) {
+	for f.head < len(f.queue) && now-f.queue[f.head].t > closedCookieTTL {
+		f.pop()
+	}
+	if f.head > 0 && f.head >= len(f.queue)/2 {
+		f.queue = append(f.queue[:0], f.queue[f.head:]...)
+		f.head = 0
+	}
+}
+
+func (f *cookieFIFO) pop() {
+	delete(f.set, f.queue[f.head].c)
+	f.queue[f.head] = cookieAt{}
+	f.head++
+}
