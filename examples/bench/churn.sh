@@ -22,7 +22,9 @@
 # bind 127.0.0.3, one explicit port each (20000-60999), so they take no
 # ephemeral port from the held sockets. CHURN_OUT=DIR keeps the truth logs
 # and outputs in DIR; CHURN_RAW=0 skips the copy of sockdump's own
-# non-socket records (used to tell sockdump's losses from sockdiff's).
+# non-socket records (used to tell sockdump's losses from sockdiff's);
+# CHURN_SOCKDUMP_FLAGS adds flags to both sockdumps (e.g. a smaller
+# --event-buffer, to see overflows counted).
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/examples/bench/lib.sh"
@@ -67,7 +69,8 @@ measure() {
 	wait_drain
 	rm -f "$BENCH_TMP/dump.fifo" "$BENCH_TMP/raw.fifo"
 	mkfifo "$BENCH_TMP/dump.fifo" "$BENCH_TMP/raw.fifo"
-	"$BIN/sockdump" --interval "$PERIOD" "$@" >"$BENCH_TMP/dump.fifo" 2>"$OUT/$name.sockdump.err" &
+	# shellcheck disable=SC2086 # word splitting of the extra flags
+	"$BIN/sockdump" --interval "$PERIOD" ${CHURN_SOCKDUMP_FLAGS:-} "$@" >"$BENCH_TMP/dump.fifo" 2>"$OUT/$name.sockdump.err" &
 	dump_pid=$!
 	if [ "${CHURN_RAW:-1}" = 1 ]; then
 		grep -F -v '"type":"socket"' <"$BENCH_TMP/raw.fifo" >"$OUT/$name.raw.ndjson" &
@@ -109,6 +112,7 @@ measure() {
 # field FILE KEY: the value of KEY=value in FILE.
 field() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"; }
 
+wait_drain
 if [ "$HELD" -gt 0 ]; then hold_start "$HELD" 0; fi
 sockets=$(ss -tanH | wc -l)
 echo "sockets in the namespace: $sockets; churn: $RATE/s for ${SECONDS_} s, 5 ms each, closed with RST; period $PERIOD"
