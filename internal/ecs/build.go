@@ -82,13 +82,20 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	}
 	d.str("agent.name", agentName)
 
+	// What each end sent, from the kernel's counters of a destroyed
+	// connection: ECS's source.bytes is what the source sent.
+	var localSent, remoteSent flow
+	if ti := r.Info; ti != nil && hasRemote && (r.Direction == record.DirectionIngress || r.Direction == record.DirectionEgress) {
+		localSent = flow{int64(ti.BytesAcked), int64(ti.SegsOut), true}
+		remoteSent = flow{int64(ti.BytesReceived), int64(ti.SegsIn), true}
+	}
 	put := func(obj string) {
 		switch obj {
 		case rl.local[0], rl.local[1]:
-			d.endpoint(obj, &r.Local, "", "", strict)
+			d.endpoint(obj, &r.Local, "", "", strict, localSent)
 		case rl.remote[0], rl.remote[1]:
 			if hasRemote {
-				d.endpoint(obj, &r.Remote, remoteHost, remoteDomain, strict)
+				d.endpoint(obj, &r.Remote, remoteHost, remoteDomain, strict, remoteSent)
 			}
 		}
 	}
@@ -158,6 +165,9 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	d.str("metricset.name", "socket")
 
 	// network.*
+	if localSent.ok {
+		d.long("network.bytes", localSent.bytes+remoteSent.bytes)
+	}
 	switch {
 	case !strict:
 		d.str("network.direction", r.Direction)
@@ -175,6 +185,9 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 		d.str("network.iana_number", ianaByTransport[transport])
 	} else {
 		d.str("network.iana_number", ianaByFamily[r.Family])
+	}
+	if localSent.ok {
+		d.long("network.packets", localSent.packets+remoteSent.packets)
 	}
 	d.str("network.transport", transport)
 	d.str("network.type", r.Family)
@@ -240,6 +253,19 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 		d.str("system.socket.remote.host_error", r.Remote.HostError)
 		d.str("system.socket.remote.ip", stripZone(r.Remote.IP))
 		d.long("system.socket.remote.port", int64(r.Remote.Port))
+	}
+	if r.ShortLived {
+		d.add(Field{Name: "system.socket.short_lived", Kind: Bool, Int: 1})
+	}
+	if ti := r.Info; ti != nil {
+		d.long("system.socket.tcp_info.bytes_acked", int64(ti.BytesAcked))
+		d.long("system.socket.tcp_info.bytes_received", int64(ti.BytesReceived))
+		d.long("system.socket.tcp_info.bytes_retrans", int64(ti.BytesRetrans))
+		d.long("system.socket.tcp_info.bytes_sent", int64(ti.BytesSent))
+		d.long("system.socket.tcp_info.rtt_us", int64(ti.RTTMicros))
+		d.long("system.socket.tcp_info.segs_in", int64(ti.SegsIn))
+		d.long("system.socket.tcp_info.segs_out", int64(ti.SegsOut))
+		d.long("system.socket.tcp_info.total_retrans", int64(ti.TotalRetrans))
 	}
 
 	// user.*

@@ -105,9 +105,38 @@ func corpus() []*record.Record {
 					out = append(out, corpusRecord(f, dir, ev, mask))
 				}
 			}
+			// Connections that destroy notifications told of: with the
+			// kernel's counters, short-lived or not.
+			for _, ev := range []string{record.EventOpened, record.EventClosed} {
+				for _, mask := range []int{0, withError, allEnrichments} {
+					out = append(out, destroyedRecord(f, dir, ev, mask, false), destroyedRecord(f, dir, ev, mask, true))
+				}
+			}
 		}
 	}
 	return out
+}
+
+// destroyedRecord is a corpus record of a connection whose destroy
+// notification sockdiff folded in.
+func destroyedRecord(f family, direction, event string, mask int, short bool) *record.Record {
+	r := corpusRecord(f, direction, event, mask)
+	r.Info = &record.TCPInfo{
+		BytesAcked: 1201, BytesReceived: 53000, BytesSent: 1201, BytesRetrans: 0,
+		SegsOut: 12, SegsIn: 40, TotalRetrans: 1, RTTMicros: 250,
+	}
+	if short {
+		r.ShortLived = true
+		r.State, r.Inode, r.HasUID, r.UID, r.User = "closed", 0, false, 0, nil
+		r.FirstSeen = time.Time{}
+		if event == record.EventClosed {
+			r.LastSeen = r.Time
+		}
+		if mask&withError != 0 {
+			r.ProcessError = "process has exited. inode=0, tcp_state=closed"
+		}
+	}
+	return r
 }
 
 // corpusOptions are the option sets every corpus record is built with.

@@ -11,7 +11,8 @@
 // and queries keep working, plus only fields that conflict with nothing:
 // ecs.version, host.name, network.transport, event.kind, event.category,
 // event.type, event.action, event.start and event.end (closed events),
-// process.parent.pid and process.start.
+// process.parent.pid and process.start, and the byte and packet counts of
+// connections that destroy notifications told of (below).
 //
 // Three of the original's fields depart from ECS 9.4, and the default mode
 // keeps them for compatibility:
@@ -37,6 +38,34 @@
 // In both modes the system.socket.* fields are the original's custom
 // namespace, and metricset.name is the Beats field every Metricbeat
 // document carries; neither conflicts with ECS.
+//
+// # Connections that destroy notifications told of
+//
+// sockdiff reports a connection from the kernel's destroy notification
+// (sockdump --events) with the kernel's counters (tcp_info) and, when no
+// snapshot ever held it, short_lived. In both modes:
+//
+//   - system.socket.short_lived: true, for a connection born and gone
+//     between two dumps; it is an opened (socket_opened) or closed
+//     (socket_closed) event like any other, whose process is usually gone
+//     (error.code "process has exited. inode=0, tcp_state=closed", from
+//     sockproc), and whose closed event has no event.start (no snapshot
+//     saw it begin) and so no event.duration;
+//   - system.socket.tcp_info.*: the counters as the kernel gives them
+//     (bytes_acked, bytes_received, bytes_sent, bytes_retrans, segs_out,
+//     segs_in, total_retrans, rtt_us), custom fields;
+//   - for a connection (ingress or egress, with a remote end), what each
+//     end sent, as ECS defines source.bytes ("bytes sent from the source
+//     to the destination") and source.packets: the local end sent
+//     tcp_info.bytes_acked bytes in segs_out segments, the remote end
+//     bytes_received bytes in segs_in segments. So for egress source.bytes
+//     is bytes_acked and destination.bytes bytes_received, for ingress the
+//     reverse; client.* and server.* (strict mode) follow source and
+//     destination; network.bytes and network.packets are the sums. The
+//     kernel counts sequence space: the SYN and FIN each add one to the
+//     bytes, and segments include pure acknowledgements and
+//     retransmissions. A listener has no flow: its counters stay under
+//     system.socket.tcp_info only.
 //
 // # Events
 //
@@ -146,6 +175,7 @@ const (
 	Time                   // Field.Int, nanoseconds since the Unix epoch, as an RFC 3339 string in milliseconds
 	Strings                // Field.Strs, as an array
 	UintString             // Field.Int as a decimal string (user.id from a uid)
+	Bool                   // Field.Int, 0 for false
 )
 
 // Field is one leaf of a document.

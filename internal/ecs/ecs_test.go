@@ -152,6 +152,32 @@ func TestBuild(t *testing.T) {
 			now:  t0,
 			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"unknown","iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"],"user":["jaime"]},"service":{"type":"system"},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"remote":{"ip":"93.184.216.34","port":443}}},"user":{"full_name":"Jaime Soriano Pastor","id":"1000","name":"jaime"}}`,
 		},
+		{
+			// No first_seen: no event.start nor event.duration. What each
+			// end sent: the local end (source) its bytes acked, the
+			// remote end (destination) the bytes received.
+			name: "short-lived egress closed, with the kernel's counters",
+			r:    destroyedRecord(v4, record.DirectionEgress, record.EventClosed, withError, true),
+			o:    Options{Hostname: "h1"},
+			now:  t0.Add(time.Millisecond),
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"hostname":"h1","name":"h1"},"destination":{"bytes":53000,"ip":"93.184.216.34","packets":40,"port":443},"ecs":{"version":"9.4.0"},"error":{"code":"process has exited. inode=0, tcp_state=closed"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","end":"2026-11-26T04:30:00.123Z","kind":"event","module":"system","type":["connection","end"]},"host":{"name":"h1"},"metricset":{"name":"socket"},"network":{"bytes":54201,"direction":"egress","iana_number":"4","packets":52,"transport":"tcp","type":"ipv4"},"service":{"type":"system"},"source":{"bytes":1201,"ip":"10.0.0.5","packets":12,"port":40000},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"remote":{"host_error":"lookup 93.184.216.34: no such host","ip":"93.184.216.34","port":443},"short_lived":true,"tcp_info":{"bytes_acked":1201,"bytes_received":53000,"bytes_retrans":0,"bytes_sent":1201,"rtt_us":250,"segs_in":40,"segs_out":12,"total_retrans":1}}}}`,
+		},
+		{
+			// Ingress: the remote end is the source and the client.
+			name: "strict short-lived ingress opened",
+			r:    destroyedRecord(v4, record.DirectionIngress, record.EventOpened, withError, true),
+			o:    Options{Strict: true, Hostname: "h1"},
+			now:  t0.Add(time.Millisecond),
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"name":"h1"},"client":{"bytes":53000,"ip":"93.184.216.34","packets":40,"port":51234},"destination":{"bytes":1201,"ip":"10.0.0.5","packets":12,"port":8080},"ecs":{"version":"9.4.0"},"error":{"code":"process has exited. inode=0, tcp_state=closed","message":"process has exited. inode=0, tcp_state=closed"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":1000000,"kind":"event","module":"system","type":["connection","start"]},"host":{"hostname":"h1","name":"h1"},"metricset":{"name":"socket"},"network":{"bytes":54201,"direction":"ingress","iana_number":"6","packets":52,"transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"bytes":1201,"ip":"10.0.0.5","packets":12,"port":8080},"service":{"type":"system"},"source":{"bytes":53000,"ip":"93.184.216.34","packets":40,"port":51234},"system":{"socket":{"direction":"ingress","local":{"ip":"10.0.0.5","port":8080},"remote":{"host_error":"lookup 93.184.216.34: no such host","ip":"93.184.216.34","port":51234},"short_lived":true,"tcp_info":{"bytes_acked":1201,"bytes_received":53000,"bytes_retrans":0,"bytes_sent":1201,"rtt_us":250,"segs_in":40,"segs_out":12,"total_retrans":1}}}}`,
+		},
+		{
+			// A listener has no flow: the counters stay custom.
+			name: "listener closed with counters",
+			r:    destroyedRecord(v4, record.DirectionListening, record.EventClosed, 0, false),
+			o:    Options{Strict: true},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":9000000000,"end":"2026-11-26T04:29:59.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["end"]},"metricset":{"name":"socket"},"network":{"iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["0.0.0.0"]},"server":{"ip":"0.0.0.0","port":8080},"service":{"type":"system"},"system":{"socket":{"direction":"listening","local":{"ip":"0.0.0.0","port":8080},"tcp_info":{"bytes_acked":1201,"bytes_received":53000,"bytes_retrans":0,"bytes_sent":1201,"rtt_us":250,"segs_in":40,"segs_out":12,"total_retrans":1}}}}`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,25 +34,37 @@ func (d *Doc) time(name string, t time.Time) {
 
 func (d *Doc) strs(name string, v []string) { d.add(Field{Name: name, Kind: Strings, Strs: v}) }
 
-// endpoint adds obj.{domain,ip,port,registered_domain}; domains only in
-// strict mode.
-func (d *Doc) endpoint(obj string, e *record.Endpoint, domain, registered string, strict bool) {
+// flow is what one end of a connection sent, when known.
+type flow struct {
+	bytes, packets int64
+	ok             bool
+}
+
+// endpoint adds obj.{bytes,domain,ip,packets,port,registered_domain};
+// domains only in strict mode, bytes and packets when sent is known.
+func (d *Doc) endpoint(obj string, e *record.Endpoint, domain, registered string, strict bool, sent flow) {
 	n := endpointNames[obj]
+	if sent.ok {
+		d.long(n[4], sent.bytes)
+	}
 	if strict {
 		d.str(n[0], domain)
 	}
 	d.str(n[1], stripZone(e.IP))
+	if sent.ok {
+		d.long(n[5], sent.packets)
+	}
 	d.long(n[2], int64(e.Port))
 	if strict && domain != "" {
 		d.str(n[3], registered)
 	}
 }
 
-var endpointNames = map[string][4]string{}
+var endpointNames = map[string][6]string{}
 
 func init() {
 	for _, obj := range []string{"client", "destination", "server", "source"} {
-		endpointNames[obj] = [4]string{obj + ".domain", obj + ".ip", obj + ".port", obj + ".registered_domain"}
+		endpointNames[obj] = [6]string{obj + ".domain", obj + ".ip", obj + ".port", obj + ".registered_domain", obj + ".bytes", obj + ".packets"}
 	}
 }
 
@@ -142,6 +154,11 @@ func (f *Field) appendValue(b []byte) []byte {
 		b = append(b, '"')
 		b = time.Unix(0, f.Int).UTC().AppendFormat(b, TimeLayout)
 		return append(b, '"')
+	case Bool:
+		if f.Int != 0 {
+			return append(b, "true"...)
+		}
+		return append(b, "false"...)
 	case Strings:
 		b = append(b, '[')
 		for i, s := range f.Strs {

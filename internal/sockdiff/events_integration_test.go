@@ -1,0 +1,259 @@
+package sockdiff
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/sockdump"
+)
+
+// TestIntegrationShortLived runs the real sockdump with --events into
+// sockdiff --closed, and, between its first and second dump, opens and
+// closes many loopback connections that live a few milliseconds each,
+// some closed normally (the client's end stays in time-wait, so the
+// second dump lists its twin), some closed abortively by the client
+// (SO_LINGER 0: an RST, no twin). No dump sees them alive; each must be in
+// sockdiff's output all the same, opened (short-lived) and closed once:
+// both ends of a normal close; the server's end of an abortive one (the
+// kernel wipes the addresses of the client's end, which no dump held, so
+// it cannot be identified and is dropped).
+func TestIntegrationShortLived(t *testing.T) {
+	const (
+		conns    = 300
+		workers  = 6
+		interval = 4 * time.Second
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lport := uint16(l.Addr().(*net.TCPAddr).Port)
+	var serving sync.WaitGroup
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			serving.Add(1)
+			go func() {
+				defer serving.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				buf := make([]byte, 64)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					c.Write([]byte("ok"))
+				}
+			}()
+		}
+	}()
+
+	// sockdump --interval D --count 2 --events | sockdiff --closed
+	dumpR, dumpW := io.Pipe()
+	diffR, diffW := io.Pipe()
+	var dumpErr bytes.Buffer
+	dumped := make(chan error, 1)
+	go func() {
+		err := sockdump.Run(ctx, []string{"--interval", interval.String(), "--count", "2", "--events"}, nil, dumpW, &dumpErr)
+		dumpW.CloseWithError(err)
+		dumped <- err
+	}()
+	var diffErr bytes.Buffer
+	diffed := make(chan error, 1)
+	go func() {
+		c := config{closed: true, saveInterval: time.Hour, now: time.Now}
+		err := run(ctx, c, dumpR, diffW, &diffErr)
+		diffW.CloseWithError(err)
+		dumpR.CloseWithError(errors.New("sockdiff ended"))
+		diffed <- err
+	}()
+
+	// Read sockdiff's output; the first snapshot record starts the churn.
+	var (
+		mu        sync.Mutex
+		events    []*record.Record
+		snapshots []*record.Record
+	)
+	first := make(chan struct{})
+	read := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(diffR)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			r, err := codec.Decode(sc.Bytes())
+			if err != nil {
+				read <- fmt.Errorf("output line %q: %v", sc.Bytes(), err)
+				return
+			}
+			mu.Lock()
+			switch r.Type {
+			case record.TypeSnapshot:
+				snapshots = append(snapshots, r)
+				if len(snapshots) == 1 {
+					close(first)
+				}
+			case record.TypeSocket:
+				if r.Local.Port == lport || r.Remote.Port == lport {
+					events = append(events, r)
+				}
+			case record.TypeDestroyed:
+				read <- fmt.Errorf("sockdiff passed a destroyed record on: %s", sc.Bytes())
+				mu.Unlock()
+				return
+			}
+			mu.Unlock()
+		}
+		read <- sc.Err()
+	}()
+	select {
+	case <-first:
+	case err := <-read:
+		t.Fatalf("no first snapshot: %v; sockdump: %s; sockdiff: %s", err, dumpErr.String(), diffErr.String())
+	case <-ctx.Done():
+		t.Fatal("no first snapshot")
+	}
+	if strings.Contains(dumpErr.String(), "no destroy notifications") {
+		t.Skipf("the kernel refuses destroy notifications: %s", dumpErr.String())
+	}
+	churnStart := time.Now()
+
+	// The churn, well before the second dump.
+	type churned struct {
+		client, server record.Key
+		rst            bool
+	}
+	done := make([]churned, conns)
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < conns; i += workers {
+				c, err := net.DialTCP("tcp4", nil, l.Addr().(*net.TCPAddr))
+				if err != nil {
+					errs <- err
+					return
+				}
+				ck := key(c.LocalAddr(), c.RemoteAddr())
+				sk := record.Key{Family: ck.Family, LocalIP: ck.RemoteIP, LocalPort: ck.RemotePort, RemoteIP: ck.LocalIP, RemotePort: ck.LocalPort}
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Write([]byte("hello")); err != nil {
+					errs <- err
+				}
+				buf := make([]byte, 2)
+				if _, err := io.ReadFull(c, buf); err != nil {
+					errs <- err
+				}
+				time.Sleep(2 * time.Millisecond)
+				rst := i%2 == 1
+				if rst {
+					c.SetLinger(0)
+				}
+				c.Close()
+				done[i] = churned{ck, sk, rst}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("churn: %v", err)
+	}
+	serving.Wait()
+	if d := time.Since(churnStart); d > interval/2 {
+		t.Fatalf("the churn took %v, too close to the second dump", d)
+	}
+
+	for _, ch := range []chan error{dumped, diffed, read} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("pipeline: %v; sockdump: %s; sockdiff: %s", err, dumpErr.String(), diffErr.String())
+			}
+		case <-ctx.Done():
+			t.Fatal("the pipeline did not end")
+		}
+	}
+	if diffErr.Len() > 0 {
+		t.Errorf("sockdiff stderr: %s", diffErr.String())
+	}
+	if len(snapshots) != 2 {
+		t.Fatalf("%d snapshots, want 2", len(snapshots))
+	}
+	if n := snapshots[1].EventOverflows; n > 0 {
+		t.Skipf("the kernel dropped destroy notifications (%d overflows): the host is too busy for this test", n)
+	}
+
+	// Every event, by connection and kind.
+	type evKey struct {
+		k  record.Key
+		ev string
+	}
+	got := map[evKey][]*record.Record{}
+	for _, r := range events {
+		if r.Remote.Port == 0 && r.Direction != record.DirectionListening {
+			t.Errorf("an event with remote port 0: %+v", r)
+		}
+		got[evKey{r.Key(), r.Event}] = append(got[evKey{r.Key(), r.Event}], r)
+	}
+	second := snapshots[1].Time
+	check := func(k record.Key, direction string, rst bool) {
+		t.Helper()
+		for _, ev := range []string{record.EventOpened, record.EventClosed} {
+			rs := got[evKey{k, ev}]
+			if len(rs) != 1 {
+				t.Errorf("%v: %d %s events, want 1 (rst %v)", k, len(rs), ev, rst)
+				continue
+			}
+			r := rs[0]
+			delete(got, evKey{k, ev})
+			if !r.ShortLived || r.Direction != direction || r.State != "closed" || r.Info == nil ||
+				r.Time.Before(churnStart) || r.Time.After(second) || !r.FirstSeen.IsZero() {
+				t.Errorf("%v: %s event %+v, want short-lived, %s, closed, with tcp_info, between the dumps", k, ev, r, direction)
+				continue
+			}
+			if ev == record.EventClosed && !r.LastSeen.Equal(r.Time) {
+				t.Errorf("%v: closed at %v, last seen %v", k, r.Time, r.LastSeen)
+			}
+			if direction == record.DirectionIngress && r.Info.BytesReceived < 5 {
+				t.Errorf("%v: tcp_info %+v, want at least the 5 bytes received", k, r.Info)
+			}
+		}
+	}
+	for _, c := range done {
+		check(c.server, record.DirectionIngress, c.rst)
+		if !c.rst {
+			check(c.client, record.DirectionEgress, false)
+		}
+	}
+	// The rest: the listener's existing event, and nothing else (in
+	// particular no event of a time-wait twin, nor of a wiped end).
+	for k, rs := range got {
+		if k.k.LocalPort == lport && k.k.RemotePort == 0 && k.ev == record.EventExisting {
+			continue
+		}
+		for _, r := range rs {
+			t.Errorf("unexpected event: %+v", r)
+		}
+	}
+	t.Logf("%d connections, %d events, %d snapshots; sockdump's stderr: %q", conns, len(events), len(snapshots), dumpErr.String())
+}
