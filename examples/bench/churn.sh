@@ -140,4 +140,6 @@ else
 	how="sockdiff passes destroyed records through (counted as found)"
 fi
 echo "events: $x of $n connections ($p%), overflows $k; polling only: $y of $n2 ($q%)"
-echo "($how; connections with two opened events: $(field "$OUT/events.score" double_opened))"
+echo "($how; connections with two opened events: $(field "$OUT/events.score" double_opened);"
+echo " found from the client end alone, as for connections to a remote server: $(field "$OUT/events.score" client_end) of $n;"
+echo " server ends reported egress: $(field "$OUT/events.score" server_egress))"

@@ -85,7 +85,8 @@ const (
 	seenDestroyedClient
 	seenClosed
 	seenShortLived
-	seenClientWiped // a destroyed client end without its remote port
+	seenClientWiped  // a destroyed client end without its remote port
+	seenServerEgress // an opened server end said to be egress
 )
 
 // scorer joins records with the ground truth.
@@ -163,6 +164,9 @@ func (s *scorer) add(r *record.Record) {
 		s.seen[i] |= seenDestroyedClient
 	case r.Event == record.EventOpened && server:
 		s.seen[i] |= seenOpenedServer
+		if r.Direction == record.DirectionEgress {
+			s.seen[i] |= seenServerEgress
+		}
 	case r.Event == record.EventOpened:
 		s.seen[i] |= seenOpenedClient
 	case r.Event == record.EventClosed:
@@ -184,6 +188,7 @@ type result struct {
 	ClientEnd     int // found from the client end
 	Closed        int // a closed event, either end
 	ClientWiped   int // a destroyed client end without its remote port
+	ServerEgress  int // an opened server end with direction egress (wrong)
 	Overflows     int // sum of the snapshots' event_overflows
 	Snapshots     int
 	DoubleOpened  int // keys, of any socket, with two or more opened events
@@ -225,6 +230,9 @@ func (s *scorer) result() result {
 		if b&seenClientWiped != 0 {
 			r.ClientWiped++
 		}
+		if b&seenServerEgress != 0 {
+			r.ServerEgress++
+		}
 	}
 	for _, n := range s.opened {
 		if n > 1 {
@@ -244,10 +252,10 @@ func (r result) percent() float64 {
 // String is one line of key=value pairs, for scripts.
 func (r result) String() string {
 	return fmt.Sprintf("connections=%d found=%d percent=%.2f opened=%d short_lived=%d destroyed_only=%d "+
-		"server_end=%d client_end=%d closed=%d client_wiped=%d overflows=%d snapshots=%d "+
+		"server_end=%d client_end=%d closed=%d client_wiped=%d server_egress=%d overflows=%d snapshots=%d "+
 		"double_opened=%d destroyed_records=%d duplicate_truth=%d",
 		r.Connections, r.Found, r.percent(), r.Opened, r.ShortLived, r.DestroyedOnly,
-		r.ServerEnd, r.ClientEnd, r.Closed, r.ClientWiped, r.Overflows, r.Snapshots,
+		r.ServerEnd, r.ClientEnd, r.Closed, r.ClientWiped, r.ServerEgress, r.Overflows, r.Snapshots,
 		r.DoubleOpened, r.Destroyed, r.DupTruth)
 }
 

@@ -78,7 +78,7 @@ func TestScore(t *testing.T) {
 			name: "every kind",
 			input: strings.Join([]string{
 				// Server end, short-lived opened, and its closed event.
-				sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20000},"event":"opened","short_lived":true}`,
+				sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20000},"direction":"egress","event":"opened","short_lived":true}`,
 				sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20000},"event":"closed"}`,
 				// Client end opened by a poll.
 				sock + `"local":{"ip":"127.0.0.3","port":20001},"remote":{"ip":"127.0.0.2","port":40000},"event":"opened"}`,
@@ -98,7 +98,7 @@ func TestScore(t *testing.T) {
 			}, "\n"),
 			want: result{
 				Connections: 5, Found: 3, Opened: 2, ShortLived: 1, DestroyedOnly: 1,
-				ServerEnd: 2, ClientEnd: 1, Closed: 1, ClientWiped: 2, Overflows: 3, Snapshots: 2,
+				ServerEnd: 2, ClientEnd: 1, Closed: 1, ClientWiped: 2, ServerEgress: 1, Overflows: 3, Snapshots: 2,
 				DoubleOpened: 1, Destroyed: 3, Missed: []int{3, 4},
 			},
 		},
