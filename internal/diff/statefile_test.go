@@ -255,6 +255,13 @@ func FuzzDecode(f *testing.F) {
 	good := encode(f, s)
 	f.Add(good)
 	f.Add(encode(f, New()))
+	// Connections whose end a destroy notification reported.
+	ended := New()
+	play(f, ended, []step{
+		sockc(0, a, "established", 2), sockc(0, c, "established", 4), snap(0),
+		destroyed(1, a, 2), destroyed(1, b, 30), sockc(2, c, "time-wait", 0),
+	})
+	f.Add(encode(f, ended))
 	f.Add([]byte(""))
 	f.Add(good[:len(good)/2])
 	f.Add(bytes.Replace(good, []byte(`"version":1`), []byte(`"version":7`), 1))
