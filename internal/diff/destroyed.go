@@ -96,7 +96,7 @@ func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Ou
 		switch {
 		case e == nil:
 			return nil, nil, Unidentified, nil
-		case e.ended:
+		case e.end != nil:
 			return nil, nil, Duplicate, nil
 		}
 		closed, err = s.end(e, r)
@@ -104,12 +104,12 @@ func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Ou
 	}
 	k := keyOf(r.Key())
 	e, _ := s.conns.get(k)
-	if e != nil && !e.ended {
+	if e != nil && e.end == nil {
 		closed, err = s.end(e, r)
 		return nil, closed, Closed, err
 	}
 	if e != nil {
-		if c == e.endCookie && (c != 0 || t == e.endT) {
+		if c == e.end.cookie && (c != 0 || t == e.end.t) {
 			return nil, nil, Duplicate, nil
 		}
 		// Another socket on the 4-tuple of an ended connection: a new
@@ -138,8 +138,7 @@ func (s *State) end(e *entry, r *record.Record) (*record.Record, error) {
 		info := *r.Info
 		ev.Info = &info
 	}
-	e.ended, e.endT, e.endCookie = true, t, r.Cookie
-	e.twin = twinState(ev.State)
+	e.end = &ending{t: t, cookie: r.Cookie, twin: twinState(ev.State)}
 	s.tombs++
 	if s.byCookie != nil && r.Cookie != 0 {
 		s.byCookie[r.Cookie] = e
@@ -164,8 +163,8 @@ func (s *State) shortLived(k tkey, r *record.Record) *record.Record {
 		raw: append([]byte(nil), raw[:len(raw)-1]...), first: t, last: t, seq: s.seq,
 		// Not held by the snapshot being read: the first complete
 		// snapshot that does not hold it forgets it.
-		gen:   s.gen - 1,
-		ended: true, endT: t, endCookie: r.Cookie,
+		gen: s.gen - 1,
+		end: &ending{t: t, cookie: r.Cookie},
 	}
 	e.ip = k.ip
 	if !k.ok {
@@ -196,7 +195,7 @@ func (s *State) pushFront(e *entry) {
 // time-wait twin, or a socket listed by a dump that began before the
 // destroy.
 func remains(e *entry, r *record.Record, t int64) bool {
-	return t <= e.endT || twinState(r.State)
+	return t <= e.end.t || twinState(r.State)
 }
 
 // twinState reports whether a socket in this state may be the time-wait
@@ -219,8 +218,8 @@ func (s *State) lookupCookie(c uint64) *entry {
 			if rc := rawCookie(e.raw); rc != 0 {
 				s.byCookie[rc] = e
 			}
-			if e.ended && e.endCookie != 0 {
-				s.byCookie[e.endCookie] = e
+			if e.end != nil && e.end.cookie != 0 {
+				s.byCookie[e.end.cookie] = e
 			}
 		}
 	}
@@ -228,7 +227,7 @@ func (s *State) lookupCookie(c uint64) *entry {
 	if e == nil {
 		return nil
 	}
-	if got, _ := s.conns.get(e.tkey()); got != e || !(rawCookie(e.raw) == c || e.ended && e.endCookie == c) {
+	if got, _ := s.conns.get(e.tkey()); got != e || !(rawCookie(e.raw) == c || e.end != nil && e.end.cookie == c) {
 		delete(s.byCookie, c)
 		return nil
 	}

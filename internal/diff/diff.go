@@ -75,15 +75,18 @@ type entry struct {
 	str *record.Key
 	// prev and next link the list of entries, oldest sighting first.
 	prev, next *entry
-	// ended marks a connection whose end a destroy notification already
-	// reported: a tombstone, kept so that what remains of the connection
-	// (its time-wait twin) is not reported again. endT and endCookie are
-	// the destroy's time and socket cookie.
-	ended     bool
-	endT      int64
-	endCookie uint64
-	// twin is set when raw is a line that an ended connection may still
-	// show (time-wait or fin-wait-2): Unchanged may recognise it.
+	// end is set for a connection whose end a destroy notification
+	// already reported: a tombstone, kept so that what remains of the
+	// connection (its time-wait twin) is not reported again.
+	end *ending
+}
+
+// ending is the end of a connection, as its destroy notification told.
+type ending struct {
+	t      int64  // the destroy's time, Unix nanoseconds
+	cookie uint64 // the destroyed socket's cookie
+	// twin is set when the entry's raw is a line that an ended connection
+	// may still show (time-wait or fin-wait-2): Unchanged may recognise it.
 	twin bool
 }
 
@@ -171,15 +174,15 @@ func (s *State) Socket(r *record.Record, raw []byte) string {
 	if e == nil || !k.ok || e.str != nil || e.ip != k.ip {
 		e, _ = s.conns.get(k)
 	}
-	if e != nil && e.ended && !remains(e, r, t) {
+	if e != nil && e.end != nil && !remains(e, r, t) {
 		// A new connection on the 4-tuple of one that ended.
 		s.remove(e)
 		e = nil
 	}
 	if e != nil {
 		s.again(e, t, raw)
-		if e.ended {
-			e.twin = twinState(r.State)
+		if e.end != nil {
+			e.end.twin = twinState(r.State)
 		}
 		if s.byCookie != nil && r.Cookie != 0 {
 			s.byCookie[r.Cookie] = e
@@ -227,7 +230,7 @@ func (s *State) again(e *entry, t int64, raw []byte) {
 // the time, are recognised; the time must be one that Decode accepts.
 func (s *State) Unchanged(line []byte) bool {
 	e := s.cursor
-	if e == nil || (e.ended && !e.twin) {
+	if e == nil || (e.end != nil && !e.end.twin) {
 		return false
 	}
 	tm, rest, ok := splitTime(line)
@@ -323,7 +326,7 @@ func (s *State) remove(e *entry) {
 	if e.gen == s.gen {
 		s.seen--
 	}
-	if e.ended {
+	if e.end != nil {
 		s.tombs--
 	}
 }
@@ -348,7 +351,7 @@ func (s *State) EndSnapshot(t time.Time, closed func(*record.Record) error) erro
 	for s.front != nil && s.front.gen != s.gen {
 		e := s.front
 		s.remove(e)
-		if e.ended {
+		if e.end != nil {
 			continue
 		}
 		if s.events {

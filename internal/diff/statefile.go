@@ -104,11 +104,11 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 		line = time.Unix(0, e.first).UTC().AppendFormat(line, time.RFC3339Nano)
 		line = append(line, `","last_seen":"`...)
 		line = time.Unix(0, e.last).UTC().AppendFormat(line, time.RFC3339Nano)
-		if e.ended {
+		if e.end != nil {
 			line = append(line, `","ended":"`...)
-			line = time.Unix(0, e.endT).UTC().AppendFormat(line, time.RFC3339Nano)
+			line = time.Unix(0, e.end.t).UTC().AppendFormat(line, time.RFC3339Nano)
 			line = append(line, `","end_cookie":`...)
-			line = strconv.AppendUint(line, e.endCookie, 10)
+			line = strconv.AppendUint(line, e.end.cookie, 10)
 			line = append(line, `,"socket":`...)
 		} else {
 			line = append(line, `","socket":`...)
@@ -243,8 +243,7 @@ func Decode(r io.Reader) (*State, error) {
 			if err := checkTime(*fe.Ended); err != nil {
 				return nil, bad(fmt.Errorf("ended: %w", err))
 			}
-			e.ended, e.endT, e.endCookie = true, fe.Ended.UnixNano(), fe.EndCookie
-			e.twin = twinState(rec.State)
+			e.end = &ending{t: fe.Ended.UnixNano(), cookie: fe.EndCookie, twin: twinState(rec.State)}
 			s.tombs++
 		}
 		s.add(k, e)
