@@ -29,6 +29,20 @@
 // A connection that disappears from one snapshot and is back in a later
 // one is closed, then opened again: a 4-tuple reused is a new connection.
 //
+// # Destroy notifications
+//
+// Between snapshots, Destroyed folds in the kernel's destroy notifications
+// (destroyed records): a known connection is closed at once, at the
+// destroy's time; an unknown one (born and gone between two snapshots) is
+// opened and closed, marked short-lived. The connection then stays known
+// as ended, a tombstone, until a complete snapshot no longer holds its
+// 4-tuple: its time-wait twin in later snapshots is what remains of it,
+// not a new connection, and its going is not a second closed event. A
+// notification whose remote port the kernel wiped is matched by its
+// socket cookie, through an index of the cookies of the known connections
+// built when first needed; one that comes after a snapshot found its
+// connection gone is known by its cookie too, for a while. See Destroyed.
+//
 // # Incomplete snapshots
 //
 // A snapshot that ends without its snapshot record (the input ended or was

@@ -47,6 +47,14 @@ process.start, and event.start / event.end for closed sockets.
   others, as in the original, from the start of the dump to when sockecs
   built the document (the pipeline's latency, process and DNS lookups
   included; for a saved file, its age).
+Connections that the kernel's destroy notifications told of (sockdump
+--events, folded in by sockdiff) also get system.socket.short_lived: true
+when no snapshot held them (no event.start then), the kernel's counters
+under system.socket.tcp_info.*, and, for connections, what each end sent:
+source.bytes/packets (and client.* in --strict-ecs) for the source's,
+destination.bytes/packets (and server.*) for the destination's, from
+tcp_info bytes_acked/segs_out (the local end) and bytes_received/segs_in
+(the remote end), and network.bytes/packets their sums.
 --strict-ecs writes what ECS 9.4 expects where the original departs from
 it: network.iana_number "6" (not "4"/"41"), no "listening" in
 network.direction (system.socket.direction has it), host.hostname instead
