@@ -20,7 +20,7 @@ import (
 
 // TestIntegrationShortLived runs the real sockdump with --events into
 // sockdiff --closed, and, between its first and second dump, opens and
-// closes many loopback connections that live a few milliseconds each,
+// closes many loopback connections (IPv4 and IPv6) that live a few milliseconds each,
 // some closed normally (the client's end stays in time-wait, so the
 // second dump lists its twin), some closed abortively by the client
 // (SO_LINGER 0: an RST, no twin). No dump sees them alive; each must be in
@@ -40,34 +40,46 @@ func TestIntegrationShortLived(t *testing.T) {
 	dumpCtx, stopDump := context.WithCancel(ctx)
 	defer stopDump()
 
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	lport := uint16(l.Addr().(*net.TCPAddr).Port)
-	var serving sync.WaitGroup
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
+	// An IPv4 and, when the host has it, an IPv6 loopback listener.
+	var (
+		targets []*net.TCPAddr
+		lports  = map[uint16]bool{}
+		serving sync.WaitGroup
+	)
+	for _, a := range [][2]string{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
+		l, err := net.Listen(a[0], a[1])
+		if err != nil {
+			if a[0] == "tcp6" {
+				t.Logf("no IPv6 loopback: %v", err)
+				continue
 			}
-			serving.Add(1)
-			go func() {
-				defer serving.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				buf := make([]byte, 64)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					c.Write([]byte("ok"))
-				}
-			}()
+			t.Fatal(err)
 		}
-	}()
+		defer l.Close()
+		targets = append(targets, l.Addr().(*net.TCPAddr))
+		lports[uint16(l.Addr().(*net.TCPAddr).Port)] = true
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				serving.Add(1)
+				go func() {
+					defer serving.Done()
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					buf := make([]byte, 64)
+					for {
+						if _, err := c.Read(buf); err != nil {
+							return
+						}
+						c.Write([]byte("ok"))
+					}
+				}()
+			}
+		}()
+	}
 
 	// sockdump --interval D --events | sockdiff --closed
 	dumpR, dumpW := io.Pipe()
@@ -116,7 +128,7 @@ func TestIntegrationShortLived(t *testing.T) {
 					close(first)
 				}
 			case record.TypeSocket:
-				if r.Local.Port == lport || r.Remote.Port == lport {
+				if lports[r.Local.Port] || lports[r.Remote.Port] {
 					events = append(events, r)
 				}
 			case record.TypeDestroyed:
@@ -159,12 +171,13 @@ func TestIntegrationShortLived(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < conns; i += workers {
-				c, err := net.DialTCP("tcp4", nil, l.Addr().(*net.TCPAddr))
+				// Half the connections IPv6, when there is a listener.
+				c, err := net.DialTCP("tcp", nil, targets[(i/2)%len(targets)])
 				if err != nil {
 					errs <- err
 					return
 				}
-				ck := key(c.LocalAddr(), c.RemoteAddr())
+				ck := tcpKey(c.LocalAddr(), c.RemoteAddr())
 				sk := record.Key{Family: ck.Family, LocalIP: ck.RemoteIP, LocalPort: ck.RemotePort, RemoteIP: ck.LocalIP, RemotePort: ck.LocalPort}
 				c.SetDeadline(time.Now().Add(5 * time.Second))
 				if _, err := c.Write([]byte("hello")); err != nil {
@@ -283,12 +296,29 @@ func TestIntegrationShortLived(t *testing.T) {
 	// The rest: the listener's existing event, and nothing else (in
 	// particular no event of a time-wait twin, nor of a wiped end).
 	for k, rs := range got {
-		if k.k.LocalPort == lport && k.k.RemotePort == 0 && k.ev == record.EventExisting {
+		if lports[k.k.LocalPort] && k.k.RemotePort == 0 && k.ev == record.EventExisting {
 			continue
 		}
 		for _, r := range rs {
 			t.Errorf("unexpected event: %+v", r)
 		}
 	}
-	t.Logf("%d connections, %d events, %d snapshots; sockdump's stderr: %q", conns, len(events), len(snapshots), dumpErr.String())
+	v6 := 0
+	for _, r := range events {
+		if r.Family == record.FamilyIPv6 {
+			v6++
+		}
+	}
+	t.Logf("%d connections, %d events (%d IPv6), %d snapshots; sockdump's stderr: %q", conns, len(events), v6, len(snapshots), dumpErr.String())
+}
+
+// tcpKey is the key of a connection of either family, its addresses as
+// sockdump writes them.
+func tcpKey(local, remote net.Addr) record.Key {
+	l, r := local.(*net.TCPAddr), remote.(*net.TCPAddr)
+	fam := record.FamilyIPv4
+	if l.IP.To4() == nil {
+		fam = record.FamilyIPv6
+	}
+	return record.Key{Family: fam, LocalIP: l.IP.String(), LocalPort: uint16(l.Port), RemoteIP: r.IP.String(), RemotePort: uint16(r.Port)}
 }
