@@ -119,3 +119,58 @@ func BenchmarkEncodeState(b *testing.B) {
 type countWriter int64
 
 func (w *countWriter) Write(p []byte) (int, error) { *w += countWriter(len(p)); return len(p), nil }
+
+// BenchmarkDestroyed measures folding in one destroy notification, with
+// 100,000 known connections: of a known connection (its closed event
+// built), of one no snapshot held (short-lived: opened and closed events
+// built), and a wiped one matched by its cookie (the index already built).
+func BenchmarkDestroyed(b *testing.B) {
+	const n = 100_000
+	recs, raws := benchSockets(2 * n)
+	destroyedOf := func(r *record.Record) *record.Record {
+		d := *r
+		d.Type, d.State, d.Inode, d.HasUID, d.UID = record.TypeDestroyed, "closed", 0, false, 0
+		d.Info = &record.TCPInfo{BytesAcked: 100, BytesReceived: 2000, SegsOut: 5, SegsIn: 7}
+		return &d
+	}
+	for _, mode := range []string{"known", "short-lived", "wiped"} {
+		b.Run(mode, func(b *testing.B) {
+			s := New()
+			for i := range n {
+				s.Socket(recs[i], raws[i])
+			}
+			s.EndSnapshot(t0, nil)
+			ds := make([]*record.Record, 0, n)
+			for i := range n {
+				switch mode {
+				case "known":
+					ds = append(ds, destroyedOf(recs[i]))
+				case "short-lived":
+					ds = append(ds, destroyedOf(recs[n+i]))
+				case "wiped":
+					d := destroyedOf(recs[i])
+					d.Local.IP, d.Remote.IP, d.Remote.Port, d.Info = "0.0.0.0", "0.0.0.0", 0, nil
+					ds = append(ds, d)
+				}
+			}
+			s.lookupCookie(1) // build the index
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if i%n == 0 && i > 0 {
+					b.StopTimer()
+					s = New()
+					for j := range n {
+						s.Socket(recs[j], raws[j])
+					}
+					s.EndSnapshot(t0, nil)
+					s.lookupCookie(1)
+					b.StartTimer()
+				}
+				if _, _, o, err := s.Destroyed(ds[i%n]); err != nil || o == Duplicate || o == Unidentified {
+					b.Fatalf("%v, %v", o, err)
+				}
+			}
+		})
+	}
+}

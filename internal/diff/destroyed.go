@@ -156,7 +156,10 @@ func (s *State) shortLived(k tkey, r *record.Record) *record.Record {
 		info := *r.Info
 		ev.Info = &info
 	}
-	raw := codec.NewEncoder().Encode(&ev)
+	if s.enc == nil {
+		s.enc = codec.NewEncoder()
+	}
+	raw := s.enc.Encode(&ev)
 	t := r.Time.UnixNano()
 	s.seq++
 	e := &entry{

@@ -145,6 +145,7 @@ type State struct {
 	// notifications are known for what they are.
 	closedCookies cookieFIFO
 	counts        DestroyedCounts
+	enc           *codec.Encoder // for the records of short-lived connections
 }
 
 // New returns the state of a first run: nothing known.
