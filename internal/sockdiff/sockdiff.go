@@ -39,8 +39,9 @@ added, written as soon as they are read:
 With --closed, when a snapshot's "snapshot" record arrives, the last record
 seen of each connection that this snapshot no longer holds, with "event"
 "closed", "time" the time of this snapshot, and "first_seen" and
-"last_seen". Snapshot records and records of other types pass through
-unchanged; sockets of connections already known are not written.
+"last_seen". Snapshot records and records of other types (but
+"destroyed", below) pass through unchanged; sockets of connections already
+known are not written.
 
 Destroy notifications ("destroyed" records, sockdump --interval D --events)
 are folded in and not passed on:
