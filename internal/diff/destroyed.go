@@ -68,6 +68,10 @@ func (s *State) Counts() DestroyedCounts { return s.counts }
 // destroy, is what remains of it and reports nothing, now or when it goes;
 // a socket in any other state is a new connection.
 //
+// Before any complete snapshot the same holds: a connection of the partial
+// snapshots read so far is closed, any other is short-lived (its destroy
+// says it was alive after sockdiff started, and no snapshot saw it).
+//
 // r must be a valid destroyed record; it is not kept.
 func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Outcome, err error) {
 	s.events = true
