@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -85,9 +86,9 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	defer d.Close()
 
 	out := ndjson.NewWriter(stdout)
-	var events <-chan eventBatch
+	var q *eventQueue
 	if *withEvents {
-		events = subscribe(ctx, *netns, *eventBuf, stderr)
+		q = subscribe(ctx, *netns, *eventBuf, stderr)
 	}
 	var tick <-chan time.Time
 	if *interval > 0 {
@@ -99,7 +100,35 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		overflows   int // since the last snapshot
 		overflowMsg time.Time
 	)
+	// writeEvents writes the destroyed records received so far. It runs
+	// before every dump, so that a notification never comes after a dump
+	// that began later than it, and before sockdump ends.
+	writeEvents := func() error {
+		for _, b := range q.take() {
+			if b.overflow {
+				overflows++
+				// One line a minute at most: a burst would otherwise
+				// flood stderr; the snapshot records carry the count.
+				if now := time.Now(); now.Sub(overflowMsg) >= time.Minute {
+					overflowMsg = now
+					fmt.Fprintf(stderr, "sockdump: destroy notifications lost: the receive buffer was full (counted in the snapshot records' event_overflows); raise --event-buffer\n")
+				}
+			}
+			if b.err != nil {
+				fmt.Fprintf(stderr, "sockdump: %v\n", b.err)
+			}
+			for i := range b.socks {
+				if err := out.Write(d.Destroyed(&b.socks[i], b.at)); err != nil {
+					return err
+				}
+			}
+		}
+		return out.Flush()
+	}
 	for n := 1; ; n++ {
+		if err := writeEvents(); err != nil {
+			return err
+		}
 		if err := d.Snapshot(out.Write, overflows); err != nil {
 			return exitError(err)
 		}
@@ -108,41 +137,18 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 			return err
 		}
 		if *count > 0 && n >= *count {
-			return nil
+			return writeEvents()
 		}
 	wait:
 		for {
 			select {
 			case <-ctx.Done():
-				return nil
+				return writeEvents()
 			case <-tick:
 				break wait
-			case b, ok := <-events:
-				if !ok {
-					events = nil
-					continue
-				}
-				if b.overflow {
-					overflows++
-					// One line a minute at most: a burst would otherwise
-					// flood stderr; the snapshot records carry the count.
-					if now := time.Now(); now.Sub(overflowMsg) >= time.Minute {
-						overflowMsg = now
-						fmt.Fprintf(stderr, "sockdump: destroy notifications lost: the receive buffer was full (counted in the snapshot records' event_overflows); raise --event-buffer\n")
-					}
-				}
-				if b.err != nil {
-					fmt.Fprintf(stderr, "sockdump: %v\n", b.err)
-				}
-				for i := range b.socks {
-					if err := out.Write(d.Destroyed(&b.socks[i], b.at)); err != nil {
-						return err
-					}
-				}
-				if len(events) == 0 {
-					if err := out.Flush(); err != nil {
-						return err
-					}
+			case <-q.readyChan():
+				if err := writeEvents(); err != nil {
+					return err
 				}
 			}
 		}
@@ -157,10 +163,60 @@ type eventBatch struct {
 	err      error // a message that did not decode
 }
 
+// maxQueued bounds the notifications waiting to be written (about 200
+// bytes each): beyond it they are counted as lost, like a kernel overflow.
+const maxQueued = 1 << 20
+
+// eventQueue holds the notifications that the receiving goroutine read
+// and the main loop has not written yet. The receiver never waits for the
+// main loop, which may be busy writing a large snapshot: it keeps draining
+// the kernel's buffer into the queue.
+type eventQueue struct {
+	mu      sync.Mutex
+	batches []eventBatch
+	queued  int
+	ready   chan struct{} // a token when batches is not empty
+}
+
+func (q *eventQueue) push(b eventBatch) {
+	q.mu.Lock()
+	if q.queued+len(b.socks) > maxQueued {
+		b = eventBatch{at: b.at, overflow: true}
+	}
+	q.queued += len(b.socks)
+	q.batches = append(q.batches, b)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the queued batches, oldest first; nil on a nil queue.
+func (q *eventQueue) take() []eventBatch {
+	if q == nil {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b := q.batches
+	q.batches, q.queued = nil, 0
+	return b
+}
+
+// readyChan returns the channel that signals queued batches; nil (never
+// ready) on a nil queue.
+func (q *eventQueue) readyChan() <-chan struct{} {
+	if q == nil {
+		return nil
+	}
+	return q.ready
+}
+
 // subscribe starts receiving destroy notifications in the background. If
 // the kernel refuses, it says so once on stderr and returns nil: sockdump
 // goes on polling.
-func subscribe(ctx context.Context, netns string, bufBytes int, stderr io.Writer) <-chan eventBatch {
+func subscribe(ctx context.Context, netns string, bufBytes int, stderr io.Writer) *eventQueue {
 	ev, joined, err := subscribeIn(netns, bufBytes)
 	if err != nil {
 		fmt.Fprintf(stderr, "sockdump: --events: no destroy notifications (%v); going on with polling only\n", err)
@@ -169,9 +225,8 @@ func subscribe(ctx context.Context, netns string, bufBytes int, stderr io.Writer
 	if len(joined) < 2 {
 		fmt.Fprintf(stderr, "sockdump: --events: destroy notifications for %s only\n", joined[0])
 	}
-	ch := make(chan eventBatch, 1024)
+	q := &eventQueue{ready: make(chan struct{}, 1)}
 	go func() {
-		defer close(ch)
 		defer ev.Close()
 		go func() { <-ctx.Done(); ev.Close() }()
 		for {
@@ -188,14 +243,10 @@ func subscribe(ctx context.Context, netns string, bufBytes int, stderr io.Writer
 			default:
 				b.err = err
 			}
-			select {
-			case ch <- b:
-			case <-ctx.Done():
-				return
-			}
+			q.push(b)
 		}
 	}()
-	return ch
+	return q
 }
 
 func exitError(err error) error {
@@ -218,7 +269,9 @@ type Dumper struct {
 	socks     []entry        // reused between snapshots
 	byCookie  map[uint64]int // index of socks by cookie, built when first needed
 	listeners Listeners
-	ips       map[ipKey]string // text of addresses seen, bounded
+	// listenersAt is when listeners were last read, by a dump or a refresh.
+	listenersAt time.Time
+	ips         map[ipKey]string // text of addresses seen, bounded
 }
 
 // entry is the part of a socket that a record needs, without pointers, so
@@ -276,6 +329,7 @@ func (d *Dumper) Close() error { return d.conn.Close() }
 // the kernel may list after the connections they accepted.
 func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
 	start := d.now()
+	d.listenersAt = start
 	d.socks = d.socks[:0]
 	d.byCookie = nil
 	clear(d.listeners)
@@ -377,7 +431,10 @@ func (d *Dumper) ipText(family uint8, a netip.Addr) string {
 // it. When the last dump held the socket, its cookie gives its addresses
 // back; the zeroed counters are left out either way.
 func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
-	wiped := s.DstPort == 0 && s.State != inetdiag.StateListen
+	// A closed listener or bound-only socket has no remote end at all; a
+	// wiped connection keeps its remote address.
+	unconnected := s.DstPort == 0 && s.Dst.IsUnspecified()
+	wiped := s.DstPort == 0 && !unconnected
 	if wiped {
 		s.Info = nil
 		if e, ok := d.lookupCookie(s.Cookie); ok && e.srcPort == s.SrcPort {
@@ -386,6 +443,15 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 	}
 	var r record.Record
 	d.Record(s, t, &r)
+	if unconnected {
+		if _, ok := d.listeners[listenKey{s.Src, s.SrcPort}]; ok {
+			r.Direction = record.DirectionListening
+		}
+	} else if r.Direction == record.DirectionEgress && d.refreshListeners(t) {
+		// A listener opened since the last dump would make this egress
+		// socket an accepted one: look again, at most every 100 ms.
+		r.Direction = d.listeners.Direction(s)
+	}
 	r.Type = record.TypeDestroyed
 	r.HasUID, r.UID = false, 0
 	if ti := s.Info; ti != nil {
@@ -397,6 +463,25 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 		}
 	}
 	return d.enc.Encode(&r)
+}
+
+// refreshListeners adds the listeners of a listening-only dump to those
+// of the last full dump, at most once every 100 ms; it reports whether it
+// did.
+func (d *Dumper) refreshListeners(now time.Time) bool {
+	if now.Sub(d.listenersAt) < 100*time.Millisecond {
+		return false
+	}
+	d.listenersAt = now
+	for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
+		if err := d.conn.Dump(fam, 1<<inetdiag.StateListen, func(s *inetdiag.Socket) error {
+			d.listeners.Add(s)
+			return nil
+		}); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // lookupCookie finds a socket of the last dump by its cookie.

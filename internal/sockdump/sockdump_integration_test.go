@@ -497,3 +497,60 @@ func TestIntegrationEventsUnprivileged(t *testing.T) {
 		t.Errorf("stderr: %s", s)
 	}
 }
+
+// TestIntegrationEventsNewListener: a connection accepted by a listener
+// that opened after the last dump is still ingress, and a listener that
+// closes is reported as a listener.
+func TestIntegrationEventsNewListener(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--interval", "1h", "--events"}, nil, pw, &stderr)
+		pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	lines.Buffer(nil, 1<<20)
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), `"type":"snapshot"`) {
+			break
+		}
+	}
+	time.Sleep(150 * time.Millisecond) // past the refresh limit
+	l := listen(t, "tcp4", "127.0.0.1:0")
+	lport := uint16(l.Addr().(*net.TCPAddr).Port)
+	c, s := connect(t, l, "tcp4", "127.0.0.1")
+	sk := key(s.LocalAddr(), s.RemoteAddr())
+	s.Close()
+	c.Close()
+
+	var server, listener *record.Record
+	timeout := time.AfterFunc(10*time.Second, cancel)
+	defer timeout.Stop()
+	for (server == nil || listener == nil) && lines.Scan() {
+		r, err := codec.Decode(lines.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != record.TypeDestroyed || r.Local.Port != lport {
+			continue
+		}
+		if endpoints(r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port) == sk {
+			server = r
+			l.Close() // now that its connection was reported
+		} else if r.Remote.Port == 0 {
+			listener = r
+		}
+	}
+	cancel()
+	go io.Copy(io.Discard, pr)
+	<-done
+	if server == nil || server.Direction != "ingress" {
+		t.Errorf("server end of a connection to a new listener: %+v", server)
+	}
+	if listener == nil || listener.Direction != "listening" || listener.Info == nil {
+		t.Errorf("closed listener: %+v", listener)
+	}
+}
