@@ -3,8 +3,19 @@
 package main
 
 import (
+	"os"
+	"runtime"
+
 	"github.com/sockpipe/sockpipe/internal/cli"
 	"github.com/sockpipe/sockpipe/internal/sockdump"
 )
 
-func main() { cli.Main("sockdump", sockdump.Run) }
+func main() {
+	// A dump is one serial conversation with the kernel: more than one P
+	// only adds garbage-collector threads and their wake-ups, which cost
+	// more system time than they save (measured by examples/bench).
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+	cli.Main("sockdump", sockdump.Run)
+}
