@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -330,6 +332,11 @@ func (d *Dumper) Close() error { return d.conn.Close() }
 func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
 	start := d.now()
 	d.listenersAt = start
+	if d.socks == nil {
+		// Sized once from the kernel's count: growing the slice by
+		// doubling would copy and fault in twice the memory.
+		d.socks = make([]entry, 0, socketCountHint())
+	}
 	d.socks = d.socks[:0]
 	d.byCookie = nil
 	clear(d.listeners)
@@ -463,6 +470,32 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 		}
 	}
 	return d.enc.Encode(&r)
+}
+
+// socketCountHint estimates how many TCP sockets a dump will list, from
+// /proc/net/sockstat{,6} ("TCP: inuse N … tw M"), with some room; 0 when
+// it cannot tell. It is only a hint: the namespace may differ (--netns).
+func socketCountHint() int {
+	n := 0
+	for _, f := range []string{"/proc/net/sockstat", "/proc/net/sockstat6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return 0
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) == 0 || (fields[0] != "TCP:" && fields[0] != "TCP6:") {
+				continue
+			}
+			for i := 1; i+1 < len(fields); i += 2 {
+				if fields[i] == "inuse" || fields[i] == "tw" {
+					v, _ := strconv.Atoi(fields[i+1])
+					n += v
+				}
+			}
+		}
+	}
+	return min(n+n/8+64, 1<<22)
 }
 
 // refreshListeners adds the listeners of a listening-only dump to those
