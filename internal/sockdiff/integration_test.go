@@ -16,6 +16,7 @@ import (
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/sockdump"
+	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
 // dump runs the real sockdump once.
@@ -126,26 +127,6 @@ func TestIntegrationLoopback(t *testing.T) {
 	}
 }
 
-// buildSockdiff builds the program into a directory that any user may
-// read.
-func buildSockdiff(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sockdiff-bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "sockdiff")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/sockpipe/sockpipe/cmd/sockdiff")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestIntegrationUnprivileged runs sockdiff as nobody: it needs no
 // privilege, only a state directory that it may write, and says clearly
 // when it may not.
@@ -154,7 +135,7 @@ func TestIntegrationUnprivileged(t *testing.T) {
 		t.Skip("needs root to switch to nobody")
 	}
 	const nobody = 65534
-	bin := buildSockdiff(t)
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdiff")
 	base, err := os.MkdirTemp("", "sockdiff-state")
 	if err != nil {
 		t.Fatal(err)

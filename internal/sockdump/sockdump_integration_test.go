@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
 // inodeOf returns the socket inode of a connection or listener, from its
@@ -322,26 +322,6 @@ func TestIntegrationAgreesWithSS(t *testing.T) {
 	}
 }
 
-// buildSockdump builds the program into a directory that every user can
-// read, so it can run as nobody.
-func buildSockdump(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sockdump-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "sockdump")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/sockpipe/sockpipe/cmd/sockdump")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestIntegrationUnprivileged runs sockdump as nobody: an unprivileged
 // user sees every socket of the namespace, root's included, with the
 // right owner.
@@ -349,14 +329,14 @@ func TestIntegrationUnprivileged(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to switch to nobody")
 	}
-	bin := buildSockdump(t)
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdump")
 	l := listen(t, "tcp4", "127.0.0.1:0")
 	c, _ := connect(t, l, "tcp4", "127.0.0.1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	testprog.AsNobody(t, cmd)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -479,11 +459,11 @@ func TestIntegrationEventsUnprivileged(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to switch to nobody")
 	}
-	bin := buildSockdump(t)
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdump")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--interval", "10ms", "--count", "3", "--events")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	testprog.AsNobody(t, cmd)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

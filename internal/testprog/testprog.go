@@ -1,0 +1,45 @@
+// Package testprog builds sockpipe's programs for tests and runs them as
+// the unprivileged user nobody.
+package testprog
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// Nobody is the uid and gid of the unprivileged user the tests run as.
+const Nobody = 65534
+
+// Build builds the program of package pkg (a full import path) into a
+// directory that every user may read, so it can run as nobody, and
+// returns its path. The directory is removed when the test ends.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sockpipe-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	// MkdirTemp makes the directory private to its owner.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// AsNobody makes cmd run as nobody. Only root may switch users: the test
+// is skipped otherwise.
+func AsNobody(t testing.TB, cmd *exec.Cmd) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to switch to nobody")
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: Nobody, Gid: Nobody}}
+}
