@@ -353,6 +353,39 @@ func TestIntegrationUnprivileged(t *testing.T) {
 	}
 }
 
+// runEvents runs sockdump --interval 1h --events in-process and returns
+// its output lines once the first snapshot is out (the subscription is in
+// place then), a cancel that ends the reading early (by timeout), and a
+// stop that ends sockdump, fails the test if it failed, and returns its
+// stderr.
+func runEvents(t *testing.T) (*bufio.Scanner, context.CancelFunc, func() string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--interval", "1h", "--events"}, nil, pw, &stderr)
+		pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	lines.Buffer(nil, 1<<20)
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), `"type":"snapshot"`) {
+			break
+		}
+	}
+	stop := func() string {
+		cancel()
+		go io.Copy(io.Discard, pr)
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v; stderr %s", err, stderr.String())
+		}
+		return stderr.String()
+	}
+	return lines, cancel, stop
+}
+
 // TestIntegrationEvents runs sockdump --events and closes connections
 // between two dumps: each appears as destroyed records, both ends, with
 // addresses, direction and counters. The clients close with RST, which
@@ -372,23 +405,8 @@ func TestIntegrationEvents(t *testing.T) {
 		pairs = append(pairs, pair{c, s, true})
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	lines, cancel, stop := runEvents(t)
 	defer cancel()
-	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, []string{"--interval", "1h", "--events"}, nil, pw, &stderr)
-		pw.Close()
-	}()
-	lines := bufio.NewScanner(pr)
-	lines.Buffer(nil, 1<<20)
-	// Wait for the first snapshot: the subscription is in place then.
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), `"type":"snapshot"`) {
-			break
-		}
-	}
 	for i := n / 2; i < n; i++ { // born after the dump
 		c, s := connect(t, l, "tcp4", "127.0.0.1")
 		pairs = append(pairs, pair{c, s, false})
@@ -419,11 +437,7 @@ func TestIntegrationEvents(t *testing.T) {
 			got = append(got, r)
 		}
 	}
-	cancel()
-	go io.Copy(io.Discard, pr)
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v; stderr %s", err, stderr.String())
-	}
+	stderr := stop()
 	byKey := map[string]*record.Record{}
 	byLocalPort := map[uint16]*record.Record{}
 	for _, r := range got {
@@ -448,8 +462,8 @@ func TestIntegrationEvents(t *testing.T) {
 			t.Errorf("client end %s, wiped by the kernel: %+v", ck, c)
 		}
 	}
-	if stderr.Len() != 0 {
-		t.Errorf("stderr: %s", stderr.String())
+	if stderr != "" {
+		t.Errorf("stderr: %s", stderr)
 	}
 }
 
@@ -482,22 +496,8 @@ func TestIntegrationEventsUnprivileged(t *testing.T) {
 // that opened after the last dump is still ingress, and a listener that
 // closes is reported as a listener.
 func TestIntegrationEventsNewListener(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
+	lines, cancel, stop := runEvents(t)
 	defer cancel()
-	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, []string{"--interval", "1h", "--events"}, nil, pw, &stderr)
-		pw.Close()
-	}()
-	lines := bufio.NewScanner(pr)
-	lines.Buffer(nil, 1<<20)
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), `"type":"snapshot"`) {
-			break
-		}
-	}
 	time.Sleep(150 * time.Millisecond) // past the refresh limit
 	l := listen(t, "tcp4", "127.0.0.1:0")
 	lport := uint16(l.Addr().(*net.TCPAddr).Port)
@@ -524,9 +524,7 @@ func TestIntegrationEventsNewListener(t *testing.T) {
 			listener = r
 		}
 	}
-	cancel()
-	go io.Copy(io.Discard, pr)
-	<-done
+	stop()
 	if server == nil || server.Direction != "ingress" {
 		t.Errorf("server end of a connection to a new listener: %+v", server)
 	}
