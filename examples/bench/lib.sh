@@ -67,3 +67,25 @@ cpu_ms() {
 	done
 	sort -n "$BENCH_TMP/cpu" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
+
+# bench_init: the start every benchmark script shares: a temporary
+# directory (BENCH_TMP) removed at exit with the socket holder stopped, the
+# tools checked, and the programs built into BIN.
+bench_init() {
+	BENCH_TMP=$(mktemp -d)
+	BIN=$BENCH_TMP/bin
+	trap 'hold_stop; rm -rf "$BENCH_TMP"' EXIT INT TERM
+	command -v ss >/dev/null || die "ss not found (apt-get install iproute2)"
+	[ -x /usr/bin/time ] || die "/usr/bin/time not found (apt-get install time)"
+	build_all "$BIN"
+}
+
+# wait_time_wait: wait (at most 90 s) until fewer than 1,000 sockets are in
+# TIME_WAIT, such as those that an earlier population left when it closed:
+# they would be part of both measurements but of neither population.
+wait_time_wait() {
+	i=0
+	while [ "$(ss -tanH state time-wait | wc -l)" -ge 1000 ] && [ $i -lt 90 ]; do
+		sleep 1; i=$((i + 1))
+	done
+}

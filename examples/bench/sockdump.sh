@@ -13,12 +13,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/examples/bench/lib.sh"
 N=${1:-100000}
 RUNS=${2:-15}
-BENCH_TMP=$(mktemp -d)
-BIN=$BENCH_TMP/bin
-trap 'hold_stop; rm -rf "$BENCH_TMP"' EXIT INT TERM
-command -v ss >/dev/null || die "ss not found (apt-get install iproute2)"
-[ -x /usr/bin/time ] || die "/usr/bin/time not found (apt-get install time)"
-build_all "$BIN"
+bench_init
+wait_time_wait
 hold_start "$N" 0
 total=$(ss -tanH | wc -l)
 # Warm up both once, then alternate.

@@ -17,23 +17,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/examples/bench/lib.sh"
 RUNS=${1:-5}
 POPS=${SOCKPROC_BENCH:-"10000:1000 100000:100"}
-BENCH_TMP=$(mktemp -d)
-BIN=$BENCH_TMP/bin
-trap 'hold_stop; rm -rf "$BENCH_TMP"' EXIT INT TERM
-command -v ss >/dev/null || die "ss not found (apt-get install iproute2)"
-[ -x /usr/bin/time ] || die "/usr/bin/time not found (apt-get install time)"
 [ "$(id -u)" = 0 ] || echo "bench: not root: sockproc and ss -p see only this user's processes" >&2
-build_all "$BIN"
-
-# wait_time_wait: wait (at most 90 s) until fewer than 1,000 sockets are in
-# TIME_WAIT, such as those that an earlier population left when it closed:
-# they would be part of both measurements but of neither population.
-wait_time_wait() {
-	i=0
-	while [ "$(ss -tanH state time-wait | wc -l)" -ge 1000 ] && [ $i -lt 90 ]; do
-		sleep 1; i=$((i + 1))
-	done
-}
+bench_init
 
 for pop in $POPS; do
 	n=${pop%%:*}; procs=${pop#*:}

@@ -19,13 +19,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/examples/bench/lib.sh"
 RUNS=${1:-3}
 POPS=${WATCH_BENCH:-"10000:100 100000:100"}
-BENCH_TMP=$(mktemp -d)
-BIN=$BENCH_TMP/bin
-trap 'hold_stop; rm -rf "$BENCH_TMP"' EXIT INT TERM
-command -v ss >/dev/null || die "ss not found (apt-get install iproute2)"
-[ -x /usr/bin/time ] || die "/usr/bin/time not found (apt-get install time)"
 [ "$(id -u)" = 0 ] || echo "bench: not root: sockproc sees only this user's processes" >&2
-build_all "$BIN"
+bench_init
 WATCH="$ROOT/examples/watch"
 export SOCKPIPE_BIN="$BIN"
 
@@ -37,6 +32,7 @@ cpu_ms() {
 
 for pop in $POPS; do
 	n=${pop%%:*}; procs=${pop#*:}
+	wait_time_wait
 	hold_start "$n" "$procs"
 	total=$(ss -tanH | wc -l)
 	echo "== $n sockets over $procs processes (sockets in the namespace: $total)"
