@@ -156,6 +156,18 @@ func (d *decoder) int(key string, dst *int) bool {
 	return true
 }
 
+func (d *decoder) uint32(key string, dst *uint32) bool {
+	var v uint64
+	if !d.uint64(key, &v) {
+		return false
+	}
+	if v > 1<<32-1 {
+		return d.fail("%q: %d out of range", key, v)
+	}
+	*dst = uint32(v)
+	return true
+}
+
 func (d *decoder) port(key string, dst *uint16) bool {
 	var v uint64
 	if !d.uint64(key, &v) {
@@ -225,15 +237,8 @@ func (d *decoder) top(r *record.Record) func(*jsoniter.Iterator, string) bool {
 			if d.null() {
 				return true
 			}
-			var v uint64
-			if !d.uint64(key, &v) {
-				return false
-			}
-			if v > 1<<32-1 {
-				return d.fail("%q: %d out of range", key, v)
-			}
-			r.UID, r.HasUID = uint32(v), true
-			return true
+			r.HasUID = true
+			return d.uint32(key, &r.UID)
 		case "cookie":
 			return d.uint64(key, &r.Cookie)
 		case "netns":
@@ -345,17 +350,7 @@ func (d *decoder) process(p *record.Process) func(*jsoniter.Iterator, string) bo
 }
 
 func (d *decoder) tcpInfo(ti *record.TCPInfo) func(*jsoniter.Iterator, string) bool {
-	u32 := func(key string, dst *uint32) bool {
-		var v uint64
-		if !d.uint64(key, &v) {
-			return false
-		}
-		if v > 1<<32-1 {
-			return d.fail("%q: %d out of range", key, v)
-		}
-		*dst = uint32(v)
-		return true
-	}
+	u32 := d.uint32
 	return func(_ *jsoniter.Iterator, key string) bool {
 		switch key {
 		case "bytes_acked":
