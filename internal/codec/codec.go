@@ -263,6 +263,16 @@ func (d *decoder) top(r *record.Record) func(*jsoniter.Iterator, string) bool {
 			}
 			r.User = new(record.User)
 			return d.object(key, d.user(r.User))
+		case "container":
+			if d.null() {
+				return true
+			}
+			r.Container = new(record.Container)
+			return d.object(key, d.container(r.Container))
+		case "namespaces":
+			return d.int(key, &r.Namespaces)
+		case "namespaces_skipped":
+			return d.int(key, &r.NamespacesSkipped)
 		case "tcp_info":
 			if d.null() {
 				return true
@@ -385,5 +395,14 @@ func (d *decoder) user(u *record.User) func(*jsoniter.Iterator, string) bool {
 			return d.str("user.full_name", &u.FullName)
 		}
 		return d.extra(&u.Extra, key)
+	}
+}
+
+func (d *decoder) container(c *record.Container) func(*jsoniter.Iterator, string) bool {
+	return func(_ *jsoniter.Iterator, key string) bool {
+		if key == "id" {
+			return d.str("container.id", &c.ID)
+		}
+		return d.extra(&c.Extra, key)
 	}
 }

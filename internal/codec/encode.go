@@ -40,6 +40,12 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 		if r.EventOverflows != 0 {
 			w.int("event_overflows", int64(r.EventOverflows))
 		}
+		if r.Namespaces != 0 {
+			w.int("namespaces", int64(r.Namespaces))
+		}
+		if r.NamespacesSkipped != 0 {
+			w.int("namespaces_skipped", int64(r.NamespacesSkipped))
+		}
 	default:
 		w.safe("family", r.Family)
 		w.safe("transport", r.Transport)
@@ -84,6 +90,10 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 		if u := r.User; u != nil {
 			w.key("user")
 			user(s, u)
+		}
+		if c := r.Container; c != nil {
+			w.key("container")
+			container(s, c)
 		}
 		if r.Schema != 0 {
 			w.int("schema", int64(r.Schema))
@@ -156,6 +166,14 @@ func user(s *jsoniter.Stream, u *record.User) {
 	w.str("name", u.Name)
 	w.str("full_name", u.FullName)
 	w.extra(u.Extra)
+	s.WriteObjectEnd()
+}
+
+func container(s *jsoniter.Stream, c *record.Container) {
+	w := objWriter{s: s}
+	s.WriteObjectStart()
+	w.str("id", c.ID)
+	w.extra(c.Extra)
 	s.WriteObjectEnd()
 }
 

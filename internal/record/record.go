@@ -36,8 +36,11 @@ const (
 	FamilyIPv6 = "ipv6"
 )
 
-// TransportTCP is the only transport sockpipe dumps today.
-const TransportTCP = "tcp"
+// Transports.
+const (
+	TransportTCP = "tcp"
+	TransportUDP = "udp"
+)
 
 // Directions, decided by sockdump from the listeners of the same dump.
 const (
@@ -126,6 +129,14 @@ type User struct {
 	Extra    []Field
 }
 
+// Container is the container a socket's process runs in (sockproc).
+type Container struct {
+	// ID is the container's id as its runtime names it: 64 hex digits
+	// for Docker, containerd, CRI-O and Podman.
+	ID    string
+	Extra []Field
+}
+
 // Record is one line of the stream. Which fields are meaningful depends on
 // Type; the zero value of a field means "not present" unless said otherwise.
 type Record struct {
@@ -138,7 +149,7 @@ type Record struct {
 
 	// Socket fields (sockdump).
 	Family    string   // FamilyIPv4 or FamilyIPv6
-	Transport string   // TransportTCP
+	Transport string   // TransportTCP or TransportUDP; empty is TCP
 	State     string   // an ss state name, see States
 	Local     Endpoint // the local end
 	Remote    Endpoint // the remote end; port 0 for a listener
@@ -158,6 +169,9 @@ type Record struct {
 	Process      *Process // the owning process, when found
 	ProcessError string   // why no process is given, when it should be
 	User         *User    // the owner
+	// Container is the container of the owning process, when it runs
+	// in one (sockproc).
+	Container *Container
 
 	// Info is what the kernel counted for the connection, given with
 	// destroy notifications (sockdump --events).
@@ -174,6 +188,11 @@ type Record struct {
 	// kernel reported (ENOBUFS) that destroy notifications were dropped
 	// because the receive buffer was full; each means one or more lost.
 	EventOverflows int
+	// Namespaces is how many network namespaces the dump covered, and
+	// NamespacesSkipped how many it found but could not enter (sockdump
+	// --all-netns; both 0 otherwise).
+	Namespaces        int
+	NamespacesSkipped int
 
 	// Extra holds top-level members that this version does not know.
 	Extra []Field
@@ -193,11 +212,15 @@ type TCPInfo struct {
 	Extra         []Field
 }
 
-// Key identifies a connection: family, local and remote address and port.
-// The inode and cookie are not part of it: the inode becomes 0 while a
-// socket closes, and a request socket, the full socket and its TIME_WAIT
-// twin are three kernel objects, with three cookies, of one connection.
+// Key identifies a connection: its network namespace, transport, family,
+// and local and remote address and port. The inode and cookie are not part
+// of it: the inode becomes 0 while a socket closes, and a request socket,
+// the full socket and its TIME_WAIT twin are three kernel objects, with
+// three cookies, of one connection. The namespace is: two containers can
+// both hold 127.0.0.1:80 <-> 127.0.0.1:45000.
 type Key struct {
+	NetNS      uint64
+	Transport  string // never empty: a record without one is TCP
 	Family     string
 	LocalIP    string
 	LocalPort  uint16
@@ -207,7 +230,11 @@ type Key struct {
 
 // Key returns the connection identity of a socket record.
 func (r *Record) Key() Key {
-	return Key{r.Family, r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port}
+	t := r.Transport
+	if t == "" {
+		t = TransportTCP
+	}
+	return Key{r.NetNS, t, r.Family, r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port}
 }
 
 // Validate reports whether a record of a known type holds what its type
