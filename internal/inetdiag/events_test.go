@@ -46,3 +46,20 @@ func TestEventsReceive(t *testing.T) {
 		t.Errorf("after an overflow: %v, %v", socks, err)
 	}
 }
+
+// A notification says its protocol since Linux 4.4; before, a socket that
+// joined the groups of one protocol knows it anyway.
+func TestEventsProtocol(t *testing.T) {
+	t.Parallel()
+	msgs := []netlink.Message{
+		{Header: netlink.Header{Type: sockDiagByFamily}, Data: msg(v4)},
+		{Header: netlink.Header{Type: sockDiagByFamily}, Data: msg(v4, attr(inetDiagProtocol, []byte{ProtoTCP}))},
+	}
+	socks, err := parseEvents(msgs, ProtoUDP)
+	if err != nil || len(socks) != 2 || socks[0].Protocol != ProtoUDP || socks[1].Protocol != ProtoTCP {
+		t.Errorf("parseEvents = %+v, %v", socks, err)
+	}
+	if socks, _ := parseEvents(msgs[:1], 0); socks[0].Protocol != 0 {
+		t.Errorf("no protocol known: got %d", socks[0].Protocol)
+	}
+}

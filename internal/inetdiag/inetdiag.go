@@ -1,4 +1,4 @@
-// Package inetdiag dumps TCP sockets from the kernel with NETLINK_SOCK_DIAG
+// Package inetdiag dumps TCP and UDP sockets from the kernel with NETLINK_SOCK_DIAG
 // (SOCK_DIAG_BY_FAMILY, struct inet_diag_req_v2) and decodes the replies.
 //
 // Talking to the kernel (Conn) is split from decoding (ParseMessage), which
@@ -20,15 +20,22 @@ const (
 	AFInet  = 2
 	AFInet6 = 10
 
-	ipprotoTCP = 6
+	// ProtoTCP and ProtoUDP are the IP protocols that can be dumped.
+	ProtoTCP = 6
+	ProtoUDP = 17
 
+	// StateEstablished is TCP_ESTABLISHED, also a connected UDP socket.
+	StateEstablished = 1
+	// StateClose is TCP_CLOSE, also an unconnected UDP socket.
+	StateClose = 7
 	// StateListen is TCP_LISTEN.
 	StateListen = 10
 
 	// AllStates asks for sockets in every TCP state.
 	AllStates = ^uint32(0)
 
-	inetDiagInfo = 2 // INET_DIAG_INFO, the tcp_info attribute
+	inetDiagInfo     = 2  // INET_DIAG_INFO, the tcp_info attribute
+	inetDiagProtocol = 10 // INET_DIAG_PROTOCOL, a u8 (Linux 4.4+, in destroy notifications)
 
 	reqLen = 56 // sizeof(struct inet_diag_req_v2)
 	// MsgLen is sizeof(struct inet_diag_msg).
@@ -37,8 +44,11 @@ const (
 
 // Socket is one socket as the kernel describes it in an inet_diag_msg.
 type Socket struct {
-	Family  uint8 // AFInet or AFInet6
-	State   uint8 // TCP state, 1 (ESTABLISHED) to 12 (NEW_SYN_RECV)
+	Family uint8 // AFInet or AFInet6
+	// Protocol is ProtoTCP or ProtoUDP: what the dump asked for, or what
+	// a destroy notification's INET_DIAG_PROTOCOL says; 0 when unknown.
+	Protocol uint8
+	State    uint8 // TCP state, 1 (ESTABLISHED) to 12 (NEW_SYN_RECV)
 	Timer   uint8
 	Retrans uint8
 
@@ -97,8 +107,11 @@ func ParseMessage(b []byte) (Socket, error) {
 		if l < 4 || l > len(rest) {
 			return s, fmt.Errorf("inet_diag_msg: attribute of length %d in %d bytes: %w", l, len(rest), ErrShort)
 		}
-		if typ == inetDiagInfo {
+		switch {
+		case typ == inetDiagInfo:
 			s.Info = parseTCPInfo(rest[4:l])
+		case typ == inetDiagProtocol && l >= 5:
+			s.Protocol = rest[4]
 		}
 		al := (l + 3) &^ 3
 		if al > len(rest) {
@@ -109,12 +122,13 @@ func ParseMessage(b []byte) (Socket, error) {
 	return s, nil
 }
 
-// marshalRequest builds an inet_diag_req_v2 for every TCP socket of one
-// family in the given states, asking for the given extensions.
-func marshalRequest(family uint8, states uint32, ext uint8) []byte {
+// marshalRequest builds an inet_diag_req_v2 for every socket of one
+// family and protocol in the given states, asking for the given
+// extensions.
+func marshalRequest(family, protocol uint8, states uint32, ext uint8) []byte {
 	b := make([]byte, reqLen)
 	b[0] = family
-	b[1] = ipprotoTCP
+	b[1] = protocol
 	b[2] = ext
 	binary.NativeEndian.PutUint32(b[4:8], states)
 	// The socket id (b[8:56]) stays zero: no kernel-side filter; the

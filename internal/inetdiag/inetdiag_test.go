@@ -74,6 +74,8 @@ func TestParseMessage(t *testing.T) {
 	withInfo.Info = &TCPInfo{State: 7, RTT: 1500 * 1000, BytesAcked: 100, BytesRecv: 200, SegsOut: 3}
 	shortInfo := v4
 	shortInfo.Info = &TCPInfo{State: 7}
+	udp := v4
+	udp.Protocol = ProtoUDP
 
 	for _, tt := range []struct {
 		name string
@@ -86,6 +88,8 @@ func TestParseMessage(t *testing.T) {
 		{name: "ipv4-mapped stays ipv6", b: msg(mapped), want: mapped},
 		{name: "unknown attributes skipped", b: msg(v4, attr(99, []byte{1, 2, 3}), attr(0x8000|98, nil)), want: v4},
 		{name: "tcp_info", b: msg(v4, attr(inetDiagInfo, info)), want: withInfo},
+		{name: "protocol of a destroy notification", b: msg(v4, attr(inetDiagProtocol, []byte{ProtoUDP})), want: udp},
+		{name: "empty protocol attribute ignored", b: msg(v4, attr(inetDiagProtocol, nil)), want: v4},
 		{name: "short tcp_info from an old kernel", b: msg(v4, attr(inetDiagInfo, info[:8])), want: shortInfo},
 		{name: "trailing bytes under an attribute header ignored", b: append(msg(v4), 1, 2), want: v4},
 		{name: "empty", b: nil, err: true},
@@ -111,9 +115,9 @@ func TestParseMessage(t *testing.T) {
 
 func TestRequest(t *testing.T) {
 	t.Parallel()
-	b := marshalRequest(AFInet6, AllStates, 1<<(inetDiagInfo-1))
+	b := marshalRequest(AFInet6, ProtoUDP, AllStates, 1<<(inetDiagInfo-1))
 	want := make([]byte, reqLen)
-	want[0], want[1], want[2] = AFInet6, ipprotoTCP, 2
+	want[0], want[1], want[2] = AFInet6, ProtoUDP, 2
 	binary.NativeEndian.PutUint32(want[4:], AllStates)
 	if diff := cmp.Diff(want, b); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -125,7 +129,7 @@ func dumpReplies(t *testing.T, payloads ...[]byte) nltest.Func {
 		[]netlink.HeaderType{sockDiagByFamily},
 		[]netlink.HeaderFlags{netlink.Request | netlink.Dump},
 		func(req []netlink.Message) ([]netlink.Message, error) {
-			if len(req[0].Data) != reqLen || req[0].Data[1] != ipprotoTCP {
+			if len(req[0].Data) != reqLen || req[0].Data[1] != ProtoTCP {
 				t.Errorf("request %x", req[0].Data)
 			}
 			var msgs []netlink.Message
@@ -147,10 +151,12 @@ func TestDump(t *testing.T) {
 	c := NewConn(nltest.Dial(dumpReplies(t, msg(v4), msg(mapped))))
 	defer c.Close()
 	var got []Socket
-	if err := c.Dump(AFInet, AllStates, func(s *Socket) error { got = append(got, *s); return nil }); err != nil {
+	if err := c.Dump(AFInet, ProtoTCP, AllStates, func(s *Socket) error { got = append(got, *s); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]Socket{v4, mapped}, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+	w4, wm := v4, mapped
+	w4.Protocol, wm.Protocol = ProtoTCP, ProtoTCP
+	if diff := cmp.Diff([]Socket{w4, wm}, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
@@ -160,7 +166,7 @@ func TestDumpBadMessage(t *testing.T) {
 	c := NewConn(nltest.Dial(dumpReplies(t, msg(v4), []byte{1, 2, 3})))
 	defer c.Close()
 	n := 0
-	err := c.Dump(AFInet, AllStates, func(*Socket) error { n++; return nil })
+	err := c.Dump(AFInet, ProtoTCP, AllStates, func(*Socket) error { n++; return nil })
 	if !errors.Is(err, ErrShort) || n != 1 {
 		t.Fatalf("err = %v after %d sockets, want ErrShort after 1", err, n)
 	}
@@ -172,7 +178,7 @@ func TestDumpCallbackError(t *testing.T) {
 	defer c.Close()
 	stop := errors.New("stop")
 	n := 0
-	if err := c.Dump(AFInet, AllStates, func(*Socket) error { n++; return stop }); err != stop || n != 1 {
+	if err := c.Dump(AFInet, ProtoTCP, AllStates, func(*Socket) error { n++; return stop }); err != stop || n != 1 {
 		t.Fatalf("err = %v after %d calls", err, n)
 	}
 }
@@ -196,7 +202,7 @@ func TestDumpKernelErrors(t *testing.T) {
 			msgs[0].Header.Flags = 0
 			return msgs, err
 		}))
-		err := c.Dump(AFInet, AllStates, func(*Socket) error { return nil })
+		err := c.Dump(AFInet, ProtoTCP, AllStates, func(*Socket) error { return nil })
 		if !errors.Is(err, tt.want) {
 			t.Errorf("errno %v: err = %v, want %v", tt.errno, err, tt.want)
 		}
@@ -225,7 +231,7 @@ func TestClassifyDialErrors(t *testing.T) {
 
 func FuzzParseMessage(f *testing.F) {
 	info := make([]byte, 232)
-	for _, b := range [][]byte{msg(v4), msg(v6), msg(mapped), msg(v4, attr(inetDiagInfo, info)), msg(v4, attr(99, []byte{1})), {}, make([]byte, 80)} {
+	for _, b := range [][]byte{msg(v4), msg(v6), msg(mapped), msg(v4, attr(inetDiagInfo, info)), msg(v4, attr(99, []byte{1})), msg(v4, attr(inetDiagProtocol, []byte{ProtoUDP})), {}, make([]byte, 80)} {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

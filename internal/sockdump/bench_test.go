@@ -8,7 +8,7 @@ import (
 // it beside examples/bench/sockdump.sh's population (sockhold) to measure
 // the cost at scale. It reports the sockets per dump.
 func BenchmarkSnapshot(b *testing.B) {
-	d, err := Open("")
+	d, err := Open("", TCP)
 	if err != nil {
 		b.Skip("no sock_diag:", err)
 	}

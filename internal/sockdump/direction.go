@@ -8,17 +8,35 @@ import (
 )
 
 type listenKey struct {
-	addr netip.Addr
-	port uint16
+	proto uint8
+	addr  netip.Addr
+	port  uint16
 }
 
-// Listeners is the set of listening endpoints of one dump.
+// Listeners is the set of listening endpoints of one dump, per protocol.
 type Listeners map[listenKey]struct{}
+
+// Listens reports whether s is a listener: a TCP socket in the LISTEN
+// state, or an unconnected UDP socket (TCP_CLOSE, no remote end).
+func Listens(s *inetdiag.Socket) bool {
+	if s.Protocol == inetdiag.ProtoUDP {
+		return s.State == inetdiag.StateClose
+	}
+	return s.State == inetdiag.StateListen
+}
+
+// listenStates is the state mask of a protocol's listeners.
+func listenStates(proto uint8) uint32 {
+	if proto == inetdiag.ProtoUDP {
+		return 1 << inetdiag.StateClose
+	}
+	return 1 << inetdiag.StateListen
+}
 
 // Add records s if it listens.
 func (l Listeners) Add(s *inetdiag.Socket) {
-	if s.State == inetdiag.StateListen {
-		l[listenKey{s.Src, s.SrcPort}] = struct{}{}
+	if Listens(s) {
+		l[listenKey{s.Protocol, s.Src, s.SrcPort}] = struct{}{}
 	}
 }
 
@@ -28,21 +46,22 @@ var (
 )
 
 // Direction decides a socket's direction from the listeners of the same
-// dump: listening when it listens; ingress when a listener exists on its
-// local port with its local address or the any-address of its family (so a
-// dual-stack :: listener covers IPv4-mapped connections); egress otherwise.
+// dump and protocol: listening when it listens; ingress when a listener
+// exists on its local port with its local address or the any-address of
+// its family (so a dual-stack :: listener covers IPv4-mapped
+// connections); egress otherwise.
 func (l Listeners) Direction(s *inetdiag.Socket) string {
-	if s.State == inetdiag.StateListen {
+	if Listens(s) {
 		return record.DirectionListening
 	}
-	if _, ok := l[listenKey{s.Src, s.SrcPort}]; ok {
+	if _, ok := l[listenKey{s.Protocol, s.Src, s.SrcPort}]; ok {
 		return record.DirectionIngress
 	}
 	anyAddr := any4
 	if s.Family == inetdiag.AFInet6 {
 		anyAddr = any6
 	}
-	if _, ok := l[listenKey{anyAddr, s.SrcPort}]; ok {
+	if _, ok := l[listenKey{s.Protocol, anyAddr, s.SrcPort}]; ok {
 		return record.DirectionIngress
 	}
 	return record.DirectionEgress
@@ -54,4 +73,12 @@ func Family(f uint8) string {
 		return record.FamilyIPv6
 	}
 	return record.FamilyIPv4
+}
+
+// Transport returns the record's name of an IP protocol; TCP when unknown.
+func Transport(p uint8) string {
+	if p == inetdiag.ProtoUDP {
+		return record.TransportUDP
+	}
+	return record.TransportTCP
 }

@@ -29,13 +29,13 @@ func TestKernelErrors(t *testing.T) {
 		{unix.EIO, cli.ExitFailure, "input/output error"},
 	} {
 		t.Run(tt.errno.Error(), func(t *testing.T) {
-			open = func(string) (*Dumper, error) {
+			open = func(string, []uint8) (*Dumper, error) {
 				c := nltest.Dial(func(req []netlink.Message) ([]netlink.Message, error) {
 					msgs, err := nltest.Error(int(tt.errno), req)
 					msgs[0].Header.Flags = 0
 					return msgs, err
 				})
-				return NewDumper(inetdiag.NewConn(c), 0), nil
+				return NewDumper(inetdiag.NewConn(c), 0, TCP), nil
 			}
 			t.Cleanup(func() { open = Open })
 			var stdout, stderr bytes.Buffer

@@ -1,17 +1,18 @@
 // Package sockdump implements the sockdump program: it dumps every TCP
-// socket of the host (or of a network namespace) from the kernel and
-// writes one socket record a line, then a snapshot record, once or every
-// interval.
+// (and on request UDP) socket of a network namespace, or of every network
+// namespace of the host, from the kernel and writes one socket record a
+// line, then a snapshot record, once or every interval.
 package sockdump
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
+	"net"
 	"os"
-	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockpipe/sockpipe/internal/cli"
-	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/inetdiag"
 	"github.com/sockpipe/sockpipe/internal/ndjson"
 	"github.com/sockpipe/sockpipe/internal/record"
@@ -32,19 +32,28 @@ const (
 	ExitUnsupported = 4 // the kernel cannot dump TCP sockets over sock_diag
 )
 
-const synopsis = "sockdump [--interval D [--count N]] [--netns PATH]"
+const synopsis = "sockdump [--interval D [--count N] [--events]] [--udp | --protocols LIST] [--netns PATH | --all-netns]"
 
 var about = `Output (NDJSON on stdout, one object a line, schema version ` + strconv.Itoa(record.SchemaVersion) + `):
-  one "socket" record for every TCP socket, IPv4 and IPv6, in every state:
+  one "socket" record for every TCP socket (and UDP socket with --udp), IPv4
+  and IPv6, in every state:
     {"type":"socket","time":…,"family":"ipv4","transport":"tcp","state":"established",
      "local":{"ip":"127.0.0.1","port":22},"remote":{"ip":"127.0.0.1","port":40000},
      "direction":"ingress","inode":12345,"uid":0,"cookie":678,"netns":4026531840}
-  then one "snapshot" record that closes the dump:
+  "netns" is the inode of the socket's network namespace (net:[INODE]), as
+  ls -l /proc/PID/ns/net shows it. A UDP socket's state is "established"
+  when connected, else "closed", and an unconnected one is "listening".
+  then one "snapshot" record that closes the dump (of every namespace):
     {"type":"snapshot","time":…,"schema":1,"sockets":N,"duration_ns":D}
+  with --all-netns also "namespaces" (dumped) and "namespaces_skipped"
+  (found but not entered: each is named once on stderr, with the reason).
   Output is flushed after each snapshot record.
 
-Privileges: none. Any user may dump every socket of its network namespace;
---netns needs CAP_SYS_ADMIN.
+Privileges: none to dump every socket of sockdump's own network namespace
+and to subscribe to its destroy notifications. --netns needs
+CAP_SYS_ADMIN; --all-netns needs CAP_SYS_ADMIN to enter the other
+namespaces and CAP_SYS_PTRACE to find those of other users' processes
+(without them it dumps what it can, and says what it skipped).
 
 Exit codes:
   0  success, or stopped by SIGINT/SIGTERM or a closed stdout
@@ -60,8 +69,12 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	interval := fs.Duration("interval", 0, "dump every `D` (e.g. 1s) until interrupted; 0 dumps once and exits")
 	count := fs.Int("count", 0, "with --interval, stop after `N` dumps (0: no limit)")
 	netns := fs.String("netns", "", "dump the network namespace at `PATH` (/proc/PID/ns/net, /run/netns/NAME) instead of this process's own")
-	withEvents := fs.Bool("events", false, "with --interval, also write a \"destroyed\" record for every TCP socket the kernel destroys, as it happens (Linux 4.2+)")
-	eventBuf := fs.Int("event-buffer", 32<<20, "receive buffer for --events, in `bytes` (beyond net.core.rmem_max only with CAP_NET_ADMIN)")
+	allNetNS := fs.Bool("all-netns", false, "dump every network namespace of the host: those of all processes, and those pinned under "+strings.Join(PinDirs, " and "))
+	procRoot := fs.String("proc", "/proc", "with --all-netns, find processes in the proc filesystem mounted at `DIR` (the host's /proc seen from a container)")
+	udp := fs.Bool("udp", false, "dump UDP sockets too (--protocols tcp,udp)")
+	protoList := fs.String("protocols", "tcp", "the protocols to dump, a comma-separated `LIST` of tcp and udp")
+	withEvents := fs.Bool("events", false, "with --interval, also write a \"destroyed\" record for every socket the kernel destroys, as it happens (Linux 4.2+)")
+	eventBuf := fs.Int("event-buffer", 32<<20, "receive buffer for --events, in `bytes`, per namespace (beyond net.core.rmem_max only with CAP_NET_ADMIN)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -80,17 +93,48 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		}
 		*count = 1
 	}
+	if *allNetNS && *netns != "" {
+		return cli.UsageError("--netns and --all-netns exclude each other")
+	}
+	protocols, err := ParseProtocols(*protoList)
+	if err != nil {
+		return cli.UsageError("%v", err)
+	}
+	if *udp && !slices.Contains(protocols, inetdiag.ProtoUDP) {
+		protocols = append(protocols, inetdiag.ProtoUDP)
+	}
 
-	d, err := open(*netns)
+	d, err := open(*netns, protocols)
 	if err != nil {
 		return exitError(err)
 	}
-	defer d.Close()
+	h := &host{
+		protocols: protocols, all: *allNetNS, procRoot: *procRoot,
+		ctx: ctx, stderr: stderr, eventBuf: *eventBuf,
+		failed: map[uint64]bool{},
+	}
+	h.self = &namespace{d: d, path: *netns}
+	h.nss = []*namespace{h.self}
+	h.byIno = map[uint64]*namespace{d.netns: h.self}
+	defer h.Close()
 
 	out := ndjson.NewWriter(stdout)
-	var q *eventQueue
 	if *withEvents {
-		q = subscribe(ctx, *netns, *eventBuf, stderr)
+		h.q = &eventQueue{ready: make(chan struct{}, 1)}
+		fd := 0
+		if *netns != "" {
+			if fd, err = openNS(*netns); err != nil {
+				return exitError(err)
+			}
+		}
+		h.self.sub, err = h.q.subscribe(ctx, fd, d, protocols, *eventBuf, stderr)
+		if fd != 0 {
+			unix.Close(fd)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sockdump: --events: no destroy notifications (%v); going on with polling only\n", err)
+			h.q = nil
+		}
 	}
 	var tick <-chan time.Time
 	if *interval > 0 {
@@ -106,7 +150,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	// before every dump, so that a notification never comes after a dump
 	// that began later than it, and before sockdump ends.
 	writeEvents := func() error {
-		for _, b := range q.take() {
+		for _, b := range h.q.take() {
 			if b.overflow {
 				overflows++
 				// One line a minute at most: a burst would otherwise
@@ -120,7 +164,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 				fmt.Fprintf(stderr, "sockdump: %v\n", b.err)
 			}
 			for i := range b.socks {
-				if err := out.Write(d.Destroyed(&b.socks[i], b.at)); err != nil {
+				if err := out.Write(b.d.Destroyed(&b.socks[i], b.at)); err != nil {
 					return err
 				}
 			}
@@ -131,7 +175,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		if err := writeEvents(); err != nil {
 			return err
 		}
-		if err := d.Snapshot(out.Write, overflows); err != nil {
+		if err := h.Snapshot(out.Write, overflows); err != nil {
 			return exitError(err)
 		}
 		overflows = 0
@@ -148,7 +192,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 				return writeEvents()
 			case <-tick:
 				break wait
-			case <-q.readyChan():
+			case <-h.q.readyChan():
 				if err := writeEvents(); err != nil {
 					return err
 				}
@@ -157,8 +201,206 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	}
 }
 
+// ParseProtocols parses a comma-separated list of protocol names, tcp and
+// udp, into inetdiag protocol numbers, each once, in the order given.
+func ParseProtocols(list string) ([]uint8, error) {
+	var ps []uint8
+	for _, name := range strings.Split(list, ",") {
+		var p uint8
+		switch strings.TrimSpace(strings.ToLower(name)) {
+		case record.TransportTCP:
+			p = inetdiag.ProtoTCP
+		case record.TransportUDP:
+			p = inetdiag.ProtoUDP
+		default:
+			return nil, fmt.Errorf("--protocols: unknown protocol %q (want tcp, udp)", name)
+		}
+		if !slices.Contains(ps, p) {
+			ps = append(ps, p)
+		}
+	}
+	return ps, nil
+}
+
+// host is what sockdump dumps: one network namespace, or with --all-netns
+// every one it finds, each with its own dumper (listeners and direction
+// are per namespace) and, with --events, its own subscription (the kernel
+// sends a namespace's destroy notifications only to sockets in it).
+type host struct {
+	protocols []uint8
+	all       bool
+	procRoot  string
+	ctx       context.Context
+	stderr    io.Writer
+	q         *eventQueue // nil without --events
+	eventBuf  int
+
+	self  *namespace   // sockdump's own namespace, or that of --netns
+	nss   []*namespace // every namespace dumped: self first, then by inode
+	byIno map[uint64]*namespace
+	// failed holds the namespaces that could not be entered for want of
+	// privilege: each is named once on stderr and not tried again.
+	failed     map[uint64]bool
+	skipped    int  // namespaces found by the last refresh but not dumped
+	deniedSaid bool // whether unreadable processes were reported
+	findSaid   bool // whether a failure to list processes was reported
+}
+
+// namespace is one network namespace being dumped.
+type namespace struct {
+	d    *Dumper
+	path string        // the file it was opened by
+	sub  *subscription // nil without --events
+	// missed counts the refreshes in a row that did not find it: it is
+	// dropped at the second, so that the destroy notifications of its
+	// last sockets, sent as its last process exits, are received.
+	missed int
+}
+
+func (n *namespace) close() {
+	if n.sub != nil {
+		n.sub.close()
+	}
+	n.d.Close()
+}
+
+// Close closes every namespace's sockets.
+func (h *host) Close() {
+	for _, n := range h.nss {
+		n.close()
+	}
+}
+
+// Snapshot dumps every namespace, writes their socket records and then one
+// snapshot record for the whole set. A namespace other than the first
+// that fails to dump is reported on stderr and counted as skipped.
+func (h *host) Snapshot(write func([]byte) error, overflows int) error {
+	start := time.Now()
+	if h.all {
+		h.refresh()
+	}
+	skipped := h.skipped
+	ok := make([]bool, len(h.nss))
+	for i, n := range h.nss {
+		if err := n.d.collect(start); err != nil {
+			if n == h.self {
+				return err
+			}
+			fmt.Fprintf(h.stderr, "sockdump: network namespace net:[%d] (%s): %v; skipped in this dump\n", n.d.netns, n.path, err)
+			skipped++
+			continue
+		}
+		ok[i] = true
+	}
+	took := time.Since(start)
+	snap := record.Record{
+		Type:           record.TypeSnapshot,
+		Time:           start,
+		Schema:         record.SchemaVersion,
+		Duration:       took,
+		EventOverflows: overflows,
+	}
+	for i, n := range h.nss {
+		if !ok[i] {
+			continue
+		}
+		if err := n.d.writeRecords(write, start); err != nil {
+			return err
+		}
+		snap.Sockets += len(n.d.socks)
+		snap.Namespaces++
+	}
+	if !h.all {
+		snap.Namespaces = 0
+	}
+	snap.NamespacesSkipped = skipped
+	return write(h.self.d.enc.Encode(&snap))
+}
+
+// refresh finds the host's network namespaces, opens those it has not
+// seen (and subscribes in them, with --events), and drops those gone.
+func (h *host) refresh() {
+	found, denied, err := findNamespaces(h.procRoot, PinDirs)
+	if err != nil && !h.findSaid {
+		h.findSaid = true
+		fmt.Fprintf(h.stderr, "sockdump: --all-netns: %v; dumping the namespaces found so far\n", err)
+	}
+	if denied > 0 && !h.deniedSaid {
+		h.deniedSaid = true
+		fmt.Fprintf(h.stderr, "sockdump: --all-netns: could not read the network namespace of %d processes (permission denied; reading other users' /proc/PID/ns/net needs CAP_SYS_PTRACE); sockets in namespaces that only they hold are missing\n", denied)
+	}
+	present := make(map[uint64]bool, len(found))
+	h.skipped = 0
+	added := false
+	for _, f := range found {
+		present[f.ino] = true
+		if n, ok := h.byIno[f.ino]; ok {
+			n.missed = 0
+			continue
+		}
+		if h.failed[f.ino] {
+			h.skipped++
+			continue
+		}
+		n, err := h.enter(f)
+		if err != nil {
+			h.skipped++
+			if errors.Is(err, inetdiag.ErrPermission) {
+				h.failed[f.ino] = true
+			}
+			fmt.Fprintf(h.stderr, "sockdump: --all-netns: skipped network namespace net:[%d] (%s): %v\n", f.ino, f.path, err)
+			continue
+		}
+		h.nss = append(h.nss, n)
+		h.byIno[f.ino] = n
+		added = true
+	}
+	if err != nil {
+		// A partial list says nothing of the namespaces it missed.
+		return
+	}
+	kept := h.nss[:1]
+	for _, n := range h.nss[1:] {
+		if !present[n.d.netns] {
+			if n.missed++; n.missed >= 2 {
+				n.close()
+				delete(h.byIno, n.d.netns)
+				continue
+			}
+		}
+		kept = append(kept, n)
+	}
+	clear(h.nss[len(kept):])
+	h.nss = kept
+	if added {
+		slices.SortFunc(h.nss[1:], func(a, b *namespace) int { return cmp.Compare(a.d.netns, b.d.netns) })
+	}
+}
+
+// enter opens a dumper inside the namespace f and, with --events,
+// subscribes to its destroy notifications.
+func (h *host) enter(f nsFile) (*namespace, error) {
+	fd, err := openNS(f.path)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	conn, err := dialNS(f.path, fd)
+	if err != nil {
+		return nil, err
+	}
+	n := &namespace{d: NewDumper(conn, f.ino, h.protocols), path: f.path}
+	if h.q != nil {
+		if n.sub, err = h.q.subscribe(h.ctx, fd, n.d, h.protocols, h.eventBuf, io.Discard); err != nil {
+			fmt.Fprintf(h.stderr, "sockdump: --events: no destroy notifications in network namespace net:[%d] (%s): %v; polling it only\n", f.ino, f.path, err)
+		}
+	}
+	return n, nil
+}
+
 // eventBatch is what one receive from the destroy groups gave.
 type eventBatch struct {
+	d        *Dumper // of the namespace the notifications came from
 	at       time.Time
 	socks    []inetdiag.Socket
 	overflow bool
@@ -169,8 +411,8 @@ type eventBatch struct {
 // bytes each): beyond it they are counted as lost, like a kernel overflow.
 const maxQueued = 1 << 20
 
-// eventQueue holds the notifications that the receiving goroutine read
-// and the main loop has not written yet. The receiver never waits for the
+// eventQueue holds the notifications that the receiving goroutines read
+// and the main loop has not written yet. A receiver never waits for the
 // main loop, which may be busy writing a large snapshot: it keeps draining
 // the kernel's buffer into the queue.
 type eventQueue struct {
@@ -183,7 +425,7 @@ type eventQueue struct {
 func (q *eventQueue) push(b eventBatch) {
 	q.mu.Lock()
 	if q.queued+len(b.socks) > maxQueued {
-		b = eventBatch{at: b.at, overflow: true}
+		b = eventBatch{d: b.d, at: b.at, overflow: true}
 	}
 	q.queued += len(b.socks)
 	q.batches = append(q.batches, b)
@@ -215,30 +457,51 @@ func (q *eventQueue) readyChan() <-chan struct{} {
 	return q.ready
 }
 
-// subscribe starts receiving destroy notifications in the background. If
-// the kernel refuses, it says so once on stderr and returns nil: sockdump
-// goes on polling.
-func subscribe(ctx context.Context, netns string, bufBytes int, stderr io.Writer) *eventQueue {
-	ev, joined, err := subscribeIn(netns, bufBytes)
+// subscription is one namespace's destroy notifications, received in the
+// background into the queue.
+type subscription struct {
+	ev   *inetdiag.Events
+	done chan struct{} // closed when the receiver has stopped
+}
+
+// close ends the subscription and waits for its receiver to stop.
+func (s *subscription) close() {
+	s.ev.Close()
+	<-s.done
+}
+
+// subscribe joins the destroy groups of the protocols in the namespace of
+// the open file netns (0: the current one) and starts receiving them for
+// the dumper d in the background. Groups it could not join are named on
+// stderr.
+func (q *eventQueue) subscribe(ctx context.Context, netns int, d *Dumper, protocols []uint8, bufBytes int, stderr io.Writer) (*subscription, error) {
+	ev, joined, err := inetdiag.Subscribe(netns, protocols, bufBytes)
 	if err != nil {
-		fmt.Fprintf(stderr, "sockdump: --events: no destroy notifications (%v); going on with polling only\n", err)
-		return nil
+		return nil, err
 	}
-	if len(joined) < 2 {
-		fmt.Fprintf(stderr, "sockdump: --events: destroy notifications for %s only\n", joined[0])
+	if len(joined) < 2*len(protocols) {
+		fmt.Fprintf(stderr, "sockdump: --events: destroy notifications for %s only\n", strings.Join(joined, ", "))
 	}
-	q := &eventQueue{ready: make(chan struct{}, 1)}
+	s := &subscription{ev: ev, done: make(chan struct{})}
+	stop := make(chan struct{})
 	go func() {
-		defer ev.Close()
-		go func() { <-ctx.Done(); ev.Close() }()
+		select {
+		case <-ctx.Done():
+			ev.Close()
+		case <-stop:
+		}
+	}()
+	go func() {
+		defer close(s.done)
+		defer close(stop)
 		for {
 			socks, err := ev.Receive()
-			b := eventBatch{at: time.Now(), socks: socks}
+			b := eventBatch{d: d, at: time.Now(), socks: socks}
 			switch {
 			case errors.Is(err, inetdiag.ErrOverflow):
 				b.overflow = true
 			case err != nil && socks == nil:
-				if ctx.Err() == nil {
+				if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 					fmt.Fprintf(stderr, "sockdump: --events: %v; going on with polling only\n", err)
 				}
 				return
@@ -248,7 +511,7 @@ func subscribe(ctx context.Context, netns string, bufBytes int, stderr io.Writer
 			q.push(b)
 		}
 	}()
-	return q
+	return s, nil
 }
 
 func exitError(err error) error {
@@ -261,298 +524,6 @@ func exitError(err error) error {
 	return err
 }
 
-// Dumper takes snapshots of one network namespace.
-type Dumper struct {
-	conn  *inetdiag.Conn
-	netns uint64
-	enc   *codec.Encoder
-	now   func() time.Time
-
-	socks     []entry        // reused between snapshots
-	byCookie  map[uint64]int // index of socks by cookie, built when first needed
-	listeners Listeners
-	// listenersAt is when listeners were last read, by a dump or a refresh.
-	listenersAt time.Time
-	ips         map[ipKey]string // text of addresses seen, bounded
-}
-
-// entry is the part of a socket that a record needs, without pointers, so
-// that a dump of 100k sockets costs the garbage collector nothing to scan.
-type entry struct {
-	family, state    uint8
-	srcPort, dstPort uint16
-	uid, inode       uint32
-	cookie           uint64
-	src, dst         [16]byte
-}
-
-type ipKey struct {
-	family uint8
-	addr   [16]byte
-}
-
-const maxIPCache = 1 << 16
-
-// open is Open, replaced in tests.
-var open = Open
-
-// Open opens a dumper of the network namespace at path, or of the
-// current one when path is empty.
-func Open(path string) (*Dumper, error) {
-	var (
-		conn *inetdiag.Conn
-		err  error
-	)
-	nsPath := "/proc/self/ns/net"
-	if path == "" {
-		conn, err = inetdiag.Dial()
-	} else {
-		nsPath = path
-		conn, err = dialIn(path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return NewDumper(conn, nsInode(nsPath)), nil
-}
-
-// NewDumper returns a dumper over conn; netns is the namespace's inode
-// written in every record (0 leaves it out).
-func NewDumper(conn *inetdiag.Conn, netns uint64) *Dumper {
-	return &Dumper{conn: conn, netns: netns, enc: codec.NewEncoder(), now: time.Now, listeners: Listeners{}, ips: map[ipKey]string{}}
-}
-
-// Close closes the netlink socket.
-func (d *Dumper) Close() error { return d.conn.Close() }
-
-// Snapshot dumps every TCP socket, IPv4 then IPv6, and writes a socket
-// record for each, then the snapshot record. The dump is complete before
-// the first record is written, since direction depends on listeners that
-// the kernel may list after the connections they accepted.
-func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
-	start := d.now()
-	d.listenersAt = start
-	if d.socks == nil {
-		// Sized once from the kernel's count: growing the slice by
-		// doubling would copy and fault in twice the memory.
-		d.socks = make([]entry, 0, socketCountHint())
-	}
-	d.socks = d.socks[:0]
-	d.byCookie = nil
-	clear(d.listeners)
-	collect := func(s *inetdiag.Socket) error {
-		d.socks = append(d.socks, entry{
-			family: s.Family, state: s.State,
-			srcPort: s.SrcPort, dstPort: s.DstPort,
-			uid: s.UID, inode: s.Inode, cookie: s.Cookie,
-			src: s.Src.As16(), dst: s.Dst.As16(),
-		})
-		d.listeners.Add(s)
-		return nil
-	}
-	for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
-		if err := d.conn.Dump(fam, inetdiag.AllStates, collect); err != nil {
-			return err
-		}
-	}
-	took := d.now().Sub(start)
-
-	var (
-		r record.Record
-		s inetdiag.Socket
-	)
-	for i := range d.socks {
-		e := &d.socks[i]
-		s = inetdiag.Socket{
-			Family: e.family, State: e.state,
-			SrcPort: e.srcPort, DstPort: e.dstPort,
-			UID: e.uid, Inode: e.inode, Cookie: e.cookie,
-			Src: addr(e.family, e.src), Dst: addr(e.family, e.dst),
-		}
-		d.Record(&s, start, &r)
-		if err := write(d.enc.Encode(&r)); err != nil {
-			return err
-		}
-	}
-	snap := record.Record{
-		Type:           record.TypeSnapshot,
-		Time:           start,
-		Schema:         record.SchemaVersion,
-		Sockets:        len(d.socks),
-		Duration:       took,
-		EventOverflows: overflows,
-	}
-	return write(d.enc.Encode(&snap))
-}
-
-// Record fills r with the socket record of s, seen at t, its direction
-// decided by the listeners of the last dump.
-func (d *Dumper) Record(s *inetdiag.Socket, t time.Time, r *record.Record) {
-	*r = record.Record{
-		Type:      record.TypeSocket,
-		Time:      t,
-		Family:    Family(s.Family),
-		Transport: record.TransportTCP,
-		State:     record.StateName(s.State),
-		Local:     record.Endpoint{IP: d.ipText(s.Family, s.Src), Port: s.SrcPort},
-		Remote:    record.Endpoint{IP: d.ipText(s.Family, s.Dst), Port: s.DstPort},
-		Direction: d.listeners.Direction(s),
-		Inode:     uint64(s.Inode),
-		UID:       s.UID,
-		HasUID:    true,
-		Cookie:    s.Cookie,
-		NetNS:     d.netns,
-	}
-}
-
-func addr(family uint8, b [16]byte) netip.Addr {
-	if family == inetdiag.AFInet6 {
-		return netip.AddrFrom16(b)
-	}
-	return netip.AddrFrom4([4]byte(b[12:16]))
-}
-
-// ipText returns the text of an address as ss prints it, from a cache:
-// the same few addresses recur in every snapshot.
-func (d *Dumper) ipText(family uint8, a netip.Addr) string {
-	k := ipKey{family, a.As16()}
-	if t, ok := d.ips[k]; ok {
-		return t
-	}
-	t := a.String()
-	if len(d.ips) >= maxIPCache {
-		clear(d.ips)
-	}
-	d.ips[k] = t
-	return t
-}
-
-// Destroyed returns the line of a destroyed record for a socket of a
-// destroy notification received at t. The kernel reports such a socket
-// closed, with inode 0 and uid 0 whoever owned it, so the uid is left out
-// as unknown; the direction comes from the listeners of the last dump.
-//
-// A socket that its owner closed abortively (SO_LINGER 0) comes wiped:
-// the kernel's tcp_disconnect resets its remote port, its counters and,
-// unless it was bound to an address, its local address before destroying
-// it. When the last dump held the socket, its cookie gives its addresses
-// back; the zeroed counters are left out either way.
-func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
-	// A closed listener or bound-only socket has no remote end at all; a
-	// wiped connection keeps its remote address.
-	unconnected := s.DstPort == 0 && s.Dst.IsUnspecified()
-	wiped := s.DstPort == 0 && !unconnected
-	if wiped {
-		s.Info = nil
-		if e, ok := d.lookupCookie(s.Cookie); ok && e.srcPort == s.SrcPort {
-			s.Src, s.Dst, s.DstPort = addr(e.family, e.src), addr(e.family, e.dst), e.dstPort
-		}
-	}
-	var r record.Record
-	d.Record(s, t, &r)
-	if unconnected {
-		if _, ok := d.listeners[listenKey{s.Src, s.SrcPort}]; ok {
-			r.Direction = record.DirectionListening
-		}
-	} else if r.Direction == record.DirectionEgress && d.refreshListeners(t) {
-		// A listener opened since the last dump would make this egress
-		// socket an accepted one: look again, at most every 100 ms.
-		r.Direction = d.listeners.Direction(s)
-	}
-	r.Type = record.TypeDestroyed
-	r.HasUID, r.UID = false, 0
-	if ti := s.Info; ti != nil {
-		r.Info = &record.TCPInfo{
-			BytesAcked: ti.BytesAcked, BytesReceived: ti.BytesRecv,
-			BytesSent: ti.BytesSent, BytesRetrans: ti.BytesRetrans,
-			SegsOut: ti.SegsOut, SegsIn: ti.SegsIn, TotalRetrans: ti.TotalRetrans,
-			RTTMicros: uint32(ti.RTT / time.Microsecond),
-		}
-	}
-	return d.enc.Encode(&r)
-}
-
-// socketCountHint estimates how many TCP sockets a dump will list, from
-// /proc/net/sockstat{,6} ("TCP: inuse N … tw M"), with some room; 0 when
-// it cannot tell. It is only a hint: the namespace may differ (--netns).
-func socketCountHint() int {
-	n := 0
-	for _, f := range []string{"/proc/net/sockstat", "/proc/net/sockstat6"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return 0
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			fields := strings.Fields(line)
-			if len(fields) == 0 || (fields[0] != "TCP:" && fields[0] != "TCP6:") {
-				continue
-			}
-			for i := 1; i+1 < len(fields); i += 2 {
-				if fields[i] == "inuse" || fields[i] == "tw" {
-					v, _ := strconv.Atoi(fields[i+1])
-					n += v
-				}
-			}
-		}
-	}
-	return min(n+n/8+64, 1<<22)
-}
-
-// refreshListeners adds the listeners of a listening-only dump to those
-// of the last full dump, at most once every 100 ms; it reports whether it
-// did.
-func (d *Dumper) refreshListeners(now time.Time) bool {
-	if now.Sub(d.listenersAt) < 100*time.Millisecond {
-		return false
-	}
-	d.listenersAt = now
-	for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
-		if err := d.conn.Dump(fam, 1<<inetdiag.StateListen, func(s *inetdiag.Socket) error {
-			d.listeners.Add(s)
-			return nil
-		}); err != nil {
-			return false
-		}
-	}
-	return true
-}
-
-// lookupCookie finds a socket of the last dump by its cookie.
-func (d *Dumper) lookupCookie(c uint64) (entry, bool) {
-	if c == 0 {
-		return entry{}, false
-	}
-	if d.byCookie == nil {
-		d.byCookie = make(map[uint64]int, len(d.socks))
-		for i := range d.socks {
-			d.byCookie[d.socks[i].cookie] = i
-		}
-	}
-	i, ok := d.byCookie[c]
-	if !ok {
-		return entry{}, false
-	}
-	return d.socks[i], true
-}
-
-// subscribeIn subscribes to destroy notifications inside the network
-// namespace at path, or the current one.
-func subscribeIn(path string, bufBytes int) (*inetdiag.Events, []string, error) {
-	if path == "" {
-		return inetdiag.Subscribe(bufBytes)
-	}
-	var (
-		ev     *inetdiag.Events
-		joined []string
-	)
-	err := inNetNS(path, func() error {
-		var err error
-		ev, joined, err = inetdiag.Subscribe(bufBytes)
-		return err
-	})
-	return ev, joined, err
-}
-
 // nsInode returns the inode of a namespace file, or 0.
 func nsInode(path string) uint64 {
 	var st unix.Stat_t
@@ -562,49 +533,32 @@ func nsInode(path string) uint64 {
 	return st.Ino
 }
 
-// dialIn opens the netlink socket inside the network namespace at path.
-func dialIn(path string) (*inetdiag.Conn, error) {
-	var conn *inetdiag.Conn
-	err := inNetNS(path, func() error {
-		var err error
-		conn, err = inetdiag.Dial()
-		return err
-	})
+// openNS opens a namespace file.
+func openNS(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return 0, fmt.Errorf("open network namespace %s (CAP_SYS_PTRACE is needed for other users' processes): %w", path, inetdiag.ErrPermission)
+		}
+		return 0, fmt.Errorf("open network namespace: %w", err)
+	}
+	return fd, nil
+}
+
+// dialNS opens the netlink socket inside the namespace of the open file
+// fd (named path in errors), or in the current one when fd is 0.
+func dialNS(path string, fd int) (*inetdiag.Conn, error) {
+	conn, err := inetdiag.Dial(fd)
+	var se *os.SyscallError
+	if err != nil && errors.As(err, &se) && se.Syscall == "setns" {
+		switch {
+		case errors.Is(err, unix.EPERM):
+			return nil, fmt.Errorf("enter network namespace %s (CAP_SYS_ADMIN is needed): %w", path, inetdiag.ErrPermission)
+		case errors.Is(err, unix.EINVAL):
+			return nil, fmt.Errorf("enter network namespace: %s is not a network namespace", path)
+		}
+		return nil, fmt.Errorf("enter network namespace %s: %w", path, se)
+	}
 	return conn, err
 }
 
-// inNetNS runs fn on a thread inside the network namespace at path: a
-// socket belongs to the namespace it was created in, so the thread
-// enters the namespace, fn creates its sockets, and the thread comes back.
-func inNetNS(path string, fn func() error) error {
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open network namespace: %w", err)
-	}
-	defer unix.Close(target)
-	runtime.LockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open current network namespace: %w", err)
-	}
-	defer unix.Close(orig)
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("enter network namespace %s (CAP_SYS_ADMIN is needed): %w", path, inetdiag.ErrPermission)
-		}
-		if errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("enter network namespace: %s is not a network namespace", path)
-		}
-		return fmt.Errorf("enter network namespace %s: %w", path, err)
-	}
-	fnErr := fn()
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		// The thread is stuck in the other namespace: it stays locked, so
-		// the runtime retires it with this goroutine.
-		return fmt.Errorf("return from network namespace: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return fnErr
-}

@@ -74,7 +74,7 @@ func connect(t *testing.T, l *net.TCPListener, network, addr string) (client, se
 // endpoint, and the snapshot record.
 func snapshot(t *testing.T) (map[string]*record.Record, *record.Record) {
 	t.Helper()
-	d, err := Open("")
+	d, err := Open("", TCP)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,334 @@
+package sockdump
+
+import (
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/inetdiag"
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// Dumper takes snapshots of one network namespace.
+type Dumper struct {
+	conn      *inetdiag.Conn
+	netns     uint64
+	protocols []uint8
+	enc       *codec.Encoder
+	now       func() time.Time
+
+	socks     []entry        // reused between snapshots
+	byCookie  map[uint64]int // index of socks by cookie, built when first needed
+	listeners Listeners
+	// listenersAt is when listeners were last read, by a dump or a refresh.
+	listenersAt time.Time
+	ips         map[ipKey]string // text of addresses seen, bounded
+}
+
+// entry is the part of a socket that a record needs, without pointers, so
+// that a dump of 100k sockets costs the garbage collector nothing to scan.
+type entry struct {
+	family, proto    uint8
+	state            uint8
+	srcPort, dstPort uint16
+	uid, inode       uint32
+	cookie           uint64
+	src, dst         [16]byte
+}
+
+type ipKey struct {
+	family uint8
+	addr   [16]byte
+}
+
+const maxIPCache = 1 << 16
+
+// TCP is the protocol list of a TCP-only dump.
+var TCP = []uint8{inetdiag.ProtoTCP}
+
+// open is Open, replaced in tests.
+var open = Open
+
+// Open opens a dumper of the given protocols (inetdiag.ProtoTCP,
+// inetdiag.ProtoUDP) in the network namespace at path, or in the current
+// one when path is empty.
+func Open(path string, protocols []uint8) (*Dumper, error) {
+	nsPath := "/proc/self/ns/net"
+	fd := 0
+	if path != "" {
+		nsPath = path
+		var err error
+		if fd, err = openNS(path); err != nil {
+			return nil, err
+		}
+		defer unix.Close(fd)
+	}
+	conn, err := dialNS(nsPath, fd)
+	if err != nil {
+		return nil, err
+	}
+	return NewDumper(conn, nsInode(nsPath), protocols), nil
+}
+
+// NewDumper returns a dumper over conn; netns is the namespace's inode
+// written in every record (0 leaves it out).
+func NewDumper(conn *inetdiag.Conn, netns uint64, protocols []uint8) *Dumper {
+	return &Dumper{conn: conn, netns: netns, protocols: protocols, enc: codec.NewEncoder(), now: time.Now, listeners: Listeners{}, ips: map[ipKey]string{}}
+}
+
+// Close closes the netlink socket.
+func (d *Dumper) Close() error { return d.conn.Close() }
+
+// Snapshot dumps every socket of the dumper's protocols, IPv4 then IPv6,
+// and writes a socket record for each, then the snapshot record.
+func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
+	start := d.now()
+	if err := d.collect(start); err != nil {
+		return err
+	}
+	took := d.now().Sub(start)
+	if err := d.writeRecords(write, start); err != nil {
+		return err
+	}
+	snap := record.Record{
+		Type:           record.TypeSnapshot,
+		Time:           start,
+		Schema:         record.SchemaVersion,
+		Sockets:        len(d.socks),
+		Duration:       took,
+		EventOverflows: overflows,
+	}
+	return write(d.enc.Encode(&snap))
+}
+
+// collect dumps every socket of the dumper's protocols, IPv4 then IPv6,
+// into d.socks, and their listeners. The whole dump is collected before
+// the first record is written, since direction depends on listeners that
+// the kernel may list after the connections they accepted.
+func (d *Dumper) collect(start time.Time) error {
+	d.listenersAt = start
+	if d.socks == nil {
+		// Sized once from the kernel's count: growing the slice by
+		// doubling would copy and fault in twice the memory.
+		d.socks = make([]entry, 0, socketCountHint(d.protocols))
+	}
+	d.socks = d.socks[:0]
+	d.byCookie = nil
+	clear(d.listeners)
+	collect := func(s *inetdiag.Socket) error {
+		d.socks = append(d.socks, entry{
+			family: s.Family, proto: s.Protocol, state: s.State,
+			srcPort: s.SrcPort, dstPort: s.DstPort,
+			uid: s.UID, inode: s.Inode, cookie: s.Cookie,
+			src: s.Src.As16(), dst: s.Dst.As16(),
+		})
+		d.listeners.Add(s)
+		return nil
+	}
+	for _, proto := range d.protocols {
+		for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
+			if err := d.conn.Dump(fam, proto, inetdiag.AllStates, collect); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeRecords writes a socket record for every socket collected, seen at
+// t.
+func (d *Dumper) writeRecords(write func([]byte) error, t time.Time) error {
+	var (
+		r record.Record
+		s inetdiag.Socket
+	)
+	for i := range d.socks {
+		e := &d.socks[i]
+		s = inetdiag.Socket{
+			Family: e.family, Protocol: e.proto, State: e.state,
+			SrcPort: e.srcPort, DstPort: e.dstPort,
+			UID: e.uid, Inode: e.inode, Cookie: e.cookie,
+			Src: addr(e.family, e.src), Dst: addr(e.family, e.dst),
+		}
+		d.Record(&s, t, &r)
+		if err := write(d.enc.Encode(&r)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Record fills r with the socket record of s, seen at t, its direction
+// decided by the listeners of the last dump.
+func (d *Dumper) Record(s *inetdiag.Socket, t time.Time, r *record.Record) {
+	*r = record.Record{
+		Type:      record.TypeSocket,
+		Time:      t,
+		Family:    Family(s.Family),
+		Transport: Transport(s.Protocol),
+		State:     record.StateName(s.State),
+		Local:     record.Endpoint{IP: d.ipText(s.Family, s.Src), Port: s.SrcPort},
+		Remote:    record.Endpoint{IP: d.ipText(s.Family, s.Dst), Port: s.DstPort},
+		Direction: d.listeners.Direction(s),
+		Inode:     uint64(s.Inode),
+		UID:       s.UID,
+		HasUID:    true,
+		Cookie:    s.Cookie,
+		NetNS:     d.netns,
+	}
+}
+
+func addr(family uint8, b [16]byte) netip.Addr {
+	if family == inetdiag.AFInet6 {
+		return netip.AddrFrom16(b)
+	}
+	return netip.AddrFrom4([4]byte(b[12:16]))
+}
+
+// ipText returns the text of an address as ss prints it, from a cache:
+// the same few addresses recur in every snapshot.
+func (d *Dumper) ipText(family uint8, a netip.Addr) string {
+	k := ipKey{family, a.As16()}
+	if t, ok := d.ips[k]; ok {
+		return t
+	}
+	t := a.String()
+	if len(d.ips) >= maxIPCache {
+		clear(d.ips)
+	}
+	d.ips[k] = t
+	return t
+}
+
+// Destroyed returns the line of a destroyed record for a socket of a
+// destroy notification received at t. The kernel reports such a socket
+// closed, with inode 0 and uid 0 whoever owned it, so the uid is left out
+// as unknown; the direction comes from the listeners of the last dump.
+//
+// A socket that its owner closed abortively (SO_LINGER 0) comes wiped:
+// the kernel's tcp_disconnect resets its remote port, its counters and,
+// unless it was bound to an address, its local address before destroying
+// it. When the last dump held the socket, its cookie gives its addresses
+// back; the zeroed counters are left out either way.
+func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
+	if s.Protocol == 0 {
+		// A kernel before 4.4 does not say; TCP is what it most likely
+		// is.
+		s.Protocol = inetdiag.ProtoTCP
+	}
+	udp := s.Protocol == inetdiag.ProtoUDP
+	// A closed listener or bound-only socket has no remote end at all; a
+	// wiped connection keeps its remote address. An unconnected UDP
+	// socket is a listener, by the rule of Direction.
+	unconnected := s.DstPort == 0 && s.Dst.IsUnspecified() && !udp
+	wiped := s.DstPort == 0 && !unconnected && !udp
+	if wiped {
+		s.Info = nil
+		if e, ok := d.lookupCookie(s.Cookie); ok && e.srcPort == s.SrcPort {
+			s.Src, s.Dst, s.DstPort = addr(e.family, e.src), addr(e.family, e.dst), e.dstPort
+		}
+	}
+	var r record.Record
+	d.Record(s, t, &r)
+	if unconnected {
+		if _, ok := d.listeners[listenKey{s.Protocol, s.Src, s.SrcPort}]; ok {
+			r.Direction = record.DirectionListening
+		}
+	} else if r.Direction == record.DirectionEgress && d.refreshListeners(t) {
+		// A listener opened since the last dump would make this egress
+		// socket an accepted one: look again, at most every 100 ms.
+		r.Direction = d.listeners.Direction(s)
+	}
+	r.Type = record.TypeDestroyed
+	r.HasUID, r.UID = false, 0
+	if ti := s.Info; ti != nil && !udp {
+		r.Info = &record.TCPInfo{
+			BytesAcked: ti.BytesAcked, BytesReceived: ti.BytesRecv,
+			BytesSent: ti.BytesSent, BytesRetrans: ti.BytesRetrans,
+			SegsOut: ti.SegsOut, SegsIn: ti.SegsIn, TotalRetrans: ti.TotalRetrans,
+			RTTMicros: uint32(ti.RTT / time.Microsecond),
+		}
+	}
+	return d.enc.Encode(&r)
+}
+
+// socketCountHint estimates how many sockets of the protocols a dump will
+// list, from /proc/net/sockstat{,6} ("TCP: inuse N … tw M", "UDP: inuse
+// N"), with some room; 0 when it cannot tell. It is only a hint: the
+// namespace may differ (--netns, --all-netns).
+func socketCountHint(protocols []uint8) int {
+	want := map[string]bool{}
+	for _, p := range protocols {
+		switch p {
+		case inetdiag.ProtoTCP:
+			want["TCP:"], want["TCP6:"] = true, true
+		case inetdiag.ProtoUDP:
+			want["UDP:"], want["UDP6:"] = true, true
+		}
+	}
+	n := 0
+	for _, f := range []string{"/proc/net/sockstat", "/proc/net/sockstat6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return 0
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) == 0 || !want[fields[0]] {
+				continue
+			}
+			for i := 1; i+1 < len(fields); i += 2 {
+				if fields[i] == "inuse" || fields[i] == "tw" {
+					v, _ := strconv.Atoi(fields[i+1])
+					n += v
+				}
+			}
+		}
+	}
+	return min(n+n/8+64, 1<<22)
+}
+
+// refreshListeners adds the listeners of a listening-only dump to those
+// of the last full dump, at most once every 100 ms; it reports whether it
+// did.
+func (d *Dumper) refreshListeners(now time.Time) bool {
+	if now.Sub(d.listenersAt) < 100*time.Millisecond {
+		return false
+	}
+	d.listenersAt = now
+	for _, proto := range d.protocols {
+		for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
+			if err := d.conn.Dump(fam, proto, listenStates(proto), func(s *inetdiag.Socket) error {
+				d.listeners.Add(s)
+				return nil
+			}); err != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// lookupCookie finds a socket of the last dump by its cookie.
+func (d *Dumper) lookupCookie(c uint64) (entry, bool) {
+	if c == 0 {
+		return entry{}, false
+	}
+	if d.byCookie == nil {
+		d.byCookie = make(map[uint64]int, len(d.socks))
+		for i := range d.socks {
+			d.byCookie[d.socks[i].cookie] = i
+		}
+	}
+	i, ok := d.byCookie[c]
+	if !ok {
+		return entry{}, false
+	}
+	return d.socks[i], true
+}
+
