@@ -49,8 +49,8 @@ type Socket struct {
 	// a destroy notification's INET_DIAG_PROTOCOL says; 0 when unknown.
 	Protocol uint8
 	State    uint8 // TCP state, 1 (ESTABLISHED) to 12 (NEW_SYN_RECV)
-	Timer   uint8
-	Retrans uint8
+	Timer    uint8
+	Retrans  uint8
 
 	Src, Dst         netip.Addr // local and remote address
 	SrcPort, DstPort uint16     // local and remote port

@@ -331,4 +331,3 @@ func (d *Dumper) lookupCookie(c uint64) (entry, bool) {
 	}
 	return d.socks[i], true
 }
-

@@ -561,4 +561,3 @@ func dialNS(path string, fd int) (*inetdiag.Conn, error) {
 	}
 	return conn, err
 }
-
