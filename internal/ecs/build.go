@@ -2,6 +2,7 @@ package ecs
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -26,7 +27,7 @@ var (
 	typeStart        = []string{"start"}
 	typeEnd          = []string{"end"}
 	ianaByFamily     = map[string]string{record.FamilyIPv4: "4", record.FamilyIPv6: "41"}
-	ianaByTransport  = map[string]string{"tcp": "6", "udp": "17"}
+	ianaByTransport  = map[string]string{record.TransportTCP: "6", record.TransportUDP: "17"}
 	directionUnknown = "unknown"
 )
 
@@ -82,10 +83,21 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	}
 	d.str("agent.name", agentName)
 
+	transport := r.Transport
+	if transport == "" {
+		transport = record.TransportTCP
+	}
+	// The kernel's counters are TCP's (struct tcp_info); a record of
+	// another transport that carries them is not believed.
+	info := r.Info
+	if transport != record.TransportTCP {
+		info = nil
+	}
+
 	// What each end sent, from the kernel's counters of a destroyed
 	// connection: ECS's source.bytes is what the source sent.
 	var localSent, remoteSent flow
-	if ti := r.Info; ti != nil && hasRemote && (r.Direction == record.DirectionIngress || r.Direction == record.DirectionEgress) {
+	if ti := info; ti != nil && hasRemote && (r.Direction == record.DirectionIngress || r.Direction == record.DirectionEgress) {
 		localSent = flow{int64(ti.BytesAcked), int64(ti.SegsOut), true}
 		remoteSent = flow{int64(ti.BytesReceived), int64(ti.SegsIn), true}
 	}
@@ -100,6 +112,9 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 		}
 	}
 	put("client")
+	if c := r.Container; c != nil {
+		d.str("container.id", c.ID)
+	}
 	if ds := o.DataStream; ds != nil {
 		d.str("data_stream.dataset", ds.Dataset)
 		d.str("data_stream.namespace", ds.Namespace)
@@ -177,10 +192,6 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	default:
 		d.str("network.direction", directionUnknown)
 	}
-	transport := r.Transport
-	if transport == "" {
-		transport = record.TransportTCP
-	}
 	if strict {
 		d.str("network.iana_number", ianaByTransport[transport])
 	} else {
@@ -246,6 +257,9 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	}
 	d.str("system.socket.local.ip", stripZone(r.Local.IP))
 	d.long("system.socket.local.port", int64(r.Local.Port))
+	if r.NetNS != 0 {
+		d.long("system.socket.netns", int64(r.NetNS))
+	}
 	d.str("system.socket.process.cmdline", cmdline)
 	if hasRemote {
 		d.str("system.socket.remote.etld_plus_one", r.Remote.ETLDPlusOne)
@@ -257,7 +271,7 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	if r.ShortLived {
 		d.add(Field{Name: "system.socket.short_lived", Kind: Bool, Int: 1})
 	}
-	if ti := r.Info; ti != nil {
+	if ti := info; ti != nil {
 		d.long("system.socket.tcp_info.bytes_acked", int64(ti.BytesAcked))
 		d.long("system.socket.tcp_info.bytes_received", int64(ti.BytesReceived))
 		d.long("system.socket.tcp_info.bytes_retrans", int64(ti.BytesRetrans))
@@ -291,7 +305,8 @@ var (
 
 // Check reports what in a socket record would make a wrong document or
 // one that Elasticsearch rejects: addresses that are not IP addresses,
-// dates before 1970 or after 2261.
+// dates before 1970 or after 2261, a namespace inode or a counter too
+// large for a long.
 func Check(r *record.Record) error {
 	times := [...]struct {
 		name string
@@ -303,6 +318,20 @@ func Check(r *record.Record) error {
 	for _, e := range times {
 		if !e.t.IsZero() && (e.t.Before(minTime) || !e.t.Before(maxTime)) {
 			return fmt.Errorf("%s: %s is out of range", e.name, e.t.Format(time.RFC3339Nano))
+		}
+	}
+	// Elasticsearch's long, the type of these fields, is signed.
+	if r.NetNS > math.MaxInt64 {
+		return fmt.Errorf("netns: %d is out of range", r.NetNS)
+	}
+	if ti := r.Info; ti != nil {
+		for _, e := range [...]struct {
+			name string
+			n    uint64
+		}{{"bytes_acked", ti.BytesAcked}, {"bytes_received", ti.BytesReceived}, {"bytes_sent", ti.BytesSent}, {"bytes_retrans", ti.BytesRetrans}} {
+			if e.n > math.MaxInt64 {
+				return fmt.Errorf("tcp_info.%s: %d is out of range", e.name, e.n)
+			}
 		}
 	}
 	for _, e := range [...]struct {

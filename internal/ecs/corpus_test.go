@@ -27,7 +27,16 @@ const (
 	withError
 	withUser
 	withHost
-	allEnrichments = withProcess | withError | withUser | withHost
+	withNetNS      // the host's network namespace
+	withContainer  // a container and its network namespace
+	allEnrichments = withProcess | withError | withUser | withHost | withContainer
+)
+
+// Network namespaces (their inodes) and a container id.
+const (
+	hostNetNS      = 4026531840
+	containerNetNS = 4026532561
+	containerID    = "3f4b2a6c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a"
 )
 
 // corpusRecord builds one socket record.
@@ -74,6 +83,13 @@ func corpusRecord(f family, direction, event string, mask int) *record.Record {
 			r.Process.Cmdline = ""
 		}
 	}
+	switch {
+	case mask&withContainer != 0:
+		r.NetNS = containerNetNS
+		r.Container = &record.Container{ID: containerID}
+	case mask&withNetNS != 0:
+		r.NetNS = hostNetNS
+	}
 	if mask&withError != 0 {
 		r.ProcessError = fmt.Sprintf("process not found. inode=%d, tcp_state=%s", r.Inode, r.State)
 	}
@@ -94,22 +110,47 @@ func corpusRecord(f family, direction, event string, mask int) *record.Record {
 	return r
 }
 
-// corpus is every direction, event and family, each with every
-// combination of enrichments.
+// udp makes a corpus record a UDP socket's, in the states sockdump gives
+// UDP sockets: an unconnected one is closed (and listening), a connected
+// one established.
+func udp(r *record.Record) *record.Record {
+	r.Transport = record.TransportUDP
+	r.State = "established"
+	if r.Direction == record.DirectionListening || r.Direction == "" {
+		r.State = "closed"
+	}
+	return r
+}
+
+// corpus is every transport, direction, event and family, each with every
+// combination of enrichments, in no namespace, the host's or a
+// container's.
 func corpus() []*record.Record {
 	var out []*record.Record
 	for _, f := range families {
-		for _, dir := range []string{record.DirectionListening, record.DirectionIngress, record.DirectionEgress, ""} {
-			for _, ev := range []string{"", record.EventExisting, record.EventOpened, record.EventClosed, "changed"} {
-				for mask := 0; mask <= allEnrichments; mask++ {
-					out = append(out, corpusRecord(f, dir, ev, mask))
+		for _, transport := range []string{record.TransportTCP, record.TransportUDP} {
+			as := func(r *record.Record) *record.Record {
+				if transport == record.TransportUDP {
+					return udp(r)
 				}
+				return r
 			}
-			// Connections that destroy notifications told of: with the
-			// kernel's counters, short-lived or not.
-			for _, ev := range []string{record.EventOpened, record.EventClosed} {
-				for _, mask := range []int{0, withError, allEnrichments} {
-					out = append(out, destroyedRecord(f, dir, ev, mask, false), destroyedRecord(f, dir, ev, mask, true))
+			for _, dir := range []string{record.DirectionListening, record.DirectionIngress, record.DirectionEgress, ""} {
+				for _, ev := range []string{"", record.EventExisting, record.EventOpened, record.EventClosed, "changed"} {
+					for mask := 0; mask <= allEnrichments; mask++ {
+						if mask&withContainer != 0 && mask&withNetNS != 0 {
+							continue // a container's namespace is not the host's
+						}
+						out = append(out, as(corpusRecord(f, dir, ev, mask)))
+					}
+				}
+				// Connections that destroy notifications told of: with
+				// the kernel's counters, short-lived or not. A UDP
+				// record with them has them left out.
+				for _, ev := range []string{record.EventOpened, record.EventClosed} {
+					for _, mask := range []int{0, withError, allEnrichments} {
+						out = append(out, as(destroyedRecord(f, dir, ev, mask, false)), as(destroyedRecord(f, dir, ev, mask, true)))
+					}
 				}
 			}
 		}

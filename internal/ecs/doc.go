@@ -11,21 +11,22 @@
 // and queries keep working, plus only fields that conflict with nothing:
 // ecs.version, host.name, network.transport, event.kind, event.category,
 // event.type, event.action, event.start and event.end (closed events),
-// process.parent.pid and process.start, and the byte and packet counts of
-// connections that destroy notifications told of (below).
+// process.parent.pid and process.start, container.id, and the byte and
+// packet counts of connections that destroy notifications told of (below).
 //
 // Three of the original's fields depart from ECS 9.4, and the default mode
 // keeps them for compatibility:
 //
 //   - network.iana_number is "4" for IPv4 and "41" for IPv6 (a map from the
-//     address family); ECS wants the transport's number, "6" for TCP;
+//     address family), for UDP sockets too; ECS wants the transport's
+//     number, "6" for TCP and "17" for UDP;
 //   - network.direction is "listening" for listeners, a value ECS does not
 //     list;
 //   - agent.hostname, a Beats field that ECS no longer defines (ECS has
 //     host.hostname).
 //
 // With Options.Strict the document holds what ECS 9.4 expects instead:
-// network.iana_number "6"; no network.direction for listeners, the
+// network.iana_number "6" for TCP, "17" for UDP; no network.direction for listeners, the
 // direction of every socket under system.socket.direction; host.hostname
 // instead of agent.hostname; client and server beside source and
 // destination, as ECS's mapping of network events asks (ingress: the
@@ -38,6 +39,29 @@
 // In both modes the system.socket.* fields are the original's custom
 // namespace, and metricset.name is the Beats field every Metricbeat
 // document carries; neither conflicts with ECS.
+//
+// # UDP, network namespaces and containers
+//
+// network.transport is the record's transport, "tcp" when it has none.
+// A UDP socket maps as a TCP one does: an unconnected UDP socket
+// (sockdump's direction "listening", state "closed") is a listener, its
+// local end the server, with event.type info, start or end and no
+// network.direction in strict mode; a connected one is an ingress or
+// egress connection with both ends. The kernel's counters (tcp_info) are
+// TCP's: a record of another transport that carries them has them left
+// out, and with them the byte and packet counts.
+//
+// system.socket.netns, a long, is the inode of the network namespace the
+// socket lives in (as lsns(8) and /proc/PID/ns/net show it), written
+// whenever the record has one: the same address and port can be held in
+// several namespaces at once, so it is what tells the sockets of two
+// containers apart. ECS has no field for it (host.pid_ns_ino is the PID
+// namespace's).
+//
+// container.id is the id of the container that the socket's process runs
+// in (sockproc), in both modes. It is ECS's field, the one Beats'
+// add_docker_metadata processor writes, so documents join other sources'
+// on it.
 //
 // # Connections that destroy notifications told of
 //

@@ -2,6 +2,7 @@ package ecs
 
 import (
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -178,6 +179,56 @@ func TestBuild(t *testing.T) {
 			now:  t0,
 			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":9000000000,"end":"2026-11-26T04:29:59.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["end"]},"metricset":{"name":"socket"},"network":{"iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["0.0.0.0"]},"server":{"ip":"0.0.0.0","port":8080},"service":{"type":"system"},"system":{"socket":{"direction":"listening","local":{"ip":"0.0.0.0","port":8080},"tcp_info":{"bytes_acked":1201,"bytes_received":53000,"bytes_retrans":0,"bytes_sent":1201,"rtt_us":250,"segs_in":40,"segs_out":12,"total_retrans":1}}}}`,
 		},
+		{
+			// An unconnected UDP socket: a listener, as the original's
+			// vocabulary goes, with the family's iana_number.
+			name: "udp unconnected, host namespace",
+			r:    udp(corpusRecord(v4, record.DirectionListening, "", withNetNS)),
+			o:    Options{Hostname: "h1"},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"hostname":"h1","name":"h1"},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["info"]},"host":{"name":"h1"},"metricset":{"name":"socket"},"network":{"direction":"listening","iana_number":"4","transport":"udp","type":"ipv4"},"server":{"ip":"0.0.0.0","port":8080},"service":{"type":"system"},"system":{"socket":{"local":{"ip":"0.0.0.0","port":8080},"netns":4026531840}},"user":{"id":"1000"}}`,
+		},
+		{
+			name: "strict udp unconnected",
+			r:    udp(corpusRecord(families[1], record.DirectionListening, record.EventOpened, withNetNS)),
+			o:    Options{Strict: true},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":0,"kind":"event","module":"system","type":["start"]},"metricset":{"name":"socket"},"network":{"iana_number":"17","transport":"udp","type":"ipv6"},"related":{"ip":["::"],"user":["1000"]},"server":{"ip":"::","port":8080},"service":{"type":"system"},"system":{"socket":{"direction":"listening","local":{"ip":"::","port":8080},"netns":4026531840}},"user":{"id":"1000"}}`,
+		},
+		{
+			name: "udp connected over ipv6 in a container",
+			r:    udp(corpusRecord(families[1], record.DirectionEgress, record.EventOpened, withProcess|withContainer)),
+			o:    Options{Hostname: "h1"},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"hostname":"h1","name":"h1"},"container":{"id":"` + containerID + `"},"destination":{"ip":"2001:db8:1::99","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":0,"kind":"event","module":"system","type":["connection","start"]},"host":{"name":"h1"},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"41","transport":"udp","type":"ipv6"},"process":{"args":["curl","-s","https://example.com/a b"],"executable":"/usr/bin/curl","name":"curl","parent":{"pid":1},"pid":4321,"start":"2026-11-26T04:29:00.123Z"},"service":{"type":"system"},"source":{"ip":"2001:db8::5","port":40000},"system":{"socket":{"local":{"ip":"2001:db8::5","port":40000},"netns":4026532561,"process":{"cmdline":"curl -s https://example.com/a b"},"remote":{"ip":"2001:db8:1::99","port":443}}},"user":{"id":"1000"}}`,
+		},
+		{
+			name: "strict udp connected over ipv6 in a container",
+			r:    udp(corpusRecord(families[1], record.DirectionIngress, record.EventExisting, withContainer)),
+			o:    Options{Strict: true},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"2001:db8:1::99","port":51234},"container":{"id":"` + containerID + `"},"destination":{"ip":"2001:db8::5","port":8080},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"ingress","iana_number":"17","transport":"udp","type":"ipv6"},"related":{"ip":["2001:db8::5","2001:db8:1::99"],"user":["1000"]},"server":{"ip":"2001:db8::5","port":8080},"service":{"type":"system"},"source":{"ip":"2001:db8:1::99","port":51234},"system":{"socket":{"direction":"ingress","local":{"ip":"2001:db8::5","port":8080},"netns":4026532561,"remote":{"ip":"2001:db8:1::99","port":51234}}},"user":{"id":"1000"}}`,
+		},
+		{
+			// The kernel's counters are TCP's: not believed of UDP.
+			name: "udp with tcp_info",
+			r:    udp(destroyedRecord(v4, record.DirectionEgress, record.EventClosed, 0, false)),
+			o:    Options{Strict: true},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"10.0.0.5","port":40000},"destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":9000000000,"end":"2026-11-26T04:29:59.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["connection","end"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"17","transport":"udp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"ip":"93.184.216.34","port":443},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"direction":"egress","local":{"ip":"10.0.0.5","port":40000},"remote":{"ip":"93.184.216.34","port":443}}}}`,
+		},
+		{
+			// A record from before transports were written is TCP's.
+			name: "no transport, container without id",
+			r: func() *record.Record {
+				r := corpusRecord(v4, record.DirectionEgress, "", 0)
+				r.Transport, r.Container = "", &record.Container{}
+				return r
+			}(),
+			o:    Options{Strict: true},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"10.0.0.5","port":40000},"destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"ip":"93.184.216.34","port":443},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"direction":"egress","local":{"ip":"10.0.0.5","port":40000},"remote":{"ip":"93.184.216.34","port":443}}}}`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,6 +274,8 @@ func TestValidation(t *testing.T) {
 		"network.direction: " + ecscheck.NotExpected + `: "listening"`:       true,
 		"network.iana_number: " + ecscheck.IANAMismatch + `: "4" for "tcp"`:  true,
 		"network.iana_number: " + ecscheck.IANAMismatch + `: "41" for "tcp"`: true,
+		"network.iana_number: " + ecscheck.IANAMismatch + `: "4" for "udp"`:  true,
+		"network.iana_number: " + ecscheck.IANAMismatch + `: "41" for "udp"`: true,
 	}
 	seen := map[string]int{}
 	docs := 0
@@ -401,6 +454,9 @@ func TestCheck(t *testing.T) {
 		{"time before 1970", func(r *record.Record) { r.Time = time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC) }, "time: 1969-12-31T00:00:00Z is out of range"},
 		{"last_seen after 2261", func(r *record.Record) { r.LastSeen = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC) }, "last_seen: 2262-01-01T00:00:00Z is out of range"},
 		{"process start", func(r *record.Record) { r.Process.Start = time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC) }, "process.start: 0001-01-01T00:00:01Z is out of range"},
+		{"largest netns", func(r *record.Record) { r.NetNS = math.MaxInt64 }, ""},
+		{"netns beyond a long", func(r *record.Record) { r.NetNS = math.MaxInt64 + 1 }, "netns: 9223372036854775808 is out of range"},
+		{"counter beyond a long", func(r *record.Record) { r.Info = &record.TCPInfo{BytesReceived: math.MaxUint64} }, "tcp_info.bytes_received: 18446744073709551615 is out of range"},
 	}
 	for _, tt := range tests {
 		r := *ok

@@ -18,12 +18,15 @@ import (
 // document passes the ECS validation.
 func FuzzDocument(f *testing.F) {
 	enc := codec.NewEncoder()
-	for _, mask := range []int{0, withProcess | withUser, allEnrichments} {
+	for _, mask := range []int{0, withProcess | withUser | withNetNS, allEnrichments} {
 		for _, ev := range []string{"", record.EventClosed} {
 			f.Add(append([]byte(nil), enc.Encode(corpusRecord(families[2], record.DirectionIngress, ev, mask))...))
 			f.Add(append([]byte(nil), enc.Encode(corpusRecord(families[0], record.DirectionListening, ev, mask))...))
+			f.Add(append([]byte(nil), enc.Encode(udp(corpusRecord(families[0], record.DirectionListening, ev, mask)))...))
+			f.Add(append([]byte(nil), enc.Encode(udp(corpusRecord(families[1], record.DirectionEgress, ev, mask)))...))
 		}
 	}
+	f.Add(append([]byte(nil), enc.Encode(udp(destroyedRecord(families[1], record.DirectionIngress, record.EventClosed, allEnrichments, true)))...))
 	for _, name := range []string{"testdata/metricbeat_example.record.json", "../sockecs/testdata/input.ndjson"} {
 		data, err := os.ReadFile(name)
 		if err != nil {

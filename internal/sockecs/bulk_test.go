@@ -222,7 +222,7 @@ func TestBulkAccepted(t *testing.T) {
 			t.Fatal(err)
 		}
 		status, resp := postBulk(t, srv.URL, []byte(body))
-		if status != 200 || resp.Errors || len(resp.Items) != 6 {
+		if status != 200 || resp.Errors || len(resp.Items) != inputDocs {
 			t.Errorf("%v: status %d, errors %v, %d items: %+v", args, status, resp.Errors, len(resp.Items), resp)
 			continue
 		}
@@ -234,7 +234,7 @@ func TestBulkAccepted(t *testing.T) {
 	}
 	es.mu.Lock()
 	defer es.mu.Unlock()
-	for index, want := range map[string]int{"metrics-system.socket-default": 12, "logs-sockets-prod": 6, "sockets": 6} {
+	for index, want := range map[string]int{"metrics-system.socket-default": 2 * inputDocs, "logs-sockets-prod": inputDocs, "sockets": inputDocs} {
 		if got := len(es.docs[index]); got != want {
 			t.Errorf("%s holds %d documents, want %d", index, got, want)
 		}

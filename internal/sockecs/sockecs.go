@@ -42,7 +42,13 @@ system/socket metricset writes it (@timestamp, agent.*, event.*,
 metricset.name, network.*, server/source/destination, process.*, user.*,
 error.code, system.socket.*), plus ecs.version, host.name,
 network.transport, event.kind/category/type/action, process.parent.pid,
-process.start, and event.start / event.end for closed sockets.
+process.start, event.start / event.end for closed sockets, container.id
+when the process runs in a container (sockproc), and
+system.socket.netns, the inode of the socket's network namespace, when
+the record has it.
+UDP sockets map as TCP ones do: network.transport "udp"; an unconnected
+one is a listener (network.direction "listening", its local end the
+server), a connected one ingress or egress.
   event.duration (ns): for closed sockets event.end - event.start; for the
   others, as in the original, from the start of the dump to when sockecs
   built the document (the pipeline's latency, process and DNS lookups
@@ -56,7 +62,8 @@ destination.bytes/packets (and server.*) for the destination's, from
 tcp_info bytes_acked/segs_out (the local end) and bytes_received/segs_in
 (the remote end), and network.bytes/packets their sums.
 --strict-ecs writes what ECS 9.4 expects where the original departs from
-it: network.iana_number "6" (not "4"/"41"), no "listening" in
+it: network.iana_number "6" for TCP and "17" for UDP (not the
+family's "4"/"41", which the default keeps for UDP too), no "listening" in
 network.direction (system.socket.direction has it), host.hostname instead
 of agent.hostname, client/server beside source/destination, related.*,
 *.domain and *.registered_domain, process.command_line, error.message.

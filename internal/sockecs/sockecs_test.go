@@ -23,6 +23,10 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // t0 is the time of the first record of testdata/input.ndjson.
 var t0 = time.Date(2026, 11, 26, 4, 30, 0, 123456789, time.UTC)
 
+// inputDocs is how many documents testdata/input.ndjson makes: one per
+// good socket record.
+const inputDocs = 9
+
 // fixedEnv builds every document 1.5 ms after the last record's time, on
 // host "web-1".
 var fixedEnv = Env{
@@ -105,8 +109,8 @@ func TestGolden(t *testing.T) {
 				}
 				lines = docs
 			}
-			if len(lines) != 6 {
-				t.Errorf("%d documents, want 6 (one per good socket record)", len(lines))
+			if len(lines) != inputDocs {
+				t.Errorf("%d documents, want %d (one per good socket record)", len(lines), inputDocs)
 			}
 			if !strings.Contains(tt.golden, "strict") {
 				return
@@ -172,7 +176,7 @@ func TestHostnameFailure(t *testing.T) {
 	if !strings.Contains(stderr, "sockecs: host name: uname: no (agent.hostname and host.name left out)") {
 		t.Errorf("stderr: %s", stderr)
 	}
-	if strings.Contains(stdout, `"agent":{`) || strings.Contains(stdout, `"host":{`) || strings.Count(stdout, "\n") != 6 {
+	if strings.Contains(stdout, `"agent":{`) || strings.Contains(stdout, `"host":{`) || strings.Count(stdout, "\n") != inputDocs {
 		t.Errorf("stdout:\n%s", stdout)
 	}
 }
