@@ -1,5 +1,6 @@
 // Package proctable finds the process that holds a socket open, by the
-// socket's inode, from a proc filesystem.
+// socket's inode, from a proc filesystem, and the container that process
+// runs in.
 //
 // The expensive part is the walk of every /proc/PID/fd directory: one
 // readlink for every descriptor of every process. A Table therefore keeps
@@ -10,6 +11,13 @@
 // snapshot, and only when one of its sockets is asked about: an entry whose
 // start time changed (the pid was reused) or whose process is gone is
 // dropped. A stream with no socket to look up costs no /proc read at all.
+//
+// # Containers
+//
+// The container of a process comes from /proc/PID/cgroup (see package
+// cgroup), read once per process with its other details, under the same
+// root: a Table over a host's /proc mounted in a container reads the
+// host's processes and their containers.
 //
 // # Shared sockets
 //
@@ -43,6 +51,7 @@ import (
 
 	"github.com/prometheus/procfs"
 
+	"github.com/sockpipe/sockpipe/internal/cgroup"
 	"github.com/sockpipe/sockpipe/internal/record"
 )
 
@@ -62,7 +71,7 @@ type Stats struct {
 	Walks     int           // walks of every /proc/PID/fd
 	FDDirs    int           // /proc/PID/fd directories read
 	FDLinks   int           // descriptor links read
-	ProcFiles int           // other per-process files read: stat, cmdline, exe
+	ProcFiles int           // other per-process files read: stat, cmdline, exe, cgroup
 	WalkTime  time.Duration // time spent walking
 }
 
@@ -118,6 +127,7 @@ type proc struct {
 	comm    string
 	checked uint64 // gen+1 of the snapshot in which start was confirmed
 	rec     *record.Process
+	ctr     *record.Container // nil outside containers; read with rec
 }
 
 // New returns a table over the proc filesystem mounted at root
@@ -153,8 +163,16 @@ func (t *Table) EndSnapshot() { t.gen++ }
 // would have found the socket. The returned Process is shared with the
 // cache and must not be modified.
 func (t *Table) Lookup(inode uint64, seen time.Time, mayWalk bool) *record.Process {
+	p, _ := t.Owner(inode, seen, mayWalk)
+	return p
+}
+
+// Owner is Lookup that also returns the container the process runs in, or
+// nil when the process runs in none or was not found. Both are shared with
+// the cache and must not be modified.
+func (t *Table) Owner(inode uint64, seen time.Time, mayWalk bool) (*record.Process, *record.Container) {
 	if inode == 0 {
-		return nil
+		return nil, nil
 	}
 	t.stats.Lookups++
 	if p := t.indexed(inode); p != nil {
@@ -168,7 +186,7 @@ func (t *Table) Lookup(inode uint64, seen time.Time, mayWalk bool) *record.Proce
 		}
 	}
 	t.stats.NotFound++
-	return nil
+	return nil, nil
 }
 
 func (t *Table) mayWalk(seen time.Time) bool {
@@ -263,14 +281,21 @@ func ParseStat(b []byte) (Stat, error) {
 	return s, nil
 }
 
-// details returns the record of p, reading its executable and command line
-// the first time.
-func (t *Table) details(p *proc) *record.Process {
+// details returns the record and the container of p, reading its
+// executable, command line and cgroup the first time.
+func (t *Table) details(p *proc) (*record.Process, *record.Container) {
 	if p.rec != nil {
-		return p.rec
+		return p.rec, p.ctr
 	}
 	r := &record.Process{PID: p.pid, PPID: p.ppid, Name: p.comm}
-	t.stats.ProcFiles += 3
+	t.stats.ProcFiles += 4
+	p.ctr = nil
+	// Unreadable (the process exited, or a hardened /proc): no container.
+	if b, err := os.ReadFile(filepath.Join(t.root, strconv.Itoa(p.pid), "cgroup")); err == nil {
+		if id := cgroup.ContainerID(b); id != "" {
+			p.ctr = &record.Container{ID: id}
+		}
+	}
 	if pp, err := t.fs.Proc(p.pid); err == nil {
 		if exe, err := pp.Executable(); err == nil {
 			r.Executable = exe
@@ -284,7 +309,7 @@ func (t *Table) details(p *proc) *record.Process {
 		r.Start = boot.Add(time.Duration(p.start) * (time.Second / userHZ)).UTC()
 	}
 	p.rec = r
-	return r
+	return r, p.ctr
 }
 
 func (t *Table) bootTime() time.Time {

@@ -27,6 +27,7 @@ type fixProc struct {
 	exe       string
 	args      []string
 	fds       map[int]string // descriptor -> link target
+	cgroup    string         // the cgroup file; none when empty
 }
 
 func statLine(p fixProc) string {
@@ -79,6 +80,9 @@ func writeProc(t *testing.T, root string, p fixProc) {
 	}
 	for fd, target := range p.fds {
 		must(os.Symlink(target, filepath.Join(dir, "fd", strconv.Itoa(fd))))
+	}
+	if p.cgroup != "" {
+		must(os.WriteFile(filepath.Join(dir, "cgroup"), []byte(p.cgroup), 0o444))
 	}
 }
 
@@ -153,6 +157,69 @@ func TestLookup(t *testing.T) {
 	}
 	if s.FDDirs != 3 || s.FDLinks != 8 {
 		t.Errorf("fd_dirs=%d fd_links=%d, want 3 and 8: %v", s.FDDirs, s.FDLinks, s)
+	}
+}
+
+const (
+	dockerID = "9e1987cf07ac408dc51d2803c828d32d4efea2ef46e426a60f143a8444b7f5ed"
+	podID    = "8f2fa4fc6db8bfcb9d9943b00d25b8b24749b7903619cf2ca626f673d953b6c8"
+)
+
+// TestOwnerContainer finds the container of each process from its cgroup
+// file, once per process, and again when the pid names another process.
+func TestOwnerContainer(t *testing.T) {
+	t.Parallel()
+	inDocker := nginx
+	inDocker.cgroup = "0::/system.slice/docker-" + dockerID + ".scope\n"
+	onHost := curl
+	onHost.cgroup = "0::/user.slice/user-1000.slice/session-2.scope\n"
+	noFile := fixProc{pid: 7, ppid: 1, comm: "gone", start: 9, fds: map[int]string{3: sock(7001)}}
+	root := newFixture(t, inDocker, worker, onHost, noFile)
+	tab, c := newTable(t, root)
+	seen := c.t.Add(-time.Second)
+
+	tests := []struct {
+		name  string
+		inode uint64
+		pid   int
+		want  *record.Container
+	}{
+		{"in a container", 1002, 100, &record.Container{ID: dockerID}},
+		{"same process, another socket", 1001, 100, &record.Container{ID: dockerID}},
+		{"on the host", 3001, 42, nil},
+		{"no cgroup file", 7001, 7, nil},
+		{"not found", 9999, 0, nil},
+	}
+	for _, tt := range tests {
+		p, ctr := tab.Owner(tt.inode, seen, true)
+		gotPID := 0
+		if p != nil {
+			gotPID = p.PID
+		}
+		if gotPID != tt.pid {
+			t.Errorf("%s: Owner(%d) process %+v, want pid %d", tt.name, tt.inode, p, tt.pid)
+		}
+		if diff := cmp.Diff(tt.want, ctr); diff != "" {
+			t.Errorf("%s: Owner(%d) container (-want +got):\n%s", tt.name, tt.inode, diff)
+		}
+	}
+	// Details, cgroup included, are read once per process: 4 files for
+	// each of the 3 found, plus one stat per process in the walk.
+	if s := tab.Stats(); s.ProcFiles != 3*4+4 {
+		t.Errorf("proc_files = %d, want %d: %v", s.ProcFiles, 3*4+4, s)
+	}
+
+	// The pid is reused by a process of a Kubernetes pod.
+	reused := fixProc{pid: 100, ppid: 55, comm: "app", start: 80000, fds: map[int]string{3: sock(1002)},
+		cgroup: "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod8a3f1f0c_3a4d_4b1e_9c57_2f6e0d9b7a11.slice/cri-containerd-" + podID + ".scope\n"}
+	writeProc(t, root, reused)
+	tab.EndSnapshot()
+	if _, ctr := tab.Owner(1002, seen, true); !cmp.Equal(ctr, &record.Container{ID: podID}) {
+		t.Errorf("after pid reuse: container %+v, want %s", ctr, podID)
+	}
+	// Lookup is Owner without the container.
+	if p := tab.Lookup(1002, seen, true); p == nil || p.Name != "app" {
+		t.Errorf("Lookup(1002) = %+v, want app", p)
 	}
 }
 

@@ -1,5 +1,6 @@
 // Package sockproc implements the sockproc program: it adds to each socket
-// record the process that holds the socket open and the user that owns it.
+// record the process that holds the socket open, the container that
+// process runs in, and the user that owns the socket.
 package sockproc
 
 import (
@@ -35,6 +36,13 @@ Output: the same records; each socket record gets
     "process has exited. inode=0, tcp_state=STATE" for a socket that no
     has no inode (closing, time-wait, or a syn-recv request socket, as
     the original metricset reports them); never on "closed" events;
+  "container": {"id":"9e1987cf07ac…"}
+    when the process was found and runs in a container: the container's
+    64-hex-digit id, from /proc/PID/cgroup (read once per process), for
+    Docker, containerd and CRI-O (Kubernetes), Podman and runtimes that
+    name their cgroups the same way, under cgroup v1 and v2; the innermost
+    when containers are nested; none for conmon, which runs outside the
+    container it monitors. An input container is kept, its id replaced;
   "user": {"id":"1000","name":"jaime","full_name":"Jaime Soriano Pastor"}
     the socket's owner uid, with the login name and the GECOS full name
     from the passwd file; uid 0 is "root"; unknown uids keep only "id".
@@ -50,6 +58,12 @@ see every process (root has both, except in containers that drop
 CAP_SYS_PTRACE, as Docker does by default). Without them, only the processes that this user may trace
 are seen: a warning is written once at start, and sockets of other users
 get neither a process nor an error.
+
+In a container: run it in the host's PID and cgroup namespaces with the
+host's /proc mounted, e.g. docker run --pid=host --cgroupns=host
+-v /proc:/host/proc:ro --cap-add SYS_PTRACE --cap-add DAC_READ_SEARCH, and
+give --proc /host/proc. In a private cgroup namespace, processes of
+sockproc's own container show no container.
 
 Exit codes:
   0  success, or stopped by SIGINT/SIGTERM or a closed stdout
@@ -180,8 +194,16 @@ func (p *processor) socket(r *record.Record) {
 		r.User = &record.User{ID: strconv.FormatUint(uint64(r.UID), 10), Name: e.Name, FullName: e.FullName}
 	}
 	closed := r.Event == record.EventClosed
-	if proc := p.tab.Lookup(r.Inode, r.Time, !closed); proc != nil {
+	if proc, ctr := p.tab.Owner(r.Inode, r.Time, !closed); proc != nil {
 		r.Process, r.ProcessError = proc, ""
+		switch {
+		case ctr == nil:
+		case r.Container == nil:
+			r.Container = ctr
+		default:
+			// Members added upstream stay; the container is the record's own.
+			r.Container.ID = ctr.ID
+		}
 		return
 	}
 	if r.Process != nil || closed || !p.privileged {

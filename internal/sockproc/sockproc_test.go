@@ -211,11 +211,11 @@ func TestRunStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `sockproc: stats: snapshot=2026-11-26T04:30:00.000Z sockets=4 lookups=4 hits=1 not_found=2 walks=1 fd_dirs=1 fd_links=3 proc_files=4
+	want := `sockproc: stats: snapshot=2026-11-26T04:30:00.000Z sockets=4 lookups=4 hits=1 not_found=2 walks=1 fd_dirs=1 fd_links=3 proc_files=5
 sockproc: stats: snapshot=2026-11-26T04:30:00.000Z sockets=1 lookups=1 hits=1 not_found=0 walks=0 fd_dirs=0 fd_links=0 proc_files=1
 sockproc: stats: snapshot=2026-11-26T04:30:00.000Z sockets=0 lookups=0 hits=0 not_found=0 walks=0 fd_dirs=0 fd_links=0 proc_files=0
 sockproc: stats: end sockets=0 lookups=0 hits=0 not_found=0 walks=0 fd_dirs=0 fd_links=0 proc_files=0
-sockproc: stats: total sockets=5 lookups=5 hits=2 not_found=2 walks=1 fd_dirs=1 fd_links=3 proc_files=5
+sockproc: stats: total sockets=5 lookups=5 hits=2 not_found=2 walks=1 fd_dirs=1 fd_links=3 proc_files=6
 `
 	// The walk's duration varies; its presence is checked, not its value.
 	got := regexp.MustCompile(` walk_ms=[0-9]+\.[0-9]`).ReplaceAllString(stderr, "")
@@ -263,3 +263,74 @@ func TestNotFound(t *testing.T) {
 }
 
 func errHelp() error { return flag.ErrHelp }
+
+// TestRunContainer checks container.id: set for a process found in a
+// container, the input's container kept (its id replaced) otherwise
+// untouched, nothing for a host process.
+func TestRunContainer(t *testing.T) {
+	t.Parallel()
+	const id = "9e1987cf07ac408dc51d2803c828d32d4efea2ef46e426a60f143a8444b7f5ed"
+	const other = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	inContainer := func(t *testing.T, cgroup string) []string {
+		procRoot, passwd := fixture(t)
+		if cgroup != "" {
+			if err := os.WriteFile(filepath.Join(procRoot, "100", "cgroup"), []byte(cgroup), 0o444); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return []string{"--proc", procRoot, "--passwd", passwd}
+	}
+	ctr := `,"container":{"id":"` + id + `"}`
+	tests := []struct {
+		name   string
+		cgroup string
+		in     []string
+		want   []string
+	}{{
+		name:   "docker, cgroup v2",
+		cgroup: "0::/system.slice/docker-" + id + ".scope\n",
+		in:     []string{sockLine("listening", 1001, -1, ""), sockLine("established", 1002, -1, "")},
+		want:   []string{sockLine("listening", 1001, -1, ","+nginxJSON+ctr), sockLine("established", 1002, -1, ","+nginxJSON+ctr)},
+	}, {
+		name:   "kubernetes, cgroup v1",
+		cgroup: "2:memory:/kubepods/besteffort/pod8a3f1f0c-3a4d-4b1e-9c57-2f6e0d9b7a11/" + id + "\n1:name=systemd:/kubepods/besteffort/pod8a3f1f0c-3a4d-4b1e-9c57-2f6e0d9b7a11/" + id + "\n",
+		in:     []string{sockLine("listening", 1001, -1, "")},
+		want:   []string{sockLine("listening", 1001, -1, ","+nginxJSON+ctr)},
+	}, {
+		name:   "an input container keeps its other members",
+		cgroup: "0::/system.slice/docker-" + id + ".scope\n",
+		in:     []string{sockLine("listening", 1001, -1, `,"container":{"id":"`+other+`","name":"web"}`)},
+		want:   []string{sockLine("listening", 1001, -1, ","+nginxJSON+`,"container":{"id":"`+id+`","name":"web"}`)},
+	}, {
+		name:   "process not found: the input's container is kept",
+		cgroup: "0::/system.slice/docker-" + id + ".scope\n",
+		in:     []string{sockLine("established", 7777, -1, `,"container":{"id":"`+other+`"}`)},
+		want:   []string{sockLine("established", 7777, -1, `,"process_error":"process not found. inode=7777, tcp_state=established","container":{"id":"`+other+`"}`)},
+	}, {
+		name:   "host process",
+		cgroup: "0::/system.slice/nginx.service\n",
+		in:     []string{sockLine("listening", 1001, -1, "")},
+		want:   []string{sockLine("listening", 1001, -1, ","+nginxJSON)},
+	}, {
+		name:   "conmon",
+		cgroup: "0::/machine.slice/libpod-conmon-" + id + ".scope\n",
+		in:     []string{sockLine("listening", 1001, -1, "")},
+		want:   []string{sockLine("listening", 1001, -1, ","+nginxJSON)},
+	}, {
+		name: "no cgroup file",
+		in:   []string{sockLine("listening", 1001, -1, "")},
+		want: []string{sockLine("listening", 1001, -1, ","+nginxJSON)},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			stdout, stderr, err := runWith(t, true, inContainer(t, tt.cgroup), strings.Join(tt.in, "\n")+"\n")
+			if err != nil || stderr != "" {
+				t.Fatalf("err = %v, stderr = %q", err, stderr)
+			}
+			if diff := cmp.Diff(strings.Join(tt.want, "\n")+"\n", stdout); diff != "" {
+				t.Errorf("stdout (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
