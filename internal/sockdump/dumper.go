@@ -1,6 +1,7 @@
 package sockdump
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
@@ -67,6 +68,9 @@ func Open(path string, protocols []uint8) (*Dumper, error) {
 			return nil, err
 		}
 		defer unix.Close(fd)
+		if !isNetNS(path) {
+			return nil, fmt.Errorf("%s is not a network namespace (want /proc/PID/ns/net or /run/netns/NAME)", path)
+		}
 	}
 	conn, err := dialNS(nsPath, fd)
 	if err != nil {

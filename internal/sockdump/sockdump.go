@@ -549,15 +549,12 @@ func openNS(path string) (int, error) {
 // fd (named path in errors), or in the current one when fd is 0.
 func dialNS(path string, fd int) (*inetdiag.Conn, error) {
 	conn, err := inetdiag.Dial(fd)
-	var se *os.SyscallError
-	if err != nil && errors.As(err, &se) && se.Syscall == "setns" {
-		switch {
-		case errors.Is(err, unix.EPERM):
-			return nil, fmt.Errorf("enter network namespace %s (CAP_SYS_ADMIN is needed): %w", path, inetdiag.ErrPermission)
-		case errors.Is(err, unix.EINVAL):
-			return nil, fmt.Errorf("enter network namespace: %s is not a network namespace", path)
+	if err != nil && fd != 0 {
+		// Entering the namespace (setns) is what needs privilege; the
+		// netlink package reports only the errno.
+		if errors.Is(err, inetdiag.ErrPermission) {
+			return nil, fmt.Errorf("enter network namespace %s: CAP_SYS_ADMIN is needed: %w", path, inetdiag.ErrPermission)
 		}
-		return nil, fmt.Errorf("enter network namespace %s: %w", path, se)
 	}
 	return conn, err
 }

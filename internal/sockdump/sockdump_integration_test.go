@@ -353,19 +353,19 @@ func TestIntegrationUnprivileged(t *testing.T) {
 	}
 }
 
-// runEvents runs sockdump --interval 1h --events in-process and returns
+// runEvents runs sockdump --interval 1h --events and args in-process and returns
 // its output lines once the first snapshot is out (the subscription is in
 // place then), a cancel that ends the reading early (by timeout), and a
 // stop that ends sockdump, fails the test if it failed, and returns its
 // stderr.
-func runEvents(t *testing.T) (*bufio.Scanner, context.CancelFunc, func() string) {
+func runEvents(t *testing.T, args ...string) (*bufio.Scanner, context.CancelFunc, func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, []string{"--interval", "1h", "--events"}, nil, pw, &stderr)
+		done <- Run(ctx, append([]string{"--interval", "1h", "--events"}, args...), nil, pw, &stderr)
 		pw.Close()
 	}()
 	lines := bufio.NewScanner(pr)

@@ -1,0 +1,223 @@
+package sockdump
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/testprog"
+)
+
+// sockID names a socket across namespaces: the namespace, transport and
+// both ends as Go prints addresses.
+type sockID struct {
+	netns            uint64
+	transport        string
+	local, remote    string
+	destroyedOrState string
+}
+
+func hostPort(ip string, port uint16) string {
+	return net.JoinHostPort(ip, strconv.Itoa(int(port)))
+}
+
+// fixtureWant is what sockdump must say of a sockfix socket.
+func fixtureWant(s testprog.Sock) (state, direction string) {
+	switch s.Transport + " " + s.Role {
+	case "tcp listener":
+		return "listening", "listening"
+	case "tcp client":
+		return "established", "egress"
+	case "tcp server":
+		return "established", "ingress"
+	case "tcp timewait":
+		return "time-wait", "egress"
+	case "udp bound":
+		return "closed", "listening"
+	case "udp client":
+		return "established", "egress"
+	case "udp server":
+		return "established", "ingress"
+	}
+	panic("unknown sockfix socket " + s.Transport + " " + s.Role)
+}
+
+// remoteOf is the remote end a record gives a sockfix socket: the
+// any-address of the socket's family and port 0 when it has none.
+func remoteOf(s testprog.Sock) string {
+	if s.Remote != "-" {
+		return s.Remote
+	}
+	if strings.HasPrefix(s.Local, "[") {
+		return "[::]:0"
+	}
+	return "0.0.0.0:0"
+}
+
+// TestIntegrationAllNetNS puts the same listener address and the same
+// connections into two network namespaces, and a TIME_WAIT connection
+// into a third that no process holds, and dumps with --all-netns --udp:
+// every socket is found once, tagged with its namespace, with the
+// direction decided by its own namespace's listeners.
+func TestIntegrationAllNetNS(t *testing.T) {
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
+	a, b, pinned := testprog.NewNetNS(t), testprog.NewNetNS(t), testprog.NewNetNS(t)
+	args := []string{"-tcp", "127.0.0.1:8080", "-udp", "127.0.0.1:5353", "-udp", "[::1]:5353"}
+	fixtures := map[uint64]*testprog.Fixture{
+		a.Ino: testprog.StartFixture(t, a, bin, args...),
+		b.Ino: testprog.StartFixture(t, b, bin, args...),
+	}
+	out, err := exec.Command("ip", "netns", "exec", pinned.Name, bin, "-timewait", "127.0.0.1:8080").Output()
+	if err != nil {
+		t.Fatalf("sockfix -timewait: %v", err)
+	}
+	fs := strings.Fields(string(out))
+	if len(fs) < 4 {
+		t.Fatalf("sockfix -timewait said %q", out)
+	}
+	tw := testprog.Sock{Transport: fs[0], Role: fs[1], Local: fs[2], Remote: fs[3]}
+
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := Run(ctx, []string{"--all-netns", "--udp"}, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("Run: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Count(stdout.String(), "\n")
+	got := map[sockID][]*record.Record{}
+	var snaps []*record.Record
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		r, err := codec.Decode(sc.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Type == record.TypeSnapshot {
+			snaps = append(snaps, r)
+			continue
+		}
+		id := sockID{r.NetNS, r.Transport, hostPort(r.Local.IP, r.Local.Port), hostPort(r.Remote.IP, r.Remote.Port), ""}
+		got[id] = append(got[id], r)
+	}
+	if len(snaps) != 1 || snaps[0].Namespaces < 4 || snaps[0].Sockets != lines-1 {
+		t.Errorf("snapshot records %+v (%d lines); want one, over at least 4 namespaces", snaps, lines)
+	}
+	check := func(ns uint64, s testprog.Sock) {
+		t.Helper()
+		id := sockID{ns, s.Transport, s.Local, remoteOf(s), ""}
+		rs := got[id]
+		if len(rs) != 1 {
+			t.Errorf("netns %d, %v: %d records, want 1", ns, s, len(rs))
+			return
+		}
+		state, dir := fixtureWant(s)
+		if r := rs[0]; r.State != state || r.Direction != dir {
+			t.Errorf("netns %d, %v: state %s direction %s, want %s %s", ns, s, r.State, r.Direction, state, dir)
+		}
+	}
+	for ns, f := range fixtures {
+		if len(f.Socks) != 9 {
+			t.Fatalf("sockfix held %d sockets, want 9: %v", len(f.Socks), f.Socks)
+		}
+		for _, s := range f.Socks {
+			check(ns, s)
+		}
+	}
+	check(pinned.Ino, tw)
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if line != "" && !strings.Contains(line, "could not read the network namespace of") {
+			t.Errorf("stderr: %s", line)
+		}
+	}
+}
+
+// TestIntegrationAllNetNSUnprivileged: nobody cannot enter other
+// namespaces; sockdump dumps its own, names once each namespace it
+// skipped and why, and counts them in the snapshot record.
+func TestIntegrationAllNetNSUnprivileged(t *testing.T) {
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdump")
+	ns := testprog.NewNetNS(t)
+	l := listen(t, "tcp4", "127.0.0.1:0")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--all-netns", "--interval", "10ms", "--count", "3")
+	testprog.AsNobody(t, cmd)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sockdump --all-netns as nobody: %v\n%s", err, stderr.String())
+	}
+	socks, snap := parse(t, out)
+	if snap == nil || snap.NamespacesSkipped < 1 || snap.Namespaces != 1 {
+		t.Errorf("snapshot %+v; want 1 namespace dumped and the test's skipped", snap)
+	}
+	la := l.Addr().(*net.TCPAddr)
+	if socks[endpoints("127.0.0.1", uint16(la.Port), "0.0.0.0", 0)] == nil {
+		t.Errorf("own namespace's listener %v missing", la)
+	}
+	for _, r := range socks {
+		if r.NetNS == ns.Ino {
+			t.Errorf("a socket of the namespace nobody cannot enter: %+v", r)
+		}
+	}
+	skip := fmt.Sprintf("skipped network namespace net:[%d] (%s)", ns.Ino, ns.Path)
+	if n := strings.Count(stderr.String(), skip); n != 1 || !strings.Contains(stderr.String(), "CAP_SYS_ADMIN") {
+		t.Errorf("stderr names the skipped namespace %d times, want once with the capability needed:\n%s", n, stderr.String())
+	}
+}
+
+// TestIntegrationAllNetNSEvents: with --events, the destroy notifications
+// of every namespace come, tagged with it, for TCP and UDP, with the
+// direction of the last dump.
+func TestIntegrationAllNetNSEvents(t *testing.T) {
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
+	ns := testprog.NewNetNS(t)
+	f := testprog.StartFixture(t, ns, bin, "-tcp", "127.0.0.1:8080", "-udp", "[::1]:5353")
+	want := map[sockID]bool{}
+	for _, s := range f.Socks {
+		_, dir := fixtureWant(s)
+		want[sockID{ns.Ino, s.Transport, s.Local, remoteOf(s), dir}] = true
+	}
+	lines, cancel, stop := runEvents(t, "--all-netns", "--udp")
+	defer cancel()
+	f.Stop()
+	timeout := time.AfterFunc(10*time.Second, cancel)
+	defer timeout.Stop()
+	found := 0
+	var got []sockID
+	for found < len(want) && lines.Scan() {
+		r, err := codec.Decode(lines.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != record.TypeDestroyed || r.NetNS != ns.Ino {
+			continue
+		}
+		id := sockID{r.NetNS, r.Transport, hostPort(r.Local.IP, r.Local.Port), hostPort(r.Remote.IP, r.Remote.Port), r.Direction}
+		got = append(got, id)
+		if want[id] {
+			found++
+		}
+	}
+	stderr := stop()
+	if found != len(want) {
+		t.Errorf("found %d of the destroyed sockets %v; got %v", found, want, got)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if line != "" && !strings.Contains(line, "could not read the network namespace of") {
+			t.Errorf("stderr: %s", line)
+		}
+	}
+}
