@@ -36,6 +36,9 @@ import (
 //	connect ADDR      connect to ADDR, print "ready LOCALPORT", hold until
 //	                  stdin closes
 //	sockproc ARGS...  run sockproc
+//	sockproc-hostproc ARGS...
+//	                  run sockproc in PID and mount namespaces of its
+//	                  own, the host's /proc at $SOCKPROC_HOSTPROC
 func TestMain(m *testing.M) {
 	switch os.Getenv("SOCKPROC_HELPER") {
 	case "":
@@ -47,6 +50,8 @@ func TestMain(m *testing.M) {
 	case "sockproc":
 		err := Run(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 		os.Exit(cli.Code("sockproc", err, os.Stderr))
+	case "sockproc-hostproc":
+		helperHostProc(os.Args[2:])
 	}
 	os.Exit(0)
 }
