@@ -2,6 +2,7 @@ package sockdump
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/sockpipe/sockpipe/internal/inetdiag"
@@ -46,6 +47,67 @@ func TestDirection(t *testing.T) {
 	} {
 		if got := l.Direction(tt.s); got != tt.want {
 			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func udpSock(family uint8, state uint8, src string, sport uint16, dst string, dport uint16) *inetdiag.Socket {
+	s := sock(family, state, src, sport, dst, dport)
+	s.Protocol = inetdiag.ProtoUDP
+	return s
+}
+
+// UDP has no LISTEN state: an unconnected socket is the listener, and the
+// listeners of one protocol say nothing of the other's sockets.
+func TestDirectionUDP(t *testing.T) {
+	t.Parallel()
+	const est, unconn = inetdiag.StateEstablished, inetdiag.StateClose
+	v4, v6 := uint8(inetdiag.AFInet), uint8(inetdiag.AFInet6)
+	l := Listeners{}
+	for _, s := range []*inetdiag.Socket{
+		udpSock(v4, unconn, "0.0.0.0", 53, "0.0.0.0", 0),
+		udpSock(v6, unconn, "::1", 443, "::", 0),
+		sock(v4, inetdiag.StateListen, "127.0.0.1", 8080, "0.0.0.0", 0), // TCP
+		udpSock(v4, est, "127.0.0.1", 40000, "127.0.0.1", 53),           // not a listener
+	} {
+		l.Add(s)
+	}
+	for _, tt := range []struct {
+		name string
+		s    *inetdiag.Socket
+		want string
+	}{
+		{"unconnected is listening", udpSock(v4, unconn, "127.0.0.1", 9999, "0.0.0.0", 0), "listening"},
+		{"connected from a listener's port", udpSock(v4, est, "10.0.0.1", 53, "10.0.0.2", 40000), "ingress"},
+		{"connected ipv6, same address", udpSock(v6, est, "::1", 443, "::1", 50000), "ingress"},
+		{"connected client", udpSock(v4, est, "127.0.0.1", 40000, "127.0.0.1", 53), "egress"},
+		{"a TCP listener's port says nothing of UDP", udpSock(v4, est, "127.0.0.1", 8080, "127.0.0.1", 40000), "egress"},
+		{"a UDP listener's port says nothing of TCP", sock(v4, est, "127.0.0.1", 53, "127.0.0.1", 40000), "egress"},
+		{"a closed TCP socket is not listening", sock(v4, unconn, "127.0.0.1", 9999, "0.0.0.0", 0), "egress"},
+	} {
+		if got := l.Direction(tt.s); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestParseProtocols(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want []uint8
+		err  bool
+	}{
+		{in: "tcp", want: []uint8{inetdiag.ProtoTCP}},
+		{in: "udp", want: []uint8{inetdiag.ProtoUDP}},
+		{in: "tcp,udp", want: []uint8{inetdiag.ProtoTCP, inetdiag.ProtoUDP}},
+		{in: "UDP, tcp,udp", want: []uint8{inetdiag.ProtoUDP, inetdiag.ProtoTCP}},
+		{in: "", err: true},
+		{in: "tcp,sctp", err: true},
+	} {
+		got, err := ParseProtocols(tt.in)
+		if (err != nil) != tt.err || !slices.Equal(got, tt.want) {
+			t.Errorf("ParseProtocols(%q) = %v, %v; want %v (error %v)", tt.in, got, err, tt.want, tt.err)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/inetdiag"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/testprog"
 )
@@ -218,6 +219,50 @@ func TestIntegrationAllNetNSEvents(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
 		if line != "" && !strings.Contains(line, "could not read the network namespace of") {
 			t.Errorf("stderr: %s", line)
+		}
+	}
+}
+
+// TestIntegrationUDPAgreesWithSS dumps bound and connected UDP sockets,
+// IPv4 and IPv6, with --udp: ss -u must agree on state, uid and inode,
+// and the direction follows the listener rule.
+func TestIntegrationUDPAgreesWithSS(t *testing.T) {
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("ss not installed")
+	}
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
+	f := testprog.StartFixture(t, testprog.NetNS{}, bin, "-udp", "127.0.0.1:0", "-udp", "[::1]:0")
+	d, err := Open("", []uint8{inetdiag.ProtoTCP, inetdiag.ProtoUDP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var buf bytes.Buffer
+	if err := d.Snapshot(func(b []byte) error { buf.Write(b); return nil }, 0); err != nil {
+		t.Fatal(err)
+	}
+	socks := map[string]*record.Record{}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		r, err := codec.Decode([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Type == record.TypeSocket && r.Transport == record.TransportUDP {
+			socks[hostPort(r.Local.IP, r.Local.Port)+" "+hostPort(r.Remote.IP, r.Remote.Port)] = r
+		}
+	}
+	ss := runSS(t, "-u")
+	for _, s := range f.Socks {
+		k := s.Local + " " + remoteOf(s)
+		r, o := socks[k], ss[k]
+		if r == nil || o.state == "" {
+			t.Errorf("%v: sockdump %+v, ss %+v", s, r, o)
+			continue
+		}
+		state, dir := fixtureWant(s)
+		if r.State != state || r.Direction != dir || r.State != o.state || uint64(r.UID) != o.uid || r.Inode != o.inode {
+			t.Errorf("%v: sockdump %s %s uid %d inode %d; ss %s uid %d inode %d; want %s %s",
+				s, r.State, r.Direction, r.UID, r.Inode, o.state, o.uid, o.inode, state, dir)
 		}
 	}
 }

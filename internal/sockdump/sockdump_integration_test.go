@@ -236,11 +236,13 @@ func ssEndpoint(s string) string {
 	return net.JoinHostPort(host, port)
 }
 
-func runSS(t *testing.T) map[string]ssSocket {
+// runSS runs ss with the protocol flag proto (-t, -u) and returns its
+// sockets by local and remote end.
+func runSS(t *testing.T, proto string) map[string]ssSocket {
 	t.Helper()
-	out, err := exec.Command("ss", "-tanHe").Output()
+	out, err := exec.Command("ss", proto+"anHe").Output()
 	if err != nil {
-		t.Skipf("ss -tanHe: %v", err)
+		t.Skipf("ss %sanHe: %v", proto, err)
 	}
 	m := map[string]ssSocket{}
 	for _, line := range strings.Split(string(out), "\n") {
@@ -291,7 +293,7 @@ func TestIntegrationAgreesWithSS(t *testing.T) {
 	// Sockets do not change between the two reads: the test holds them
 	// all and none is closing.
 	socks, _ := snapshot(t)
-	ss := runSS(t)
+	ss := runSS(t, "-t")
 	for _, k := range keys {
 		r, o := socks[k], ss[k]
 		if r == nil {

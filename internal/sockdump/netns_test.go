@@ -1,0 +1,82 @@
+package sockdump
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// A fixture /proc: processes sharing a namespace are hard links of one
+// file, as they share one nsfs inode.
+func TestFindNamespacesFixture(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	proc, pins := filepath.Join(root, "proc"), filepath.Join(root, "netns")
+	mk := func(path string) uint64 {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	link := func(old, path string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(old, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host := mk(proc + "/1/ns/net")
+	link(proc+"/1/ns/net", proc+"/20/ns/net")
+	ctr := mk(proc + "/300/ns/net")
+	link(proc+"/300/ns/net", proc+"/4000/ns/net")
+	os.MkdirAll(proc+"/self/ns", 0o755) // not a pid
+	os.MkdirAll(proc+"/sys", 0o755)
+	os.MkdirAll(proc+"/55", 0o755) // exited: no ns/net
+	mk(pins + "/not-a-namespace")  // a regular file, not nsfs: ignored
+
+	got, denied, err := findNamespaces(proc, []string{pins, filepath.Join(root, "missing")})
+	if err != nil || denied != 0 {
+		t.Fatalf("findNamespaces: %v, %d denied", err, denied)
+	}
+	want := []nsFile{{host, proc + "/1/ns/net"}, {ctr, proc + "/300/ns/net"}}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(nsFile{})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// On the real /proc, sockdump's own namespace is among those found, and
+// namespace files are told from other files.
+func TestFindNamespacesProc(t *testing.T) {
+	t.Parallel()
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
+		t.Skip("no /proc/self/ns/net:", err)
+	}
+	found, _, err := findNamespaces("/proc", PinDirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := false
+	for _, f := range found {
+		ok = ok || f.ino == st.Ino
+	}
+	if !ok {
+		t.Errorf("own namespace net:[%d] not in %v", st.Ino, found)
+	}
+	if !isNetNS("/proc/self/ns/net") || isNetNS("/proc/self/ns/mnt") || isNetNS("/etc/hostname") || isNetNS("/nonexistent") {
+		t.Error("isNetNS does not tell network namespaces from other files")
+	}
+}
