@@ -17,20 +17,26 @@ import (
 	"github.com/sockpipe/sockpipe/internal/record"
 )
 
-// ecsCopy is the project's copy of the ECS entries the documents use.
-var ecsCopy = filepath.Join("..", "..", "testdata", "ecs", "ecs_flat.yml")
+// ecsCopy is the project's copy of the ECS entries the documents use;
+// customFields defines the documents' own fields: the original's
+// system.socket.*, with the project's additions, and the Beats
+// metricset.name.
+var (
+	ecsCopy      = filepath.Join("..", "..", "testdata", "ecs", "ecs_flat.yml")
+	customFields = filepath.Join("..", "..", "testdata", "ecs", "custom_fields.yml")
+)
 
-// customNamespaces are the document's own fields: the original's
-// system.socket.* and the Beats metricset.name.
+// customNamespaces are where the document's own fields live.
 var customNamespaces = []string{"system.socket.", "metricset."}
 
+// loadSchema loads the ECS and the custom field definitions: every field
+// of a document is checked, the custom ones too.
 func loadSchema(t testing.TB) *ecscheck.Schema {
 	t.Helper()
-	s, err := ecscheck.Load(ecsCopy)
+	s, err := ecscheck.Load(ecsCopy, customFields)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Custom = customNamespaces
 	return s
 }
 
@@ -278,6 +284,7 @@ func TestValidation(t *testing.T) {
 		"network.iana_number: " + ecscheck.IANAMismatch + `: "41" for "udp"`: true,
 	}
 	seen := map[string]int{}
+	used := map[string]bool{}
 	docs := 0
 	var d Doc
 	for _, o := range corpusOptions() {
@@ -285,6 +292,9 @@ func TestValidation(t *testing.T) {
 			d.Build(r, t0.Add(time.Millisecond), &o)
 			doc := d.AppendJSON(nil)
 			docs++
+			for i := range d.Fields {
+				used[d.Fields[i].Name] = true
+			}
 			for _, f := range schema.Check(doc) {
 				if o.Strict || !departures[f.String()] {
 					t.Errorf("strict=%v: %s\nin %s", o.Strict, f, doc)
@@ -297,6 +307,15 @@ func TestValidation(t *testing.T) {
 	for f := range departures {
 		if seen[f] == 0 {
 			t.Errorf("default mode never showed the departure %q", f)
+		}
+	}
+	custom, err := ecscheck.Load(customFields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range custom.Fields {
+		if !used[name] {
+			t.Errorf("%s defines %s, which no document uses", customFields, name)
 		}
 	}
 	t.Logf("%d documents; departures in default mode: %v", docs, seen)
@@ -324,6 +343,14 @@ func TestCheckerFindings(t *testing.T) {
 			`event.type: event.type not expected for the event.category: "creation"`,
 			`network.direction: not an expected value: "sideways"`,
 			"process.args: ECS normalizes it to an array",
+			"system.socket.anything: not an ECS field",
+		}},
+		// The custom fields are checked against their definitions.
+		{`{"@timestamp":"2026-11-26T04:30:00Z","ecs":{"version":"9.4.0"},"system":{"socket":{"netns":"4026531840","direction":"sideways","short_lived":1,"local":{"ip":"::1%lo","port":22}}}}`, []string{
+			`system.socket.direction: not an expected value: "sideways"`,
+			`system.socket.local.ip: not an IP address: "::1%lo"`,
+			`system.socket.netns: want an integer: "4026531840"`,
+			"system.socket.short_lived: want true or false: 1",
 		}},
 		{`{"@timestamp":"2026-11-26T04:30:00Z","ecs":{"version":"9.4.0"},"network":{"iana_number":"41","transport":"tcp"},"event":{"start":"2026-11-26T04:30:00Z","end":"2026-11-26T04:30:01Z","duration":5}}`, []string{
 			"event.duration: 5ns is not event.end - event.start (1s)",

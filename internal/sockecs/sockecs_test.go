@@ -66,11 +66,11 @@ func golden(t *testing.T, name, got string) {
 
 func schema(t testing.TB) *ecscheck.Schema {
 	t.Helper()
-	s, err := ecscheck.Load(filepath.Join("..", "..", "testdata", "ecs", "ecs_flat.yml"))
+	dir := filepath.Join("..", "..", "testdata", "ecs")
+	s, err := ecscheck.Load(filepath.Join(dir, "ecs_flat.yml"), filepath.Join(dir, "custom_fields.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Custom = []string{"system.socket.", "metricset."}
 	return s
 }
 

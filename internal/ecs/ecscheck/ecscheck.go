@@ -1,6 +1,8 @@
 // Package ecscheck validates JSON documents against ECS field definitions
 // read from ECS's flat field list (generated/ecs/ecs_flat.yml, or a copy of
-// some of its entries). Tests use it; no program links it.
+// some of its entries), and against definitions of a document's own
+// (custom) fields written in the same format. Tests use it; no program
+// links it.
 //
 // For every leaf of a document it checks that the field is defined (or
 // lies under a custom namespace the caller allows), that its value has
@@ -50,17 +52,32 @@ func (f *Field) IsArray() bool { return slices.Contains(f.Normalize, "array") }
 type Schema struct {
 	Fields map[string]*Field
 	// Custom lists name prefixes (such as "system.socket.") whose fields
-	// are the document's own and are not checked.
+	// are the document's own and are not checked. Definitions of them,
+	// loaded with the ECS ones, check them instead.
 	Custom []string
 }
 
-// Load reads an ecs_flat.yml file.
-func Load(path string) (*Schema, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+// Load reads ecs_flat.yml files: ECS's, and files of custom fields in
+// its format. A field defined in two files is an error.
+func Load(paths ...string) (*Schema, error) {
+	s := &Schema{Fields: map[string]*Field{}}
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		o, err := Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		for name, f := range o.Fields {
+			if _, dup := s.Fields[name]; dup {
+				return nil, fmt.Errorf("%s: %s is defined twice", path, name)
+			}
+			s.Fields[name] = f
+		}
 	}
-	return Parse(data)
+	return s, nil
 }
 
 // Parse parses the contents of an ecs_flat.yml file.
@@ -113,12 +130,11 @@ func (s *Schema) Check(doc []byte) []Finding {
 		}
 	}
 	for name, v := range flat {
-		if s.custom(name) {
-			continue
-		}
 		f, ok := s.Fields[name]
 		if !ok {
-			add(name, NotInECS)
+			if !s.custom(name) {
+				add(name, NotInECS)
+			}
 			continue
 		}
 		values, isArray := v.([]any)
