@@ -104,3 +104,40 @@ func BenchmarkLookupHit(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkDetails is what a process costs the first time one of its
+// sockets is looked up, paid once per process: its executable, command
+// line and cgroup, from the real /proc.
+func BenchmarkDetails(b *testing.B) {
+	tab, err := New("")
+	if err != nil {
+		b.Skip(err)
+	}
+	p := &proc{pid: os.Getpid(), ppid: os.Getppid(), comm: "bench", start: 1}
+	for b.Loop() {
+		p.rec = nil
+		if r, _ := tab.details(p); r.Executable == "" {
+			b.Fatal("no executable")
+		}
+	}
+}
+
+// BenchmarkStat is the read of /proc/PID/stat, for scale: the table reads
+// it once per process in every walk.
+func BenchmarkStat(b *testing.B) {
+	path := "/proc/" + strconv.Itoa(os.Getpid()) + "/stat"
+	for b.Loop() {
+		if _, err := readStat(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCgroup is the part of BenchmarkDetails that finds the
+// container: reading and parsing /proc/PID/cgroup.
+func BenchmarkCgroup(b *testing.B) {
+	path := "/proc/" + strconv.Itoa(os.Getpid()) + "/cgroup"
+	for b.Loop() {
+		readContainer(path)
+	}
+}

@@ -51,7 +51,6 @@ import (
 
 	"github.com/prometheus/procfs"
 
-	"github.com/sockpipe/sockpipe/internal/cgroup"
 	"github.com/sockpipe/sockpipe/internal/record"
 )
 
@@ -289,13 +288,7 @@ func (t *Table) details(p *proc) (*record.Process, *record.Container) {
 	}
 	r := &record.Process{PID: p.pid, PPID: p.ppid, Name: p.comm}
 	t.stats.ProcFiles += 4
-	p.ctr = nil
-	// Unreadable (the process exited, or a hardened /proc): no container.
-	if b, err := os.ReadFile(filepath.Join(t.root, strconv.Itoa(p.pid), "cgroup")); err == nil {
-		if id := cgroup.ContainerID(b); id != "" {
-			p.ctr = &record.Container{ID: id}
-		}
-	}
+	p.ctr = readContainer(filepath.Join(t.root, strconv.Itoa(p.pid), "cgroup"))
 	if pp, err := t.fs.Proc(p.pid); err == nil {
 		if exe, err := pp.Executable(); err == nil {
 			r.Executable = exe

@@ -523,3 +523,39 @@ func FuzzParseSocketLink(f *testing.F) {
 		}
 	})
 }
+
+func TestReadContainer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Longer than the read buffer, the v2 line last.
+	var long strings.Builder
+	for i := 0; long.Len() < 10000; i++ {
+		fmt.Fprintf(&long, "%d:ctl%d:/a/very/deep/path/of/some/length/that/names/no/container/%d\n", i+1, i, i)
+	}
+	long.WriteString("0::/system.slice/docker-" + dockerID + ".scope\n")
+	tests := []struct {
+		name string
+		path string
+		want *record.Container
+	}{
+		{"short", write("short", "0::/docker/"+dockerID+"\n"), &record.Container{ID: dockerID}},
+		{"longer than the buffer", write("long", long.String()), &record.Container{ID: dockerID}},
+		{"exactly the buffer", write("exact", "0::/docker/"+dockerID+"\n"+strings.Repeat("x", 4096-76)), &record.Container{ID: dockerID}},
+		{"host", write("host", "0::/init.scope\n"), nil},
+		{"empty", write("empty", ""), nil},
+		{"missing", filepath.Join(dir, "missing"), nil},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, readContainer(tt.path)); diff != "" {
+			t.Errorf("%s: readContainer (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}
