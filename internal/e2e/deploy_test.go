@@ -294,6 +294,17 @@ func TestSystemdUnits(t *testing.T) {
 			}
 			files = append(files, f)
 		}
+		// The drop-in, where systemd looks for it beside the unit.
+		dropIn, err := os.ReadFile(filepath.Join(dir, "all-netns.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(filepath.Join(tmp, "sockpipe.service.d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, "sockpipe.service.d", "all-netns.conf"), dropIn, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		slices.Sort(files)
 		out, err := exec.Command(analyze, append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
 		// Unknown keys and bad values are only warnings: any word about
