@@ -252,7 +252,9 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	put("source")
 
 	// system.socket.*
-	if strict {
+	if strict && (listener || r.Direction == record.DirectionIngress || r.Direction == record.DirectionEgress) {
+		// A direction this version does not know is network.direction
+		// "unknown", and nothing here.
 		d.str("system.socket.direction", r.Direction)
 	}
 	d.str("system.socket.local.ip", stripZone(r.Local.IP))

@@ -26,9 +26,10 @@
 //     host.hostname).
 //
 // With Options.Strict the document holds what ECS 9.4 expects instead:
-// network.iana_number "6" for TCP, "17" for UDP; no network.direction for listeners, the
-// direction of every socket under system.socket.direction; host.hostname
-// instead of agent.hostname; client and server beside source and
+// network.iana_number "6" for TCP, "17" for UDP; no network.direction for
+// listeners, and "unknown" for a direction this version does not know;
+// the direction of every socket (listening, ingress or egress) under
+// system.socket.direction; host.hostname instead of agent.hostname; client and server beside source and
 // destination, as ECS's mapping of network events asks (ingress: the
 // remote end is client and source, the local end server and destination;
 // egress: the local end is client and source; a listener is a server);

@@ -224,6 +224,15 @@ func TestBuild(t *testing.T) {
 			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"10.0.0.5","port":40000},"destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":9000000000,"end":"2026-11-26T04:29:59.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["connection","end"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"17","transport":"udp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"ip":"93.184.216.34","port":443},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"direction":"egress","local":{"ip":"10.0.0.5","port":40000},"remote":{"ip":"93.184.216.34","port":443}}}}`,
 		},
 		{
+			// A direction this version does not know: "unknown", and
+			// no system.socket.direction.
+			name: "strict, a direction this version does not know",
+			r:    corpusRecord(v4, "sideways", "", withNetNS),
+			o:    Options{Strict: true},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"unknown","iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"],"user":["1000"]},"service":{"type":"system"},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"netns":4026531840,"remote":{"ip":"93.184.216.34","port":443}}},"user":{"id":"1000"}}`,
+		},
+		{
 			// A record from before transports were written is TCP's.
 			name: "no transport, container without id",
 			r: func() *record.Record {
