@@ -20,8 +20,11 @@ type Dumper struct {
 	conn      *inetdiag.Conn
 	netns     uint64
 	protocols []uint8
-	enc       *codec.Encoder
-	now       func() time.Time
+	// sockstat is the directory of the namespace's sockstat files, to
+	// size the first dump by; "" when unknown.
+	sockstat string
+	enc      *codec.Encoder
+	now      func() time.Time
 
 	socks     []entry        // reused between snapshots
 	byCookie  map[uint64]int // index of socks by cookie, built when first needed
@@ -76,13 +79,29 @@ func Open(path string, protocols []uint8) (*Dumper, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewDumper(conn, nsInode(nsPath), protocols), nil
+	d := NewDumper(conn, nsInode(nsPath), protocols)
+	d.sockstat = sockstatDir(nsPath)
+	return d, nil
+}
+
+// sockstatDir returns the directory of the sockstat files of the network
+// namespace at nsPath: /proc/PID/net for /proc/PID/ns/net (each process
+// sees its own namespace's), /proc/net for sockdump's own; "" for a
+// namespace that no process is known to hold.
+func sockstatDir(nsPath string) string {
+	if nsPath == "/proc/self/ns/net" {
+		return "/proc/net"
+	}
+	if dir, ok := strings.CutSuffix(nsPath, "/ns/net"); ok {
+		return dir + "/net"
+	}
+	return ""
 }
 
 // NewDumper returns a dumper over conn; netns is the namespace's inode
 // written in every record (0 leaves it out).
 func NewDumper(conn *inetdiag.Conn, netns uint64, protocols []uint8) *Dumper {
-	return &Dumper{conn: conn, netns: netns, protocols: protocols, enc: codec.NewEncoder(), now: time.Now, listeners: Listeners{}, ips: map[ipKey]string{}}
+	return &Dumper{conn: conn, netns: netns, protocols: protocols, sockstat: "/proc/net", enc: codec.NewEncoder(), now: time.Now, listeners: Listeners{}, ips: map[ipKey]string{}}
 }
 
 // Close closes the netlink socket.
@@ -119,7 +138,7 @@ func (d *Dumper) collect(start time.Time) error {
 	if d.socks == nil {
 		// Sized once from the kernel's count: growing the slice by
 		// doubling would copy and fault in twice the memory.
-		d.socks = make([]entry, 0, socketCountHint(d.protocols))
+		d.socks = make([]entry, 0, socketCountHint(d.sockstat, d.protocols))
 	}
 	d.socks = d.socks[:0]
 	d.byCookie = nil
@@ -262,10 +281,12 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 }
 
 // socketCountHint estimates how many sockets of the protocols a dump will
-// list, from /proc/net/sockstat{,6} ("TCP: inuse N … tw M", "UDP: inuse
-// N"), with some room; 0 when it cannot tell. It is only a hint: the
-// namespace may differ (--netns, --all-netns).
-func socketCountHint(protocols []uint8) int {
+// list, from the sockstat files in dir (/proc/net/sockstat{,6}: "TCP: inuse
+// N … tw M", "UDP: inuse N"), with some room; 0 when it cannot tell.
+func socketCountHint(dir string, protocols []uint8) int {
+	if dir == "" {
+		return 0
+	}
 	want := map[string]bool{}
 	for _, p := range protocols {
 		switch p {
@@ -276,7 +297,7 @@ func socketCountHint(protocols []uint8) int {
 		}
 	}
 	n := 0
-	for _, f := range []string{"/proc/net/sockstat", "/proc/net/sockstat6"} {
+	for _, f := range []string{dir + "/sockstat", dir + "/sockstat6"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return 0

@@ -21,6 +21,9 @@ var PinDirs = []string{"/run/netns", "/run/docker/netns"}
 type nsFile struct {
 	ino  uint64
 	path string
+	// proc is the /proc/PID directory of a process in the namespace
+	// (whose net/sockstat tells its socket counts); "" when none is known.
+	proc string
 }
 
 // findNamespaces lists the distinct network namespaces of the host: those
@@ -31,19 +34,24 @@ type nsFile struct {
 // to (reading another user's /proc/PID/ns/net needs CAP_SYS_PTRACE).
 // Processes that exit while it looks are not counted.
 func findNamespaces(procRoot string, pinDirs []string) (found []nsFile, denied int, err error) {
-	seen := map[uint64]bool{}
-	add := func(path string) error {
+	seen := map[uint64]int{} // index in found
+	add := func(path, proc string) error {
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err != nil {
 			return err
 		}
-		if st.Mode&unix.S_IFMT != unix.S_IFREG || seen[st.Ino] {
-			// A namespace file stats as a regular file of nsfs; anything
-			// else under a pin directory is not one.
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			// A namespace file stats as a regular file of nsfs.
 			return nil
 		}
-		seen[st.Ino] = true
-		found = append(found, nsFile{ino: st.Ino, path: path})
+		if i, ok := seen[st.Ino]; ok {
+			if found[i].proc == "" {
+				found[i].proc = proc
+			}
+			return nil
+		}
+		seen[st.Ino] = len(found)
+		found = append(found, nsFile{ino: st.Ino, path: path, proc: proc})
 		return nil
 	}
 	for _, dir := range pinDirs {
@@ -56,7 +64,7 @@ func findNamespaces(procRoot string, pinDirs []string) (found []nsFile, denied i
 			// namespace stats as an empty file on tmpfs, or fails.
 			p := filepath.Join(dir, e.Name())
 			if isNetNS(p) {
-				_ = add(p)
+				_ = add(p, "")
 			}
 		}
 	}
@@ -80,7 +88,8 @@ func findNamespaces(procRoot string, pinDirs []string) (found []nsFile, denied i
 	// the one least likely to exit.
 	slices.Sort(pids)
 	for _, pid := range pids {
-		err := add(procRoot + "/" + strconv.Itoa(pid) + "/ns/net")
+		dir := procRoot + "/" + strconv.Itoa(pid)
+		err := add(dir+"/ns/net", dir)
 		if errors.Is(err, fs.ErrPermission) {
 			denied++
 		}

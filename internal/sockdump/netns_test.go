@@ -1,6 +1,7 @@
 package sockdump
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -51,7 +52,7 @@ func TestFindNamespacesFixture(t *testing.T) {
 	if err != nil || denied != 0 {
 		t.Fatalf("findNamespaces: %v, %d denied", err, denied)
 	}
-	want := []nsFile{{host, proc + "/1/ns/net"}, {ctr, proc + "/300/ns/net"}}
+	want := []nsFile{{host, proc + "/1/ns/net", proc + "/1"}, {ctr, proc + "/300/ns/net", proc + "/300"}}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(nsFile{})); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -65,16 +66,18 @@ func TestFindNamespacesProc(t *testing.T) {
 	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
 		t.Skip("no /proc/self/ns/net:", err)
 	}
-	found, _, err := findNamespaces("/proc", PinDirs)
+	// A pin of the namespace (a symbolic link stands for the bind mount
+	// that ip netns makes) is found first, and the process gives its proc.
+	pins := t.TempDir()
+	if err := os.Symlink(fmt.Sprintf("/proc/%d/ns/net", os.Getpid()), pins+"/self"); err != nil {
+		t.Fatal(err)
+	}
+	found, _, err := findNamespaces("/proc", []string{pins})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := false
-	for _, f := range found {
-		ok = ok || f.ino == st.Ino
-	}
-	if !ok {
-		t.Errorf("own namespace net:[%d] not in %v", st.Ino, found)
+	if len(found) == 0 || found[0].ino != st.Ino || found[0].path != pins+"/self" || found[0].proc == "" {
+		t.Errorf("own namespace net:[%d], pinned at %s/self, not first with a process in %v", st.Ino, pins, found)
 	}
 	if !isNetNS("/proc/self/ns/net") || isNetNS("/proc/self/ns/mnt") || isNetNS("/etc/hostname") || isNetNS("/nonexistent") {
 		t.Error("isNetNS does not tell network namespaces from other files")

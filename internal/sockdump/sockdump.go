@@ -390,6 +390,10 @@ func (h *host) enter(f nsFile) (*namespace, error) {
 		return nil, err
 	}
 	n := &namespace{d: NewDumper(conn, f.ino, h.protocols), path: f.path}
+	n.d.sockstat = ""
+	if f.proc != "" {
+		n.d.sockstat = f.proc + "/net"
+	}
 	if h.q != nil {
 		if n.sub, err = h.q.subscribe(h.ctx, fd, n.d, h.protocols, h.eventBuf, io.Discard); err != nil {
 			fmt.Fprintf(h.stderr, "sockdump: --events: no destroy notifications in network namespace net:[%d] (%s): %v; polling it only\n", f.ino, f.path, err)
