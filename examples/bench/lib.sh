@@ -89,3 +89,62 @@ wait_time_wait() {
 		sleep 1; i=$((i + 1))
 	done
 }
+
+# Network namespaces and socket holders inside them (root only).
+# netns_add NAME: create the network namespace NAME with its loopback up;
+# netns_del_all deletes every one made so. Each is named in BENCH_NETNS.
+netns_add() {
+	ip netns add "$1" || die "ip netns add $1 failed"
+	BENCH_NETNS="${BENCH_NETNS:-} $1"
+	ip -n "$1" link set lo up || die "cannot set lo up in $1"
+}
+
+netns_del_all() {
+	for ns in ${BENCH_NETNS:-}; do
+		ip netns del "$ns" 2>/dev/null || echo "bench: could not delete network namespace $ns" >&2
+	done
+	BENCH_NETNS=
+}
+
+# ns_hold_start NS N PROCS: start sockhold with N sockets over PROCS
+# processes inside the network namespace NS, without waiting (see
+# ns_hold_wait). Every holder reads the same FIFO, whose only writer is
+# this shell's descriptor 8: closing it (ns_hold_stop) ends them all.
+ns_hold_start() {
+	if [ -z "${NS_FIFO:-}" ]; then
+		NS_FIFO=$BENCH_TMP/nshold.in
+		rm -f "$NS_FIFO"; mkfifo "$NS_FIFO"
+		# Read-write: opening does not wait for a reader.
+		exec 8<>"$NS_FIFO"
+	fi
+	ip netns exec "$1" "$BIN/sockhold" -n "$2" -procs "$3" \
+		<"$NS_FIFO" >"$BENCH_TMP/nshold.$1.out" 8>&- &
+	NS_HOLD_PIDS="${NS_HOLD_PIDS:-} $!"
+	NS_HOLD_NAMES="${NS_HOLD_NAMES:-} $1"
+}
+
+# ns_hold_wait: wait until every holder started by ns_hold_start has its
+# sockets established.
+ns_hold_wait() {
+	i=0
+	for ns in ${NS_HOLD_NAMES:-}; do
+		while ! grep -q '^ready' "$BENCH_TMP/nshold.$ns.out" 2>/dev/null; do
+			i=$((i + 1))
+			[ $i -gt 600 ] && die "sockets in $ns not established after 300 s"
+			for p in $NS_HOLD_PIDS; do
+				kill -0 "$p" 2>/dev/null || die "a socket holder failed (waiting for $ns)"
+			done
+			sleep 0.5
+		done
+	done
+}
+
+# ns_hold_stop: stop every holder started by ns_hold_start and wait for
+# them (and so for their sockets to be closed).
+ns_hold_stop() {
+	[ -n "${NS_FIFO:-}" ] && exec 8>&-
+	NS_FIFO=
+	for p in ${NS_HOLD_PIDS:-}; do wait "$p" 2>/dev/null; done
+	NS_HOLD_PIDS=''
+	NS_HOLD_NAMES=''
+}
