@@ -153,7 +153,7 @@ func BenchmarkDestroyed(b *testing.B) {
 					ds = append(ds, d)
 				}
 			}
-			s.lookupCookie(1) // build the index
+			s.lookupCookie(cookieKey{c: 1}) // build the index
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
@@ -164,7 +164,7 @@ func BenchmarkDestroyed(b *testing.B) {
 						s.Socket(recs[j], raws[j])
 					}
 					s.EndSnapshot(t0, nil)
-					s.lookupCookie(1)
+					s.lookupCookie(cookieKey{c: 1})
 					b.StartTimer()
 				}
 				if _, _, o, err := s.Destroyed(ds[i%n]); err != nil || o == Duplicate || o == Unidentified {

@@ -51,22 +51,30 @@ func (s *State) Counts() DestroyedCounts { return s.counts }
 // destroyed at r.Time, as sockdump --events reports it between snapshots.
 // It returns the events to report, which the caller writes in this order:
 //
-//   - a known connection (by 4-tuple, or by cookie when the kernel wiped
-//     the remote port): no opened, and its closed event at once, the last
-//     record seen of it with time and last_seen the destroy's time,
-//     first_seen its first sighting and tcp_info the destroy's counters;
+//   - a known connection (by its key, or by its cookie in its network
+//     namespace when the remote port is 0): no opened, and its closed
+//     event at once, the last record seen of it with time and last_seen
+//     the destroy's time, first_seen its first sighting and tcp_info the
+//     destroy's counters;
 //   - an unknown connection: an opened event made of the destroyed record
 //     (type socket, short_lived, time the destroy's, no first_seen), and
 //     its closed event (the same, with last_seen the destroy's time);
-//   - the end of a connection already reported, or a wiped socket that
-//     matches nothing: no event.
+//   - the end of a connection already reported, or a TCP socket of remote
+//     port 0 (wiped by the kernel, or a listener) that matches nothing: no
+//     event.
+//
+// TCP and UDP are told apart only where TCP differs: a TCP socket of
+// remote port 0 has lost its addresses, while a UDP one is a socket that
+// is not connected, whose addresses are its own, so a UDP socket that no
+// snapshot held is short-lived whether connected or not; and only TCP has
+// time-wait twins.
 //
 // The connection is then remembered as ended (a tombstone) until a
-// complete snapshot no longer holds its 4-tuple: a socket of a later
-// snapshot with that 4-tuple in state time-wait or fin-wait-2 (the
-// connection's time-wait twin), or from a dump that began before the
+// complete snapshot no longer holds its key: a socket of a later snapshot
+// with that key in state time-wait or fin-wait-2 (the connection's
+// time-wait twin; TCP only), or from a dump that began before the
 // destroy, is what remains of it and reports nothing, now or when it goes;
-// a socket in any other state is a new connection.
+// any other socket is a new connection.
 //
 // Before any complete snapshot the same holds: a connection of the partial
 // snapshots read so far is closed, any other is short-lived (its destroy
@@ -78,6 +86,7 @@ func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Ou
 	s.dirty = true
 	t := r.Time.UnixNano()
 	c := r.Cookie
+	ck := cookieKey{r.NetNS, c}
 	defer func() {
 		switch o {
 		case Closed:
@@ -90,23 +99,26 @@ func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Ou
 			s.counts.Unidentified++
 		}
 	}()
-	if s.closedCookies.has(c) {
+	if s.closedCookies.has(ck) {
 		return nil, nil, Duplicate, nil
 	}
 	if r.Remote.Port == 0 {
-		// Wiped by an abortive close, or a listener: only the cookie
-		// tells which connection it was.
-		e := s.lookupCookie(c)
+		// A TCP socket wiped by an abortive close, or a listener: only
+		// the cookie tells which connection it was. A UDP socket that
+		// is not connected: the cookie first, then its addresses, which
+		// the kernel leaves as they were.
+		e := s.lookupCookie(ck)
 		switch {
-		case e == nil:
-			return nil, nil, Unidentified, nil
-		case e.end != nil:
+		case e != nil && e.end != nil:
 			return nil, nil, Duplicate, nil
+		case e != nil:
+			closed, err = s.end(e, r)
+			return nil, closed, Closed, err
+		case r.Transport != record.TransportUDP:
+			return nil, nil, Unidentified, nil
 		}
-		closed, err = s.end(e, r)
-		return nil, closed, Closed, err
 	}
-	k := keyOf(r.Key())
+	k := keyOf(r)
 	e, _ := s.conns.get(k)
 	if e != nil && e.end == nil {
 		closed, err = s.end(e, r)
@@ -142,10 +154,10 @@ func (s *State) end(e *entry, r *record.Record) (*record.Record, error) {
 		info := *r.Info
 		ev.Info = &info
 	}
-	e.end = &ending{t: t, cookie: r.Cookie, twin: twinState(ev.State)}
+	e.end = &ending{t: t, cookie: r.Cookie, twin: twin(ev)}
 	s.tombs++
 	if s.byCookie != nil && r.Cookie != 0 {
-		s.byCookie[r.Cookie] = e
+		s.byCookie[cookieKey{e.netns(), r.Cookie}] = e
 	}
 	return ev, nil
 }
@@ -173,15 +185,12 @@ func (s *State) shortLived(k tkey, r *record.Record) *record.Record {
 		gen: s.gen - 1,
 		end: &ending{t: t, cookie: r.Cookie},
 	}
-	e.ip = k.ip
-	if !k.ok {
-		e.str = &k.str
-	}
+	e.ip, e.str = k.ip, k.str
 	s.conns.put(k, e)
 	s.pushFront(e)
 	s.tombs++
 	if s.byCookie != nil && r.Cookie != 0 {
-		s.byCookie[r.Cookie] = e
+		s.byCookie[cookieKey{r.NetNS, r.Cookie}] = e
 	}
 	ev.Event, ev.ShortLived = record.EventOpened, true
 	return &ev
@@ -202,31 +211,39 @@ func (s *State) pushFront(e *entry) {
 // time-wait twin, or a socket listed by a dump that began before the
 // destroy.
 func remains(e *entry, r *record.Record, t int64) bool {
-	return t <= e.end.t || twinState(r.State)
+	return t <= e.end.t || twin(r)
 }
 
-// twinState reports whether a socket in this state may be the time-wait
-// twin of a destroyed connection: the kernel shows a time-wait socket in
-// its substate, time-wait or fin-wait-2.
-func twinState(state string) bool {
-	return state == "time-wait" || state == "fin-wait-2"
+// twin reports whether the socket r may be the time-wait twin of a
+// destroyed connection: a TCP socket in a time-wait socket's substate,
+// time-wait or fin-wait-2, as the kernel shows it. UDP has no time-wait:
+// no UDP socket is a twin.
+func twin(r *record.Record) bool {
+	return (r.Transport == record.TransportTCP || r.Transport == "") &&
+		(r.State == "time-wait" || r.State == "fin-wait-2")
+}
+
+// cookieKey is a socket cookie in its network namespace: kernels before
+// 5.12 number the sockets of each namespace on their own.
+type cookieKey struct {
+	netns, c uint64
 }
 
 // lookupCookie returns the known connection whose last record, or whose
 // destroy, has the socket cookie c, or nil. The index is built on first
 // use, kept up to date by Socket and checked on every hit.
-func (s *State) lookupCookie(c uint64) *entry {
-	if c == 0 {
+func (s *State) lookupCookie(c cookieKey) *entry {
+	if c.c == 0 {
 		return nil
 	}
 	if s.byCookie == nil || len(s.byCookie) > 2*s.conns.len()+4096 {
-		s.byCookie = make(map[uint64]*entry, s.conns.len())
+		s.byCookie = make(map[cookieKey]*entry, s.conns.len())
 		for e := s.front; e != nil; e = e.next {
 			if rc := rawCookie(e.raw); rc != 0 {
-				s.byCookie[rc] = e
+				s.byCookie[cookieKey{e.netns(), rc}] = e
 			}
 			if e.end != nil && e.end.cookie != 0 {
-				s.byCookie[e.end.cookie] = e
+				s.byCookie[cookieKey{e.netns(), e.end.cookie}] = e
 			}
 		}
 	}
@@ -234,7 +251,8 @@ func (s *State) lookupCookie(c uint64) *entry {
 	if e == nil {
 		return nil
 	}
-	if got, _ := s.conns.get(e.tkey()); got != e || !(rawCookie(e.raw) == c || e.end != nil && e.end.cookie == c) {
+	if got, _ := s.conns.get(e.tkey()); got != e || e.netns() != c.netns ||
+		!(rawCookie(e.raw) == c.c || e.end != nil && e.end.cookie == c.c) {
 		delete(s.byCookie, c)
 		return nil
 	}
@@ -291,27 +309,27 @@ const (
 
 // cookieFIFO is a bounded set of cookies, oldest first out.
 type cookieFIFO struct {
-	set   map[uint64]struct{}
+	set   map[cookieKey]struct{}
 	queue []cookieAt
 	head  int
 }
 
 type cookieAt struct {
-	c uint64
+	c cookieKey
 	t int64
 }
 
-func (f *cookieFIFO) has(c uint64) bool {
+func (f *cookieFIFO) has(c cookieKey) bool {
 	_, ok := f.set[c]
-	return ok && c != 0
+	return ok && c.c != 0
 }
 
-func (f *cookieFIFO) add(c uint64, t int64) {
-	if c == 0 {
+func (f *cookieFIFO) add(c cookieKey, t int64) {
+	if c.c == 0 {
 		return
 	}
 	if f.set == nil {
-		f.set = make(map[uint64]struct{})
+		f.set = make(map[cookieKey]struct{})
 	}
 	if _, ok := f.set[c]; ok {
 		return

@@ -2,6 +2,7 @@ package diff
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -13,7 +14,7 @@ func TestDestroyed(t *testing.T) {
 	t.Parallel()
 	// A client's connection: egress, closed actively, so a time-wait twin
 	// stays after its socket is destroyed.
-	cl := conn{"ipv4", "10.0.0.1", "10.0.0.4", 40000, 443}
+	cl := conn{"ipv4", "10.0.0.1", "10.0.0.4", 40000, 443, 0, ""}
 	tests := []struct {
 		name  string
 		steps []step
@@ -202,6 +203,135 @@ func TestDestroyed(t *testing.T) {
 			{"existing", c.String(), "established", 4, 2, 2, -1},
 		},
 		len: 1, tombs: 1, counts: DestroyedCounts{Closed: 1, ShortLived: 1},
+	}, {
+		name: "a destroy in one namespace ends the connection of that namespace only",
+		steps: []step{
+			sockc(0, lo.in(1), "established", 2), sockc(0, lo.in(2), "established", 3), snap(0),
+			destroyed(1, lo.in(2), 3),
+			sockc(2, lo.in(1), "established", 2), snap(2),
+			destroyed(3, lo.in(3), 9),
+			sockc(4, lo.in(1), "established", 2), snap(4),
+		},
+		want: []ev{
+			{"existing", lo.in(1).String(), "established", 2, 0, 0, -1},
+			{"existing", lo.in(2).String(), "established", 3, 0, 0, -1},
+			{"closed", lo.in(2).String(), "established", 3, 1, 0, 1},
+			{"opened+short", lo.in(3).String(), "closed", 0, 3, -1, -1},
+			{"closed+short", lo.in(3).String(), "closed", 0, 3, -1, 3},
+		},
+		len: 1, counts: DestroyedCounts{Closed: 1, ShortLived: 1},
+	}, {
+		name: "a wiped destroy matches a cookie of its own namespace only",
+		steps: []step{
+			// Kernels before 5.12 number sockets per namespace: two
+			// namespaces may both have a socket of cookie 5.
+			sockc(0, a.in(1), "established", 5), sockc(0, b.in(2), "established", 5), snap(0),
+			wiped(1, b.in(2), 5),
+			wiped(1, b.in(3), 5),
+			wiped(1, b.in(2), 5),
+			sockc(2, a.in(1), "established", 5), snap(2),
+		},
+		want: []ev{
+			{"existing", a.in(1).String(), "established", 5, 0, 0, -1},
+			{"existing", b.in(2).String(), "established", 5, 0, 0, -1},
+			{"closed", b.in(2).String(), "established", 5, 1, 0, 1},
+		},
+		len: 1, counts: DestroyedCounts{Closed: 1, Unidentified: 1, Duplicate: 1},
+	}, {
+		name: "a late destroy is known by its cookie in its namespace",
+		steps: []step{
+			sockc(0, a.in(1), "established", 5), sockc(0, b.in(2), "established", 6), snap(0),
+			destroyed(1, c, 30), // destroy notifications are on
+			sockc(2, b.in(2), "established", 6), snap(2),
+			// a.in(1) found gone by snapshot 2; its destroy comes late,
+			// while another namespace's connection of cookie 5 is new.
+			destroyed(3, a.in(1), 5),
+			destroyed(3, lo.in(2), 5),
+		},
+		want: []ev{
+			{"existing", a.in(1).String(), "established", 5, 0, 0, -1},
+			{"existing", b.in(2).String(), "established", 6, 0, 0, -1},
+			{"opened+short", c.String(), "closed", 0, 1, -1, -1},
+			{"closed+short", c.String(), "closed", 0, 1, -1, 1},
+			{"closed", a.in(1).String(), "established", 5, 2, 0, 0},
+			{"opened+short", lo.in(2).String(), "closed", 0, 3, -1, -1},
+			{"closed+short", lo.in(2).String(), "closed", 0, 3, -1, 3},
+		},
+		len: 1, tombs: 1, counts: DestroyedCounts{ShortLived: 2, Duplicate: 1},
+	}, {
+		name: "UDP: a connected socket that no snapshot held is short-lived",
+		steps: []step{
+			sockc(0, lo, "established", 2), snap(0),
+			destroyed(1, lo.udp(), 30),
+			sockc(2, lo, "established", 2), snap(2),
+		},
+		want: []ev{
+			{"existing", lo.String(), "established", 2, 0, 0, -1},
+			{"opened+short", lo.udp().String(), "closed", 0, 1, -1, -1},
+			{"closed+short", lo.udp().String(), "closed", 0, 1, -1, 1},
+		},
+		len: 1, counts: DestroyedCounts{ShortLived: 1},
+	}, {
+		name: "UDP: an unconnected socket that no snapshot held is short-lived, a TCP one of remote port 0 unidentified",
+		steps: []step{
+			sockc(0, lis, "listening", 1), snap(0),
+			destroyed(1, udpLis, 30),
+			destroyed(1, udpLis, 30),
+			destroyed(1, conn{"ipv4", "0.0.0.0", "0.0.0.0", 5353, 0, 0, ""}, 31),
+			sockc(2, lis, "listening", 1), snap(2),
+		},
+		want: []ev{
+			{"existing", lis.String(), "listening", 1, 0, 0, -1},
+			{"opened+short", udpLis.String(), "closed", 0, 1, -1, -1},
+			{"closed+short", udpLis.String(), "closed", 0, 1, -1, 1},
+		},
+		len: 1, counts: DestroyedCounts{ShortLived: 1, Duplicate: 1, Unidentified: 1},
+	}, {
+		name: "UDP: an unconnected socket that a snapshot held is closed, by cookie or by addresses",
+		steps: []step{
+			sockc(0, udpLis, "closed", 7), sockc(0, udpLis.in(2), "closed", 8), snap(0),
+			destroyed(1, udpLis, 7),
+			destroyed(1, udpLis.in(2), 0), // no cookie: by its addresses
+			snap(2),
+		},
+		want: []ev{
+			{"existing", udpLis.String(), "closed", 7, 0, 0, -1},
+			{"existing", udpLis.in(2).String(), "closed", 8, 0, 0, -1},
+			{"closed", udpLis.String(), "closed", 7, 1, 0, 1},
+			{"closed", udpLis.in(2).String(), "closed", 8, 1, 0, 1},
+		},
+		counts: DestroyedCounts{Closed: 2},
+	}, {
+		name: "UDP has no time-wait twin: a socket after the destroy is a new connection",
+		steps: []step{
+			sockc(0, lo, "established", 2), sockc(0, lo.udp(), "established", 3), snap(0),
+			destroyed(1, lo, 2),
+			destroyed(1, lo.udp(), 3),
+			sockc(2, lo, "time-wait", 0), sockc(2, lo.udp(), "time-wait", 0), snap(2),
+			sockc(3, lo.udp(), "fin-wait-2", 0), snap(3),
+		},
+		want: []ev{
+			{"existing", lo.String(), "established", 2, 0, 0, -1},
+			{"existing", lo.udp().String(), "established", 3, 0, 0, -1},
+			{"closed", lo.String(), "established", 2, 1, 0, 1},
+			{"closed", lo.udp().String(), "established", 3, 1, 0, 1},
+			{"opened", lo.udp().String(), "time-wait", 0, 2, 2, -1},
+		},
+		len: 1, counts: DestroyedCounts{Closed: 2},
+	}, {
+		name: "UDP: a socket of a dump that began before the destroy is what remains of it",
+		steps: []step{
+			sockc(0, lo.udp(), "established", 3), snap(0),
+			sockc(1, lo.udp(), "established", 3),
+			destroyed(2, lo.udp(), 3),
+			snap(1),
+			snap(3),
+		},
+		want: []ev{
+			{"existing", lo.udp().String(), "established", 3, 0, 0, -1},
+			{"closed", lo.udp().String(), "established", 3, 2, 0, 2},
+		},
+		counts: DestroyedCounts{Closed: 1},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,7 +363,8 @@ func TestDestroyed(t *testing.T) {
 					}
 				}
 			}
-			if tt.name != "a destroy that arrives after the snapshot that found the connection gone" {
+			// The cookies of connections found gone are not saved.
+			if !strings.Contains(tt.name, "late destroy") && !strings.Contains(tt.name, "a destroy that arrives after") {
 				if diff := cmp.Diff(tt.want, got2); diff != "" {
 					t.Errorf("events with save and load (-want +got):\n%s", diff)
 				}
@@ -282,6 +413,38 @@ func TestDestroyedEvents(t *testing.T) {
 	d.Info.BytesAcked = 99
 	if op.Info.BytesAcked != 30 || cl.Info.BytesAcked != 30 {
 		t.Error("the events share the destroyed record's counters")
+	}
+}
+
+// TestDestroyedUDPEvents checks that a short-lived UDP connection's events
+// keep its transport and namespace.
+func TestDestroyedUDPEvents(t *testing.T) {
+	t.Parallel()
+	s := New()
+	play(t, s, []step{snap(0)})
+	d := destroyed(1, udpLis.in(4026532301), 30).destroyed
+	d.State, d.Direction, d.Info = "closed", record.DirectionListening, nil
+	op, cl, o, err := s.Destroyed(d)
+	if err != nil || o != ShortLived {
+		t.Fatalf("Destroyed = %v, %v", o, err)
+	}
+	want := &record.Record{
+		Type: record.TypeSocket, Time: at(1), Family: "ipv4", Transport: "udp", State: "closed",
+		Local: record.Endpoint{IP: "0.0.0.0", Port: 5353}, Remote: record.Endpoint{IP: "0.0.0.0"},
+		Direction: "listening", Cookie: 30, NetNS: 4026532301, Event: record.EventOpened, ShortLived: true,
+	}
+	if diff := cmp.Diff(want, op); diff != "" {
+		t.Errorf("opened (-want +got):\n%s", diff)
+	}
+	want.Event, want.LastSeen = record.EventClosed, at(1)
+	if diff := cmp.Diff(want, cl); diff != "" {
+		t.Errorf("closed (-want +got):\n%s", diff)
+	}
+	// The tombstone keeps both: the same socket in the next dump, which
+	// began before the destroy, is what remains of it.
+	got := play(t, s, []step{sockc(0, udpLis.in(4026532301), "closed", 30), snap(2), snap(3)})
+	if len(got) != 0 || s.Len()+s.Tombstones() != 0 {
+		t.Errorf("after the destroy: events %v, %d connections, %d tombstones", got, s.Len(), s.Tombstones())
 	}
 }
 

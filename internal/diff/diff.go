@@ -5,13 +5,16 @@
 //
 // # Identity
 //
-// A connection is its record.Key: family and local and remote address and
-// port. Its state, inode and cookie may change from one snapshot to the next
-// (syn-recv, established, time-wait; inode 0 while closing) and it stays one
-// connection with one event. The same numbers in IPv4 and in IPv4-mapped
-// IPv6 are two connections, since their families differ. Sockets that
-// share one 4-tuple in a snapshot (SO_REUSEPORT listeners) are one
-// connection, whose last record is the last of them.
+// A connection is its record.Key: network namespace, transport, family,
+// and local and remote address and port. Its state, inode and cookie may
+// change from one snapshot to the next (syn-recv, established, time-wait;
+// inode 0 while closing) and it stays one connection with one event. The
+// same addresses and ports in two network namespaces (two containers that
+// both hold 127.0.0.1:80 <-> 127.0.0.1:45000), in TCP and in UDP, or in
+// IPv4 and in IPv4-mapped IPv6 are two connections. Sockets that share one
+// key in a snapshot (SO_REUSEPORT listeners) are one connection, whose last
+// record is the last of them. A record without a transport is TCP; one
+// without a namespace is of namespace 0, which matches no other.
 //
 // # Events
 //
@@ -36,12 +39,13 @@
 // destroy's time; an unknown one (born and gone between two snapshots) is
 // opened and closed, marked short-lived. The connection then stays known
 // as ended, a tombstone, until a complete snapshot no longer holds its
-// 4-tuple: its time-wait twin in later snapshots is what remains of it,
-// not a new connection, and its going is not a second closed event. A
-// notification whose remote port the kernel wiped is matched by its
-// socket cookie, through an index of the cookies of the known connections
-// built when first needed; one that comes after a snapshot found its
-// connection gone is known by its cookie too, for a while. See Destroyed.
+// key: its time-wait twin in later snapshots is what remains of it, not a
+// new connection, and its going is not a second closed event. A
+// notification of a TCP socket whose remote port the kernel wiped is
+// matched by its socket cookie in its network namespace, through an index
+// of the cookies of the known connections built when first needed; one
+// that comes after a snapshot found its connection gone is known by its
+// cookie too, for a while. See Destroyed.
 //
 // # Incomplete snapshots
 //
@@ -104,12 +108,15 @@ type ending struct {
 	twin bool
 }
 
-func (e *entry) tkey() tkey {
+// netns returns the network namespace of e's connection.
+func (e *entry) netns() uint64 {
 	if e.str != nil {
-		return tkey{str: *e.str}
+		return e.str.NetNS
 	}
-	return tkey{ip: e.ip, ok: true}
+	return e.ip.netns
 }
+
+func (e *entry) tkey() tkey { return tkey{e.ip, e.str} }
 
 // State is what is known of the connections of the previous snapshots. The
 // zero value is not usable; call New. A State is not safe for concurrent use.
@@ -139,7 +146,7 @@ type State struct {
 	// Destroy notifications (see Destroyed).
 	events   bool // a destroyed record was folded in
 	tombs    int  // entries that are ended
-	byCookie map[uint64]*entry
+	byCookie map[cookieKey]*entry
 	// closedCookies remembers the socket cookies of the connections that
 	// snapshots found gone, for a while, so that their late destroy
 	// notifications are known for what they are.
@@ -184,9 +191,9 @@ func (s *State) MarkClean() { s.dirty = false }
 func (s *State) Socket(r *record.Record, raw []byte) string {
 	s.dirty = true
 	t := r.Time.UnixNano()
-	k := keyOf(r.Key())
+	k := keyOf(r)
 	e := s.cursor
-	if e == nil || !k.ok || e.str != nil || e.ip != k.ip {
+	if e == nil || k.str != nil || e.str != nil || e.ip != k.ip {
 		e, _ = s.conns.get(k)
 	}
 	if e != nil && e.end != nil && !remains(e, r, t) {
@@ -197,10 +204,10 @@ func (s *State) Socket(r *record.Record, raw []byte) string {
 	if e != nil {
 		s.again(e, t, raw)
 		if e.end != nil {
-			e.end.twin = twinState(r.State)
+			e.end.twin = twin(r)
 		}
 		if s.byCookie != nil && r.Cookie != 0 {
-			s.byCookie[r.Cookie] = e
+			s.byCookie[cookieKey{r.NetNS, r.Cookie}] = e
 		}
 		return ""
 	}
@@ -209,7 +216,7 @@ func (s *State) Socket(r *record.Record, raw []byte) string {
 	s.add(k, e)
 	s.seen++
 	if s.byCookie != nil && r.Cookie != 0 {
-		s.byCookie[r.Cookie] = e
+		s.byCookie[cookieKey{r.NetNS, r.Cookie}] = e
 	}
 	// The cursor stays: a new socket is usually inserted among known ones.
 	if s.complete {
@@ -299,10 +306,7 @@ func (s *State) parseTime(b []byte) (int64, bool) {
 
 // add adds a new entry of key k at the back of the list.
 func (s *State) add(k tkey, e *entry) {
-	e.ip = k.ip
-	if !k.ok {
-		e.str = &k.str
-	}
+	e.ip, e.str = k.ip, k.str
 	s.conns.put(k, e)
 	s.pushBack(e)
 }
@@ -370,7 +374,7 @@ func (s *State) EndSnapshot(t time.Time, closed func(*record.Record) error) erro
 			continue
 		}
 		if s.events {
-			s.closedCookies.add(rawCookie(e.raw), t.UnixNano())
+			s.closedCookies.add(cookieKey{e.netns(), rawCookie(e.raw)}, t.UnixNano())
 		}
 		if closed != nil {
 			gone = append(gone, e)

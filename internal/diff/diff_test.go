@@ -27,18 +27,35 @@ type step struct {
 	noClosedCB bool           // end the snapshot without asking for closed events
 }
 
-// conn is a connection of the tests, written "ipv4 10.0.0.1:22 10.0.0.2:5000".
+// conn is a connection of the tests, written "ipv4 10.0.0.1:22 10.0.0.2:5000",
+// followed by " udp" for UDP and " ns=N" for network namespace N but 0.
 type conn struct {
 	fam        string
 	lip, rip   string
 	lport, rpt uint16
+	ns         uint64 // network namespace
+	tr         string // transport; "" is TCP
+}
+
+// in returns c in network namespace ns.
+func (c conn) in(ns uint64) conn { c.ns = ns; return c }
+
+// udp returns c in UDP.
+func (c conn) udp() conn { c.tr = record.TransportUDP; return c }
+
+// transport returns the transport of c as sockdump writes it.
+func (c conn) transport() string {
+	if c.tr == "" {
+		return record.TransportTCP
+	}
+	return c.tr
 }
 
 func sock(sec int, c conn, state string, inode uint64) step {
 	return step{sock: &record.Record{
-		Type: record.TypeSocket, Time: at(sec), Family: c.fam, Transport: record.TransportTCP,
+		Type: record.TypeSocket, Time: at(sec), Family: c.fam, Transport: c.transport(),
 		State: state, Local: record.Endpoint{IP: c.lip, Port: c.lport},
-		Remote: record.Endpoint{IP: c.rip, Port: c.rpt}, Inode: inode,
+		Remote: record.Endpoint{IP: c.rip, Port: c.rpt}, Inode: inode, NetNS: c.ns,
 	}}
 }
 
@@ -53,10 +70,10 @@ func sockc(sec int, c conn, state string, inode uint64) step {
 // cookie.
 func destroyed(sec int, c conn, cookie uint64) step {
 	return step{destroyed: &record.Record{
-		Type: record.TypeDestroyed, Time: at(sec), Family: c.fam, Transport: record.TransportTCP,
+		Type: record.TypeDestroyed, Time: at(sec), Family: c.fam, Transport: c.transport(),
 		State: "closed", Local: record.Endpoint{IP: c.lip, Port: c.lport},
 		Remote: record.Endpoint{IP: c.rip, Port: c.rpt}, Direction: record.DirectionIngress, Cookie: cookie,
-		Info: &record.TCPInfo{BytesAcked: cookie, BytesReceived: 2 * cookie},
+		NetNS: c.ns, Info: &record.TCPInfo{BytesAcked: cookie, BytesReceived: 2 * cookie},
 	}}
 }
 
@@ -73,10 +90,17 @@ func snap(sec int) step         { return step{end: sec} }
 func snapNoClosed(sec int) step { return step{end: sec, noClosedCB: true} }
 func cut() step                 { return step{cut: true} }
 func (c conn) String() string {
-	return fmt.Sprintf("%s %s:%d %s:%d", c.fam, c.lip, c.lport, c.rip, c.rpt)
+	s := fmt.Sprintf("%s %s:%d %s:%d", c.fam, c.lip, c.lport, c.rip, c.rpt)
+	if c.tr != "" && c.tr != record.TransportTCP {
+		s += " " + c.tr
+	}
+	if c.ns != 0 {
+		s += fmt.Sprintf(" ns=%d", c.ns)
+	}
+	return s
 }
 func keyString(k record.Key) string {
-	return conn{k.Family, k.LocalIP, k.RemoteIP, k.LocalPort, k.RemotePort}.String()
+	return conn{k.Family, k.LocalIP, k.RemoteIP, k.LocalPort, k.RemotePort, k.NetNS, k.Transport}.String()
 }
 
 // ev is an event as the tests compare it; times are seconds of the test,
@@ -153,16 +177,30 @@ func play(t testing.TB, s *State, steps []step) []ev {
 }
 
 var (
-	lis  = conn{"ipv4", "0.0.0.0", "0.0.0.0", 22, 0}
-	a    = conn{"ipv4", "10.0.0.1", "10.0.0.2", 22, 5000}
-	b    = conn{"ipv4", "10.0.0.1", "10.0.0.3", 22, 5001}
-	c    = conn{"ipv4", "10.0.0.1", "10.0.0.4", 40000, 443}
-	a6m  = conn{"ipv6", "::ffff:10.0.0.1", "::ffff:10.0.0.2", 22, 5000}
-	a6s  = conn{"ipv6", "10.0.0.1", "10.0.0.2", 22, 5000} // same strings, other family
-	tw1  = conn{"ipv4", "10.0.0.1", "10.0.0.9", 22, 6001}
-	tw2  = conn{"ipv4", "10.0.0.1", "10.0.0.9", 22, 6002}
-	ipv6 = conn{"ipv6", "2001:db8::1", "2001:db8::2", 443, 50000}
+	lis  = conn{"ipv4", "0.0.0.0", "0.0.0.0", 22, 0, 0, ""}
+	a    = conn{"ipv4", "10.0.0.1", "10.0.0.2", 22, 5000, 0, ""}
+	b    = conn{"ipv4", "10.0.0.1", "10.0.0.3", 22, 5001, 0, ""}
+	c    = conn{"ipv4", "10.0.0.1", "10.0.0.4", 40000, 443, 0, ""}
+	a6m  = conn{"ipv6", "::ffff:10.0.0.1", "::ffff:10.0.0.2", 22, 5000, 0, ""}
+	a6s  = conn{"ipv6", "10.0.0.1", "10.0.0.2", 22, 5000, 0, ""} // same strings, other family
+	tw1  = conn{"ipv4", "10.0.0.1", "10.0.0.9", 22, 6001, 0, ""}
+	tw2  = conn{"ipv4", "10.0.0.1", "10.0.0.9", 22, 6002, 0, ""}
+	ipv6 = conn{"ipv6", "2001:db8::1", "2001:db8::2", 443, 50000, 0, ""}
+	// Loopback connections that two containers may both hold.
+	lo  = conn{"ipv4", "127.0.0.1", "127.0.0.1", 80, 45000, 0, ""}
+	str = conn{"ipv4", "not-an-address", "10.0.0.2", 1, 2, 0, ""} // keyed by its strings
+	// An unconnected UDP socket.
+	udpLis = conn{"ipv4", "0.0.0.0", "0.0.0.0", 5353, 0, 0, record.TransportUDP}
 )
+
+// noTransport is st with its record's transport left out, as records
+// that predate UDP may be.
+func noTransport(st step) step {
+	r := *st.sock
+	r.Transport = ""
+	st.sock = &r
+	return st
+}
 
 func TestDiff(t *testing.T) {
 	t.Parallel()
@@ -302,6 +340,71 @@ func TestDiff(t *testing.T) {
 		want: []ev{
 			{"existing", a.String(), "established", 2, 0, 0, -1},
 			{"closed", a.String(), "established", 2, 1, 0, 0},
+		},
+	}, {
+		name: "two network namespaces with the same 4-tuple are two connections",
+		steps: []step{
+			sock(0, lo.in(1), "established", 2), sock(0, lo.in(2), "established", 3), snap(0),
+			sock(1, lo.in(1), "established", 2), snap(1),
+			sock(2, lo.in(1), "established", 2), sock(2, lo.in(2), "established", 4), snap(2),
+			sock(3, lo.in(2), "established", 4), snap(3),
+			snap(4),
+		},
+		want: []ev{
+			{"existing", lo.in(1).String(), "established", 2, 0, 0, -1},
+			{"existing", lo.in(2).String(), "established", 3, 0, 0, -1},
+			{"closed", lo.in(2).String(), "established", 3, 1, 0, 0},
+			{"opened", lo.in(2).String(), "established", 4, 2, 2, -1},
+			{"closed", lo.in(1).String(), "established", 2, 3, 0, 2},
+			{"closed", lo.in(2).String(), "established", 4, 4, 2, 3},
+		},
+	}, {
+		name: "namespace 0 (unknown) is a namespace of its own",
+		steps: []step{
+			sock(0, lo, "established", 2), snap(0),
+			sock(1, lo.in(7), "established", 2), snap(1),
+		},
+		want: []ev{
+			{"existing", lo.String(), "established", 2, 0, 0, -1},
+			{"opened", lo.in(7).String(), "established", 2, 1, 1, -1},
+			{"closed", lo.String(), "established", 2, 1, 0, 0},
+		},
+	}, {
+		name: "keyed by strings, two namespaces are two connections too",
+		steps: []step{
+			sock(0, str.in(1), "established", 2), snap(0),
+			sock(1, str.in(1), "established", 2), sock(1, str.in(2), "established", 3), snap(1),
+			sock(2, str.in(2), "established", 3), snap(2),
+		},
+		want: []ev{
+			{"existing", str.in(1).String(), "established", 2, 0, 0, -1},
+			{"opened", str.in(2).String(), "established", 3, 1, 1, -1},
+			{"closed", str.in(1).String(), "established", 2, 2, 0, 1},
+		},
+	}, {
+		name: "TCP and UDP of the same addresses are two connections",
+		steps: []step{
+			sock(0, lo, "established", 2), sock(0, lo.udp(), "established", 3), snap(0),
+			sock(1, lo.udp(), "established", 3), snap(1),
+			sock(2, lo, "established", 5), sock(2, lo.udp(), "established", 3), snap(2),
+		},
+		want: []ev{
+			{"existing", lo.String(), "established", 2, 0, 0, -1},
+			{"existing", lo.udp().String(), "established", 3, 0, 0, -1},
+			{"closed", lo.String(), "established", 2, 1, 0, 0},
+			{"opened", lo.String(), "established", 5, 2, 2, -1},
+		},
+	}, {
+		name: "a record without a transport is TCP",
+		steps: []step{
+			noTransport(sock(0, lo, "established", 2)), sock(0, lo.udp(), "established", 3), snap(0),
+			sock(1, lo, "established", 2), sock(1, lo.udp(), "established", 3), snap(1),
+			noTransport(sock(2, lo, "established", 2)), snap(2),
+		},
+		want: []ev{
+			{"existing", lo.String(), "established", 2, 0, 0, -1},
+			{"existing", lo.udp().String(), "established", 3, 0, 0, -1},
+			{"closed", lo.udp().String(), "established", 3, 2, 0, 1},
 		},
 	}, {
 		name: "a socket twice in one snapshot is one connection",

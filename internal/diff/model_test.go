@@ -19,9 +19,10 @@ type model struct {
 	seq      int
 	complete bool
 	// Destroy notifications: whether one was seen, and the cookies (and
-	// when) of connections that snapshots found gone since.
+	// when), in their namespaces, of connections that snapshots found
+	// gone since.
 	events bool
-	closed map[uint64]int
+	closed map[cookieKey]int
 }
 
 type modelConn struct {
@@ -29,6 +30,7 @@ type modelConn struct {
 	name        string // the connection as its last record spells it
 	state       string
 	inode       uint64 // also its cookie
+	ns          uint64 // network namespace
 	seq         int
 	// A connection whose end a destroy reported: when, and its cookie.
 	ended     bool
@@ -37,13 +39,14 @@ type modelConn struct {
 }
 
 func newModel() *model {
-	return &model{known: map[string]*modelConn{}, seen: map[string]bool{}, closed: map[uint64]int{}}
+	return &model{known: map[string]*modelConn{}, seen: map[string]bool{}, closed: map[cookieKey]int{}}
 }
 
 func (m *model) socket(sec int, c conn, state string, inode uint64) []ev {
 	k := canonical(c.String())
 	m.seen[k] = true
-	if mc := m.known[k]; mc != nil && mc.ended && sec > mc.endT && state != "time-wait" && state != "fin-wait-2" {
+	twin := c.tr != record.TransportUDP && (state == "time-wait" || state == "fin-wait-2")
+	if mc := m.known[k]; mc != nil && mc.ended && sec > mc.endT && !twin {
 		delete(m.known, k) // a new connection on an ended 4-tuple
 	}
 	if mc := m.known[k]; mc != nil {
@@ -52,7 +55,7 @@ func (m *model) socket(sec int, c conn, state string, inode uint64) []ev {
 		return nil
 	}
 	m.seq++
-	m.known[k] = &modelConn{first: sec, last: sec, name: c.String(), state: state, inode: inode, seq: m.seq}
+	m.known[k] = &modelConn{first: sec, last: sec, name: c.String(), state: state, inode: inode, ns: c.ns, seq: m.seq}
 	e := record.EventExisting
 	if m.complete {
 		e = record.EventOpened
@@ -74,8 +77,8 @@ func (m *model) end(sec int) []ev {
 			}
 			gs = append(gs, gone{mc.name, mc})
 			if m.events && mc.inode != 0 {
-				if _, ok := m.closed[mc.inode]; !ok {
-					m.closed[mc.inode] = sec
+				if _, ok := m.closed[cookieKey{mc.ns, mc.inode}]; !ok {
+					m.closed[cookieKey{mc.ns, mc.inode}] = sec
 				}
 			}
 		}
@@ -98,41 +101,47 @@ func (m *model) end(sec int) []ev {
 func (m *model) cut() { m.seen = map[string]bool{} }
 
 // destroyed is a destroy notification of c, or of a socket with its
-// remote port wiped, at sec.
+// remote port wiped (addresses 0.0.0.0, remote port 0), at sec.
 func (m *model) destroyed(sec int, c conn, cookie uint64, wiped bool) []ev {
 	m.events = true
-	if _, ok := m.closed[cookie]; ok && cookie != 0 {
+	if wiped {
+		c.lip, c.rip, c.rpt = "0.0.0.0", "0.0.0.0", 0
+	}
+	if _, ok := m.closed[cookieKey{c.ns, cookie}]; ok && cookie != 0 {
 		return nil
 	}
-	closedEv := func(k string, mc *modelConn) []ev {
+	closedEv := func(mc *modelConn) []ev {
 		mc.ended, mc.endT, mc.endCookie = true, sec, cookie
 		return []ev{{"closed", mc.name, mc.state, mc.inode, sec, mc.first, max(mc.last, sec)}}
 	}
-	if wiped || c.rpt == 0 {
-		if cookie == 0 {
-			return nil
-		}
-		for k, mc := range m.known {
-			if mc.inode == cookie || mc.ended && mc.endCookie == cookie {
-				if mc.ended {
-					return nil
+	if c.rpt == 0 {
+		// By cookie, in its namespace; a UDP socket that is not
+		// connected by its addresses after that.
+		if cookie != 0 {
+			for _, mc := range m.known {
+				if mc.ns == c.ns && (mc.inode == cookie || mc.ended && mc.endCookie == cookie) {
+					if mc.ended {
+						return nil
+					}
+					return closedEv(mc)
 				}
-				return closedEv(k, mc)
 			}
 		}
-		return nil
+		if c.tr != record.TransportUDP {
+			return nil
+		}
 	}
 	k := canonical(c.String())
 	if mc := m.known[k]; mc != nil {
 		if !mc.ended {
-			return closedEv(k, mc)
+			return closedEv(mc)
 		}
 		if mc.endCookie == cookie && (cookie != 0 || mc.endT == sec) {
 			return nil
 		}
 	}
 	m.seq++
-	m.known[k] = &modelConn{first: sec, last: sec, name: c.String(), state: "closed", inode: 0, seq: m.seq, ended: true, endT: sec, endCookie: cookie}
+	m.known[k] = &modelConn{first: sec, last: sec, name: c.String(), state: "closed", inode: 0, ns: c.ns, seq: m.seq, ended: true, endT: sec, endCookie: cookie}
 	delete(m.seen, k)
 	return []ev{{"opened+short", c.String(), "closed", 0, sec, -1, -1}, {"closed+short", c.String(), "closed", 0, sec, -1, sec}}
 }
@@ -140,17 +149,19 @@ func (m *model) destroyed(sec int, c conn, cookie uint64, wiped bool) []ev {
 // load is what a save and load forget.
 func (m *model) load() {
 	m.events = false
-	m.closed = map[uint64]int{}
+	m.closed = map[cookieKey]int{}
 }
 
 // fuzzConns are the connections of FuzzDiffModel: few, so that they come
-// and go, with both key kinds (compact and by strings).
+// and go, with both key kinds (compact and by strings), one 4-tuple in
+// three namespaces and in TCP and UDP, and a UDP socket not connected.
 var fuzzConns = []conn{
 	lis, a, b, c, a6m, a6s, tw1, ipv6,
-	{"ipv6", "2001:DB8::1", "2001:db8::2", 443, 50001}, // spelled two ways
-	{"ipv6", "2001:db8::1", "2001:db8::2", 443, 50001},
-	{"ipv4", "not-an-address", "10.0.0.2", 1, 2}, // keyed by its strings
-	{"ipv4", "10.0.0.1", "fe80::1%eth0", 1, 2},
+	{"ipv6", "2001:DB8::1", "2001:db8::2", 443, 50001, 0, ""}, // spelled two ways
+	{"ipv6", "2001:db8::1", "2001:db8::2", 443, 50001, 0, ""},
+	{"ipv4", "not-an-address", "10.0.0.2", 1, 2, 0, ""}, // keyed by its strings
+	{"ipv4", "10.0.0.1", "fe80::1%eth0", 1, 2, 0, ""},
+	a.in(1), a.in(2).udp(), a.udp(), udpLis,
 }
 
 var fuzzStates = []string{"syn-recv", "established", "time-wait", "listening"}
@@ -164,6 +175,10 @@ func FuzzDiffModel(f *testing.F) {
 	f.Add([]byte{0x10, 0x21, 0x32, 0xf0, 0x32, 0x21, 0x10, 0xf0, 0x10, 0xf0, 0xf1, 0x43, 0xf0})
 	f.Add([]byte{0x11, 0x12, 0xf0, 0xf2, 0x01, 0xf8, 0x01, 0x26, 0xf0, 0xf9, 0x12, 0xf2, 0x05, 0xf0, 0x25, 0xf0, 0xf3, 0xf0, 0xf0})
 	f.Add([]byte{0xf0, 0xf2, 0x03, 0x23, 0xf0, 0x13, 0xf0, 0xf9, 0x13, 0xf2, 0x03, 0xf0, 0xf0})
+	// One 4-tuple in namespaces 0, 1 and 2 and in TCP and UDP: opened,
+	// destroyed, wiped and gone one by one.
+	f.Add([]byte{0x11, 0x1c, 0x1d, 0x1e, 0x1f, 0xf0, 0x11, 0x1d, 0x1e, 0xf2, 0x0c, 0xf0, 0x2c, 0x11, 0xf9, 0x0f, 0xf2, 0x0e, 0xf3, 0x1c, 0xf0, 0xf0})
+	f.Add([]byte{0xf0, 0xf2, 0x0f, 0xf2, 0x0e, 0x1f, 0x2e, 0xf0, 0xf9, 0x0f, 0x1d, 0xf0, 0xf3, 0xf2, 0x0d, 0x2d, 0xf0})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		if len(ops) > 2000 {
 			return
@@ -197,7 +212,11 @@ func FuzzDiffModel(f *testing.F) {
 				lastCookie = cookie
 				st := destroyed(sec, c, cookie)
 				if op == 0xf9 {
-					cookie = uint64(arg)
+					// The kernel wipes TCP sockets only: a UDP one is
+					// a socket not connected, with a cookie of its own.
+					if c.tr != record.TransportUDP {
+						cookie = uint64(arg)
+					}
 					st = wiped(sec, c, cookie)
 				}
 				got = append(got, play(t, s, []step{st})...)

@@ -27,6 +27,15 @@ import (
 // of version 1 that do not know these members take it for a connection
 // still open.
 //
+// An entry's connection is the record.Key of its socket record: the
+// record's "netns" and "transport" are the connection's network namespace
+// and transport (no "transport" is TCP, no "netns" namespace 0). Files
+// written when connections were told apart by family and 4-tuple alone
+// have the same form, and load as their records say. A file may list one
+// 4-tuple more than once, in different namespaces or transports; a reader
+// that keys connections by 4-tuple alone refuses it (a connection listed
+// twice) and starts afresh.
+//
 // The header names the format and its version; the trailer, with the same
 // count, proves that the file is whole. A reader refuses a version it does
 // not know.
@@ -227,7 +236,7 @@ func Decode(r io.Reader) (*State, error) {
 		if err != nil {
 			return nil, bad(fmt.Errorf("socket: %w", err))
 		}
-		k := keyOf(rec.Key())
+		k := keyOf(rec)
 		if _, dup := s.conns.get(k); dup {
 			return nil, bad(errors.New("connection listed twice"))
 		}
@@ -243,7 +252,7 @@ func Decode(r io.Reader) (*State, error) {
 			if err := checkTime(*fe.Ended); err != nil {
 				return nil, bad(fmt.Errorf("ended: %w", err))
 			}
-			e.end = &ending{t: fe.Ended.UnixNano(), cookie: fe.EndCookie, twin: twinState(rec.State)}
+			e.end = &ending{t: fe.Ended.UnixNano(), cookie: fe.EndCookie, twin: twin(rec)}
 			s.tombs++
 		}
 		s.add(k, e)

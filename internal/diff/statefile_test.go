@@ -71,6 +71,88 @@ func TestStateFileRoundTrip(t *testing.T) {
 	}
 }
 
+// TestStateFileNamespacesTransports saves and loads connections that share
+// a 4-tuple in two namespaces and in TCP and UDP, and a UDP tombstone: each
+// entry keeps its namespace and transport, in its socket record.
+func TestStateFileNamespacesTransports(t *testing.T) {
+	t.Parallel()
+	s := New()
+	play(t, s, []step{
+		sockc(0, lo.in(1), "established", 2), sockc(0, lo.in(2), "established", 3),
+		sockc(0, lo.in(2).udp(), "established", 4), sockc(0, udpLis.in(1), "closed", 5), snap(0),
+		destroyed(1, udpLis.in(1), 5),
+	})
+	data := encode(t, s)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	wantLines := []string{
+		`{"format":"sockdiff-state","version":1,"saved":"2026-11-26T04:31:40Z","complete":true,"snapshot":"2026-11-26T04:30:00Z","entries":4}`,
+		`{"first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","socket":{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","transport":"tcp","state":"established","local":{"ip":"127.0.0.1","port":80},"remote":{"ip":"127.0.0.1","port":45000},"inode":2,"cookie":2,"netns":1}}`,
+		`{"first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","socket":{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","transport":"tcp","state":"established","local":{"ip":"127.0.0.1","port":80},"remote":{"ip":"127.0.0.1","port":45000},"inode":3,"cookie":3,"netns":2}}`,
+		`{"first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","socket":{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","transport":"udp","state":"established","local":{"ip":"127.0.0.1","port":80},"remote":{"ip":"127.0.0.1","port":45000},"inode":4,"cookie":4,"netns":2}}`,
+		`{"first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","ended":"2026-11-26T04:30:01Z","end_cookie":5,"socket":{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","transport":"udp","state":"closed","local":{"ip":"0.0.0.0","port":5353},"remote":{"ip":"0.0.0.0","port":0},"inode":5,"cookie":5,"netns":1}}`,
+		`{"end":"sockdiff-state","entries":4}`,
+	}
+	if diff := cmp.Diff(wantLines, lines); diff != "" {
+		t.Errorf("state file (-want +got):\n%s", diff)
+	}
+	s, err := Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 3 || s.Tombstones() != 1 {
+		t.Errorf("decoded: Len %d Tombstones %d, want 3 1", s.Len(), s.Tombstones())
+	}
+	if diff := cmp.Diff(data, encode(t, s)); diff != "" {
+		t.Errorf("re-encoded (-want +got):\n%s", diff)
+	}
+	// Each connection is found again in its namespace and transport: the
+	// TCP one of namespace 2 is gone, the others are still there, and
+	// the same addresses in a third namespace are new.
+	got := play(t, s, []step{
+		sockc(2, lo.in(2).udp(), "established", 4), sockc(2, lo.in(1), "established", 2),
+		sockc(2, lo.in(3), "established", 9), snap(2),
+	})
+	want := []ev{
+		{"opened", lo.in(3).String(), "established", 9, 2, 2, -1},
+		{"closed", lo.in(2).String(), "established", 3, 2, 0, 0},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events after loading (-want +got):\n%s", diff)
+	}
+}
+
+// TestStateFileEarlierRecords loads a state file as earlier versions wrote
+// it: the same format, with socket records that may lack "transport" (as
+// hand-made or older records do) and "netns". Their connections are as
+// their records say: TCP, in the namespace given or in namespace 0.
+func TestStateFileEarlierRecords(t *testing.T) {
+	t.Parallel()
+	const old = `{"format":"sockdiff-state","version":1,"saved":"2026-11-26T04:31:40Z","complete":true,"snapshot":"2026-11-26T04:30:00Z","entries":3}
+{"first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","socket":{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","state":"established","local":{"ip":"10.0.0.1","port":22},"remote":{"ip":"10.0.0.2","port":5000},"inode":2}}
+{"first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","socket":{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","transport":"tcp","state":"established","local":{"ip":"10.0.0.1","port":22},"remote":{"ip":"10.0.0.3","port":5001},"inode":3,"netns":4026531840}}
+{"first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","ended":"2026-11-26T04:30:00.5Z","end_cookie":7,"socket":{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","transport":"tcp","state":"time-wait","local":{"ip":"10.0.0.1","port":40000},"remote":{"ip":"10.0.0.4","port":443},"inode":0,"netns":4026531840}}
+{"end":"sockdiff-state","entries":3}
+`
+	s, err := Decode(strings.NewReader(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 2 || s.Tombstones() != 1 {
+		t.Errorf("decoded: Len %d Tombstones %d, want 2 1", s.Len(), s.Tombstones())
+	}
+	got := play(t, s, []step{
+		sock(1, a, "established", 2),                // transport tcp now: the same connection
+		sock(1, b.in(4026531840), "established", 3), // its namespace: the same
+		sock(1, c.in(4026531840), "time-wait", 0),   // the twin of the ended one
+		sock(1, b, "established", 3),                // namespace 0: another
+		snap(1),
+	})
+	want := []ev{{"opened", b.String(), "established", 3, 1, 1, -1}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events after loading (-want +got):\n%s", diff)
+	}
+}
+
 func TestStateFileFirstRunKept(t *testing.T) {
 	t.Parallel()
 	// A first run cut short leaves a state that is not complete: the
@@ -262,6 +344,20 @@ func FuzzDecode(f *testing.F) {
 		destroyed(1, a, 2), destroyed(1, b, 30), sockc(2, c, "time-wait", 0),
 	})
 	f.Add(encode(f, ended))
+	// Namespaces and transports: one 4-tuple in two namespaces and in
+	// UDP, a UDP tombstone, and records without transport or namespace.
+	ns := New()
+	play(f, ns, []step{
+		sockc(0, lo.in(1), "established", 2), sockc(0, lo.in(4026532301), "established", 3),
+		sockc(0, lo.udp(), "established", 4), sockc(0, udpLis.in(1), "closed", 5),
+		noTransport(sockc(0, a, "established", 6)), snap(0),
+		destroyed(1, udpLis.in(1), 5), destroyed(1, lo.in(2).udp(), 8),
+	})
+	nsFile := encode(f, ns)
+	f.Add(nsFile)
+	f.Add(bytes.Replace(nsFile, []byte(`"netns":4026532301`), []byte(`"netns":1`), 1)) // listed twice
+	f.Add(bytes.Replace(nsFile, []byte(`"transport":"udp"`), []byte(`"transport":"sctp"`), 1))
+	f.Add(bytes.Replace(nsFile, []byte(`"netns":1`), []byte(`"netns":-1`), 1))
 	f.Add([]byte(""))
 	f.Add(good[:len(good)/2])
 	f.Add(bytes.Replace(good, []byte(`"version":1`), []byte(`"version":7`), 1))

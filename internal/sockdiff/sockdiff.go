@@ -28,9 +28,11 @@ const synopsis = "sockdiff [--closed] [--state FILE [--lock-timeout D] [--save-i
 
 const about = `sockdiff reads snapshots of sockets (sockdump's NDJSON) on stdin and
 writes on stdout one event per connection that changed. A connection is its
-family and local and remote address and port; its state changes (syn-recv,
+network namespace ("netns"), transport (TCP when absent), family, and local
+and remote address and port: the same addresses in two containers, or in
+TCP and in UDP, are two connections. Its state changes (syn-recv,
 established, time-wait) are not new connections, and sockets that share
-one 4-tuple (SO_REUSEPORT listeners) are one connection.
+one key (SO_REUSEPORT listeners) are one connection.
 
 Output: the socket records of new connections, with "event" and "first_seen"
 added, written as soon as they are read:
@@ -48,16 +50,19 @@ are folded in and not passed on:
   - a connection that a snapshot held gets its "closed" event (--closed) at
     once: "time" and "last_seen" are the destroy's time, and "tcp_info" the
     kernel's counters;
-  - a connection that no snapshot held (born and gone between two dumps)
-    gets an "opened" event made of the notification, with "short_lived":
-    true, "state" "closed", inode 0, no uid and no "first_seen", and with
-    --closed its "closed" event ("last_seen" the destroy's time);
-  - what remains of a connection after its destroy (its time-wait twin in
-    later snapshots) reports nothing, neither opened nor closed again;
-  - a notification whose remote port the kernel wiped (a socket closed
+  - a connection that no snapshot held (born and gone between two dumps),
+    TCP or UDP, gets an "opened" event made of the notification, with
+    "short_lived": true, its "state" as the notification gives it (TCP:
+    "closed"), inode 0, no uid and no "first_seen", and with --closed its
+    "closed" event ("last_seen" the destroy's time);
+  - what remains of a TCP connection after its destroy (its time-wait twin
+    in later snapshots) reports nothing, neither opened nor closed again;
+  - a TCP notification whose remote port the kernel wiped (a socket closed
     abortively by its owner, that sockdump could not restore) is matched
-    to a known connection by its socket cookie, else dropped: no event ever
-    has a remote port 0 from a notification.
+    to a known connection by its socket cookie in its namespace, else
+    dropped: no TCP event ever has a remote port 0 from a notification. A
+    UDP socket of remote port 0 is one that was not connected: matched by
+    its cookie, else by its addresses, and short-lived when unknown.
 
 A snapshot that ends without its "snapshot" record (input ended or was
 interrupted mid-dump) or that held bad lines reports nothing closed; its
