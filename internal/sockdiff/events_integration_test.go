@@ -178,7 +178,8 @@ func TestIntegrationShortLived(t *testing.T) {
 					return
 				}
 				ck := tcpKey(c.LocalAddr(), c.RemoteAddr())
-				sk := record.Key{Family: ck.Family, LocalIP: ck.RemoteIP, LocalPort: ck.RemotePort, RemoteIP: ck.LocalIP, RemotePort: ck.LocalPort}
+				sk := ck
+				sk.LocalIP, sk.LocalPort, sk.RemoteIP, sk.RemotePort = ck.RemoteIP, ck.RemotePort, ck.LocalIP, ck.LocalPort
 				c.SetDeadline(time.Now().Add(5 * time.Second))
 				if _, err := c.Write([]byte("hello")); err != nil {
 					errs <- err
@@ -312,13 +313,16 @@ func TestIntegrationShortLived(t *testing.T) {
 	t.Logf("%d connections, %d events (%d IPv6), %d snapshots; sockdump's stderr: %q", conns, len(events), v6, len(snapshots), dumpErr.String())
 }
 
-// tcpKey is the key of a connection of either family, its addresses as
-// sockdump writes them.
+// tcpKey is the key of a TCP connection of either family in the test's
+// own network namespace, its addresses as sockdump writes them.
 func tcpKey(local, remote net.Addr) record.Key {
 	l, r := local.(*net.TCPAddr), remote.(*net.TCPAddr)
 	fam := record.FamilyIPv4
 	if l.IP.To4() == nil {
 		fam = record.FamilyIPv6
 	}
-	return record.Key{Family: fam, LocalIP: l.IP.String(), LocalPort: uint16(l.Port), RemoteIP: r.IP.String(), RemotePort: uint16(r.Port)}
+	return record.Key{
+		NetNS: ownNetNS(), Transport: record.TransportTCP, Family: fam,
+		LocalIP: l.IP.String(), LocalPort: uint16(l.Port), RemoteIP: r.IP.String(), RemotePort: uint16(r.Port),
+	}
 }

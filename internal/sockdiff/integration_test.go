@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,10 +55,25 @@ func diffRun(t *testing.T, path string, input []byte) map[record.Key]*record.Rec
 	return evs
 }
 
+// key is the key of an IPv4 TCP connection of the test's own network
+// namespace.
 func key(local, remote net.Addr) record.Key {
 	l, r := local.(*net.TCPAddr), remote.(*net.TCPAddr)
-	return record.Key{Family: record.FamilyIPv4, LocalIP: l.IP.String(), LocalPort: uint16(l.Port), RemoteIP: r.IP.String(), RemotePort: uint16(r.Port)}
+	return record.Key{
+		NetNS: ownNetNS(), Transport: record.TransportTCP, Family: record.FamilyIPv4,
+		LocalIP: l.IP.String(), LocalPort: uint16(l.Port), RemoteIP: r.IP.String(), RemotePort: uint16(r.Port),
+	}
 }
+
+// ownNetNS is the inode of the test's network namespace, the "netns" that
+// sockdump writes for it; 0 when unknown, as sockdump writes it then.
+var ownNetNS = sync.OnceValue(func() uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
+		return 0
+	}
+	return st.Ino
+})
 
 // TestIntegrationLoopback follows one real loopback connection through
 // three cron runs sharing a state file: it opens (listener and both ends
@@ -87,7 +103,10 @@ func TestIntegrationLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	lk := record.Key{Family: record.FamilyIPv4, LocalIP: "127.0.0.1", LocalPort: uint16(l.Addr().(*net.TCPAddr).Port), RemoteIP: "0.0.0.0"}
+	lk := record.Key{
+		NetNS: ownNetNS(), Transport: record.TransportTCP, Family: record.FamilyIPv4,
+		LocalIP: "127.0.0.1", LocalPort: uint16(l.Addr().(*net.TCPAddr).Port), RemoteIP: "0.0.0.0",
+	}
 	ck, sk := key(c.LocalAddr(), c.RemoteAddr()), key(s.LocalAddr(), s.RemoteAddr())
 
 	evs = diffRun(t, path, dump(t))
