@@ -9,18 +9,17 @@ import (
 	"github.com/sockpipe/sockpipe/internal/record"
 )
 
-// readContainer returns the container named by the /proc/PID/cgroup file
-// at path, or nil when it names none or cannot be read (the process
-// exited). It runs once for every process, so it reads with one open,
-// reads into a buffer on the stack and one close, without the stat and
-// the poller registration of os.ReadFile: a third less time. Files longer
-// than the buffer (deep paths in many v1 hierarchies) are read whole.
-func readContainer(path string) *record.Container {
-	var buf [4096]byte
+// readSmall reads the file at path into buf, until the end of the file or
+// a full buffer, and returns what it read. The files of /proc/PID are read
+// once for every process, and stat once per snapshot: one open, the reads
+// and one close, without the stat and the poller registration of os.Open,
+// take a third less time.
+func readSmall(path string, buf []byte) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
+	defer unix.Close(fd)
 	n := 0
 	for n < len(buf) {
 		m, err := unix.Read(fd, buf[n:])
@@ -28,17 +27,27 @@ func readContainer(path string) *record.Container {
 			continue
 		}
 		if err != nil {
-			unix.Close(fd)
-			return nil
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
 		}
 		if m == 0 {
 			break
 		}
 		n += m
 	}
-	unix.Close(fd)
-	data := buf[:n]
-	if n == len(buf) {
+	return buf[:n], nil
+}
+
+// readContainer returns the container named by the /proc/PID/cgroup file
+// at path, or nil when it names none or cannot be read (the process
+// exited). Files longer than the buffer (deep paths in many v1
+// hierarchies) are read whole.
+func readContainer(path string) *record.Container {
+	var buf [4096]byte
+	data, err := readSmall(path, buf[:])
+	if err != nil {
+		return nil
+	}
+	if len(data) == len(buf) {
 		if data, err = os.ReadFile(path); err != nil {
 			return nil
 		}

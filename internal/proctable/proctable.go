@@ -15,9 +15,11 @@
 // # Containers
 //
 // The container of a process comes from /proc/PID/cgroup (see package
-// cgroup), read once per process with its other details, under the same
-// root: a Table over a host's /proc mounted in a container reads the
-// host's processes and their containers.
+// cgroup), under the same root: a Table over a host's /proc mounted in a
+// container reads the host's processes and their containers. It is read
+// once per process: by the walk, in parallel, for the processes that hold
+// sockets and that the table has not met before, or with the other
+// details when those are first asked for.
 //
 // # Shared sockets
 //
@@ -39,7 +41,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -126,7 +127,8 @@ type proc struct {
 	comm    string
 	checked uint64 // gen+1 of the snapshot in which start was confirmed
 	rec     *record.Process
-	ctr     *record.Container // nil outside containers; read with rec
+	ctr     *record.Container // nil outside containers
+	ctrRead bool              // whether ctr was read
 }
 
 // New returns a table over the proc filesystem mounted at root
@@ -230,16 +232,11 @@ func (t *Table) stat(pid int) (Stat, error) {
 
 func readStat(path string) (Stat, error) {
 	var buf [1024]byte
-	f, err := os.Open(path)
+	b, err := readSmall(path, buf[:])
 	if err != nil {
 		return Stat{}, err
 	}
-	defer f.Close()
-	n, err := io.ReadFull(f, buf[:])
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return Stat{}, err
-	}
-	return ParseStat(buf[:n])
+	return ParseStat(b)
 }
 
 // Stat is what the table uses of /proc/PID/stat.
@@ -287,8 +284,11 @@ func (t *Table) details(p *proc) (*record.Process, *record.Container) {
 		return p.rec, p.ctr
 	}
 	r := &record.Process{PID: p.pid, PPID: p.ppid, Name: p.comm}
-	t.stats.ProcFiles += 4
-	p.ctr = readContainer(filepath.Join(t.root, strconv.Itoa(p.pid), "cgroup"))
+	t.stats.ProcFiles += 3
+	if !p.ctrRead {
+		t.stats.ProcFiles++
+		p.ctr, p.ctrRead = readContainer(filepath.Join(t.root, strconv.Itoa(p.pid), "cgroup")), true
+	}
 	if pp, err := t.fs.Proc(p.pid); err == nil {
 		if exe, err := pp.Executable(); err == nil {
 			r.Executable = exe
@@ -324,6 +324,9 @@ type walkResult struct {
 	links  int
 	dirs   int
 	files  int
+
+	ctr     *record.Container
+	ctrRead bool
 }
 
 // walk reads every /proc/PID/fd and rebuilds the index.
@@ -383,6 +386,9 @@ func (t *Table) walk() {
 		if p.ppid != r.stat.PPID || p.comm != r.stat.Comm {
 			p.ppid, p.comm, p.rec = r.stat.PPID, r.stat.Comm, nil
 		}
+		if r.ctrRead {
+			p.ctr, p.ctrRead = r.ctr, true
+		}
 		p.checked = t.gen + 1
 		procs[r.pid] = p
 		for _, ino := range r.inodes {
@@ -419,6 +425,12 @@ func (t *Table) walkOne(s *fdScanner, pid int) walkResult {
 		return r
 	}
 	r.stat, r.ok = st, true
+	// A process not met before: its container, here in parallel rather
+	// than one by one in Lookup. t.procs is only read while walking.
+	if old := t.procs[pid]; old == nil || old.start != st.Start || !old.ctrRead {
+		r.ctr, r.ctrRead = readContainer(filepath.Join(t.root, strconv.Itoa(pid), "cgroup")), true
+		r.files++
+	}
 	return r
 }
 

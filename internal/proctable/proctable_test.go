@@ -203,10 +203,17 @@ func TestOwnerContainer(t *testing.T) {
 			t.Errorf("%s: Owner(%d) container (-want +got):\n%s", tt.name, tt.inode, diff)
 		}
 	}
-	// Details, cgroup included, are read once per process: 4 files for
-	// each of the 3 found, plus one stat per process in the walk.
-	if s := tab.Stats(); s.ProcFiles != 3*4+4 {
-		t.Errorf("proc_files = %d, want %d: %v", s.ProcFiles, 3*4+4, s)
+	// The walk reads stat and cgroup of the 4 processes with sockets; the
+	// details of the 3 found add three reads each (directory, exe, cmdline).
+	if s := tab.Stats(); s.ProcFiles != 4*2+3*3 {
+		t.Errorf("proc_files = %d, want %d: %v", s.ProcFiles, 4*2+3*3, s)
+	}
+	// Another walk reads no cgroup again.
+	tab.EndSnapshot()
+	before := tab.Stats()
+	tab.Owner(5555, seen, true)
+	if d := tab.Stats().Sub(before); d.Walks != 1 || d.ProcFiles != 4 {
+		t.Errorf("second walk: %v, want 1 walk and 4 stat reads", d)
 	}
 
 	// The pid is reused by a process of a Kubernetes pod.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -25,6 +26,31 @@ func BenchmarkRun(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		if err := run(context.Background(), []string{"--proc", procRoot, "--passwd", passwd}, bytes.NewReader(data), io.Discard, io.Discard, e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+}
+
+// BenchmarkRunDump is sockproc from a cold start on a saved dump of this
+// host, against the real /proc: one walk, then the details (and cgroup)
+// of every process that holds a socket. Set SOCKPROC_BENCH_DUMP to the
+// output of sockdump, taken while a population is held (see
+// examples/bench/sockproc.sh); skipped otherwise.
+func BenchmarkRunDump(b *testing.B) {
+	path := os.Getenv("SOCKPROC_BENCH_DUMP")
+	if path == "" {
+		b.Skip("SOCKPROC_BENCH_DUMP not set")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := bytes.Count(data, []byte(`"type":"socket"`))
+	e := env{privileged: func() (bool, error) { return true, nil }}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if err := run(context.Background(), []string{"--passwd", "/dev/null"}, bytes.NewReader(data), io.Discard, io.Discard, e); err != nil {
 			b.Fatal(err)
 		}
 	}
