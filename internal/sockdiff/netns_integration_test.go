@@ -1,0 +1,297 @@
+package sockdiff
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/sockdump"
+	"github.com/sockpipe/sockpipe/internal/testprog"
+)
+
+// holdEnv, set in its environment, makes the test binary hold the sockets
+// of holdSockets instead of running the tests: the program that
+// TestIntegrationNamespaces starts in each network namespace.
+const holdEnv = "SOCKDIFF_TEST_HOLD_SOCKETS"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(holdEnv) != "" {
+		if err := holdSockets(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "hold sockets:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// The fixed addresses that holdSockets uses, the same in every namespace.
+const (
+	holdServer = 8080
+	holdClient = 45000
+)
+
+// holdSockets holds, on fixed loopback ports, a TCP listener on
+// 127.0.0.1:8080 and a connection to it from 127.0.0.1:45000 (both ends),
+// and two UDP sockets connected to each other on the same two addresses:
+// in TCP and in UDP, the same 4-tuples. It writes "ready" when they are in
+// place and holds them until in ends, then closes them abortively (no
+// TIME_WAIT is left).
+func holdSockets(in io.Reader, out io.Writer) error {
+	lo := net.IPv4(127, 0, 0, 1)
+	l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: lo, Port: holdServer})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	c, err := net.DialTCP("tcp4", &net.TCPAddr{IP: lo, Port: holdClient}, &net.TCPAddr{IP: lo, Port: holdServer})
+	if err != nil {
+		return err
+	}
+	s, err := l.AcceptTCP()
+	if err != nil {
+		return err
+	}
+	for _, tc := range []*net.TCPConn{c, s} {
+		tc.SetLinger(0)
+		defer tc.Close()
+	}
+	u1, err := net.DialUDP("udp4", &net.UDPAddr{IP: lo, Port: holdServer}, &net.UDPAddr{IP: lo, Port: holdClient})
+	if err != nil {
+		return err
+	}
+	defer u1.Close()
+	u2, err := net.DialUDP("udp4", &net.UDPAddr{IP: lo, Port: holdClient}, &net.UDPAddr{IP: lo, Port: holdServer})
+	if err != nil {
+		return err
+	}
+	defer u2.Close()
+	if _, err := fmt.Fprintln(out, "ready"); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, in)
+	return err
+}
+
+// startHolder runs holdSockets in the network namespace ns (with ip netns
+// exec) and returns once its sockets are in place, with the function that
+// stops it and waits until it is gone.
+func startHolder(t *testing.T, ns testprog.NetNS) (stop func()) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, self)
+	cmd.Env = append(os.Environ(), holdEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		stdin.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		ok := sc.Scan() && sc.Text() == "ready"
+		ready <- ok
+		io.Copy(io.Discard, stdout)
+		done <- cmd.Wait()
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			stop()
+			t.Fatalf("the socket holder in %s did not start: %s", ns.Name, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the socket holder in %s not ready after 30s: %s", ns.Name, errb.String())
+	}
+	return stop
+}
+
+// holdKeys returns the keys of the connections of holdSockets in the
+// namespace of inode ns, by name.
+func holdKeys(ns uint64) map[string]record.Key {
+	k := func(transport string, lport uint16, rip string, rport uint16) record.Key {
+		return record.Key{
+			NetNS: ns, Transport: transport, Family: record.FamilyIPv4,
+			LocalIP: "127.0.0.1", LocalPort: lport, RemoteIP: rip, RemotePort: rport,
+		}
+	}
+	return map[string]record.Key{
+		"tcp listener": k(record.TransportTCP, holdServer, "0.0.0.0", 0),
+		"tcp server":   k(record.TransportTCP, holdServer, "127.0.0.1", holdClient),
+		"tcp client":   k(record.TransportTCP, holdClient, "127.0.0.1", holdServer),
+		"udp server":   k(record.TransportUDP, holdServer, "127.0.0.1", holdClient),
+		"udp client":   k(record.TransportUDP, holdClient, "127.0.0.1", holdServer),
+	}
+}
+
+// diffEvents runs sockdiff --closed --state path on input and returns the
+// events, in order.
+func diffEvents(t *testing.T, path string, input []byte) []*record.Record {
+	t.Helper()
+	var out, errb bytes.Buffer
+	c := config{closed: true, state: path, lockTimeout: 10 * time.Second, saveInterval: time.Hour, now: time.Now}
+	if err := run(context.Background(), c, bytes.NewReader(input), &out, &errb); err != nil {
+		t.Fatalf("sockdiff: %v\n%s", err, errb.String())
+	}
+	if errb.Len() > 0 {
+		t.Errorf("sockdiff stderr: %s", errb.String())
+	}
+	var evs []*record.Record
+	for _, line := range bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
+		r, err := codec.Decode(line)
+		if err != nil {
+			t.Fatalf("output line %q: %v", line, err)
+		}
+		if r.Type == record.TypeSocket {
+			evs = append(evs, r)
+		}
+	}
+	return evs
+}
+
+// TestIntegrationNamespaces holds the same connections (a TCP listener, both
+// ends of a TCP connection, and two UDP sockets connected to each other on
+// the same addresses as the TCP ones) in two network namespaces, dumps
+// every namespace with the real sockdump --all-netns --udp, and follows
+// them through three cron runs sharing a state file: namespace 1 holds its
+// sockets throughout, namespace 2 only in the second dump. Each
+// connection must be reported once per namespace, with that namespace's
+// netns and its transport: existing in namespace 1 on the first run and
+// never again; opened in namespace 2 on the second, and closed on the
+// third with its own first and last seen.
+func TestIntegrationNamespaces(t *testing.T) {
+	ns1, ns2 := testprog.NewNetNS(t), testprog.NewNetNS(t)
+	keys1, keys2 := holdKeys(ns1.Ino), holdKeys(ns2.Ino)
+	path := filepath.Join(t.TempDir(), "state")
+	dumpAll := func() []byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var out, errb bytes.Buffer
+		if err := sockdump.Run(ctx, []string{"--all-netns", "--udp"}, nil, &out, &errb); err != nil {
+			t.Fatalf("sockdump --all-netns --udp: %v\n%s", err, errb.String())
+		}
+		if errb.Len() > 0 {
+			// Namespaces of other tests may come and go meanwhile.
+			t.Logf("sockdump stderr: %s", errb.String())
+		}
+		return out.Bytes()
+	}
+	// byName returns the events of each connection of keys, by name, and
+	// fails on any event of the namespace of keys that is not one of them.
+	byName := func(evs []*record.Record, keys map[string]record.Key) map[string][]*record.Record {
+		t.Helper()
+		names := make(map[record.Key]string, len(keys))
+		var ns uint64
+		for name, k := range keys {
+			names[k], ns = name, k.NetNS
+		}
+		got := map[string][]*record.Record{}
+		for _, r := range evs {
+			if name, ok := names[r.Key()]; ok {
+				got[name] = append(got[name], r)
+			} else if r.NetNS == ns {
+				t.Errorf("an event of namespace %d that holds no such socket: %+v", ns, r)
+			}
+		}
+		return got
+	}
+
+	startHolder(t, ns1)
+	evs := diffEvents(t, path, dumpAll())
+	got1, got2 := byName(evs, keys1), byName(evs, keys2)
+	for name, k := range keys1 {
+		if rs := got1[name]; len(rs) != 1 || rs[0].Event != record.EventExisting || rs[0].NetNS != ns1.Ino || rs[0].Key() != k {
+			t.Errorf("first run: %s of namespace 1: %s, want one existing", name, show(rs))
+		}
+	}
+	if len(got2) != 0 {
+		t.Errorf("first run: events of namespace 2, which holds nothing yet: %v", got2)
+	}
+	for name, dir := range map[string]string{"tcp listener": record.DirectionListening, "tcp server": record.DirectionIngress, "tcp client": record.DirectionEgress} {
+		if rs := got1[name]; len(rs) == 1 && rs[0].Direction != dir {
+			t.Errorf("first run: %s has direction %q, want %q", name, rs[0].Direction, dir)
+		}
+	}
+
+	stop2 := startHolder(t, ns2)
+	evs = diffEvents(t, path, dumpAll())
+	got1, got2 = byName(evs, keys1), byName(evs, keys2)
+	if len(got1) != 0 {
+		t.Errorf("second run: events of namespace 1, which changed nothing: %v", got1)
+	}
+	var seen time.Time
+	for name, k := range keys2 {
+		rs := got2[name]
+		if len(rs) != 1 || rs[0].Event != record.EventOpened || rs[0].NetNS != ns2.Ino || rs[0].Key() != k || !rs[0].FirstSeen.Equal(rs[0].Time) {
+			t.Errorf("second run: %s of namespace 2: %s, want one opened", name, show(rs))
+			continue
+		}
+		seen = rs[0].Time
+	}
+
+	stop2()
+	evs = diffEvents(t, path, dumpAll())
+	got1, got2 = byName(evs, keys1), byName(evs, keys2)
+	if len(got1) != 0 {
+		t.Errorf("third run: events of namespace 1, which changed nothing: %v", got1)
+	}
+	for name, k := range keys2 {
+		rs := got2[name]
+		if len(rs) != 1 || rs[0].Event != record.EventClosed || rs[0].NetNS != ns2.Ino || rs[0].Key() != k ||
+			!rs[0].FirstSeen.Equal(seen) || !rs[0].LastSeen.Equal(seen) || !rs[0].Time.After(seen) {
+			t.Errorf("third run: %s of namespace 2: %s, want one closed, first and last seen %v", name, show(rs), seen)
+		}
+	}
+}
+
+// show prints events for a test failure.
+func show(rs []*record.Record) string {
+	if len(rs) == 0 {
+		return "no event"
+	}
+	var b strings.Builder
+	enc := codec.NewEncoder()
+	for _, r := range rs {
+		b.Write(enc.Encode(r))
+	}
+	return b.String()
+}
