@@ -148,60 +148,15 @@ func TestIntegrationPipeline(t *testing.T) {
 		return sc.Err()
 	}
 
-	stages := []struct {
-		run  cli.RunFunc
-		args []string
-	}{
-		{sockdump.Run, []string{"--udp", "--interval", "100ms", "--count", "6"}},
-		{tap, nil},
-		{sockdiff.Run, []string{"--closed"}},
-		{sockproc.Run, nil},
-		{sockresolve.Run, []string{"--server", "127.0.0.1:1", "--timeout", "200ms"}},
-	}
-	var in io.Reader = strings.NewReader("")
-	var wg sync.WaitGroup
-	errs := make([]error, len(stages))
-	stderrs := make([]bytes.Buffer, len(stages))
-	for i, s := range stages {
-		pr, pw := io.Pipe()
-		wg.Add(1)
-		go func(stdin io.Reader) {
-			defer wg.Done()
-			errs[i] = s.run(ctx, s.args, stdin, pw, &stderrs[i])
-			pw.CloseWithError(errs[i])
-			if errs[i] != nil {
-				cancel()
-			}
-			// Whatever the stage left unread must not block the one before.
-			if r, ok := stdin.(*io.PipeReader); ok {
-				r.CloseWithError(errors.New("next stage ended"))
-			}
-		}(in)
-		in = pr
-	}
-	records, err := io.ReadAll(in)
-	wg.Wait()
-	for i, e := range errs {
-		if e != nil {
-			t.Errorf("stage %d: %v\n%s", i, e, stderrs[i].String())
-		}
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	records := runStages(t, ctx, []stageRun{
+		{"sockdump", sockdump.Run, []string{"--udp", "--interval", "100ms", "--count", "6"}},
+		{"tap", tap, nil},
+		{"sockdiff", sockdiff.Run, []string{"--closed"}},
+		{"sockproc", sockproc.Run, nil},
+		{"sockresolve", sockresolve.Run, []string{"--server", "127.0.0.1:1", "--timeout", "200ms"}},
+	})
 
 	s := schema(t)
-	departures := map[string]bool{
-		"agent.hostname: " + ecscheck.NotInECS:                               true,
-		"network.direction: " + ecscheck.NotExpected + `: "listening"`:       true,
-		"network.iana_number: " + ecscheck.IANAMismatch + `: "4" for "tcp"`:  true,
-		"network.iana_number: " + ecscheck.IANAMismatch + `: "41" for "tcp"`: true,
-		"network.iana_number: " + ecscheck.IANAMismatch + `: "4" for "udp"`:  true,
-		"network.iana_number: " + ecscheck.IANAMismatch + `: "41" for "udp"`: true,
-	}
 	netns := ownNetNS(t)
 	for _, args := range [][]string{{"--strict-ecs"}, nil} {
 		var out, errb bytes.Buffer
@@ -365,4 +320,64 @@ func ownNetNS(t *testing.T) uint64 {
 		t.Fatal(err)
 	}
 	return st.Ino
+}
+
+// departures are the findings the default mode may have: where
+// Metricbeat's documents depart from ECS.
+var departures = map[string]bool{
+	"agent.hostname: " + ecscheck.NotInECS:                               true,
+	"network.direction: " + ecscheck.NotExpected + `: "listening"`:       true,
+	"network.iana_number: " + ecscheck.IANAMismatch + `: "4" for "tcp"`:  true,
+	"network.iana_number: " + ecscheck.IANAMismatch + `: "41" for "tcp"`: true,
+	"network.iana_number: " + ecscheck.IANAMismatch + `: "4" for "udp"`:  true,
+	"network.iana_number: " + ecscheck.IANAMismatch + `: "41" for "udp"`: true,
+}
+
+// stageRun is one stage of a pipeline run in-process.
+type stageRun struct {
+	name string
+	run  cli.RunFunc
+	args []string
+}
+
+// runStages runs the stages as a pipeline on empty input and returns the
+// last one's output.
+func runStages(t *testing.T, ctx context.Context, stages []stageRun) []byte {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var in io.Reader = strings.NewReader("")
+	var wg sync.WaitGroup
+	errs := make([]error, len(stages))
+	stderrs := make([]bytes.Buffer, len(stages))
+	for i, s := range stages {
+		pr, pw := io.Pipe()
+		wg.Add(1)
+		go func(stdin io.Reader) {
+			defer wg.Done()
+			errs[i] = s.run(ctx, s.args, stdin, pw, &stderrs[i])
+			pw.CloseWithError(errs[i])
+			if errs[i] != nil {
+				cancel()
+			}
+			if r, ok := stdin.(*io.PipeReader); ok {
+				r.CloseWithError(errors.New("next stage ended"))
+			}
+		}(in)
+		in = pr
+	}
+	out, err := io.ReadAll(in)
+	wg.Wait()
+	for i, e := range errs {
+		if e != nil {
+			t.Errorf("%s: %v\n%s", stages[i].name, e, stderrs[i].String())
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
