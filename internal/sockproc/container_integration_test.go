@@ -11,11 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sockpipe/sockpipe/internal/cgroup"
 	"github.com/sockpipe/sockpipe/internal/cli"
@@ -146,15 +149,18 @@ func testContainer(t *testing.T, h hierarchy, bin, passwd, selfID string) {
 	if err != nil {
 		t.Skip(err)
 	}
-	id := randomID(t)
+	id, ownID := randomID(t), randomID(t)
 	slice := filepath.Join(h.mount, "sockpipe-test-"+strconv.Itoa(os.Getpid())+".slice")
 	dir := filepath.Join(slice, "docker-"+id+".scope")
+	// The container that sockproc itself runs in, for the cgroup
+	// namespace test.
+	ownDir := filepath.Join(slice, "docker-"+ownID+".scope")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Skipf("cannot create a cgroup in %s: %v", h.mount, err)
 	}
 	// Runs last, after the helpers have been moved back and stopped.
 	t.Cleanup(func() {
-		for _, d := range []string{dir, slice} {
+		for _, d := range []string{dir, ownDir, slice} {
 			var err error
 			for i := 0; i < 100; i++ {
 				if err = os.Remove(d); err == nil || errors.Is(err, os.ErrNotExist) {
@@ -168,30 +174,39 @@ func testContainer(t *testing.T, h hierarchy, bin, passwd, selfID string) {
 		}
 	})
 
+	if err := os.Mkdir(ownDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
 	holder := startChild(t, bin, nil, "hold", "in a container")
 	nobody := startChild(t, bin, nobodyCred, "hold", "nobody in a container")
 	host := startChild(t, bin, nil, "hold", "on the host")
-	for _, c := range []*child{holder, nobody} {
-		pid := c.cmd.Process.Pid
-		if err := move(dir, pid); err != nil {
-			t.Skipf("cannot move a process into %s: %v", dir, err)
+	// A neighbour of sockproc in its own container.
+	neighbour := startChild(t, bin, nil, "hold", "beside sockproc")
+	for _, m := range []struct {
+		c   *child
+		dir string
+	}{{holder, dir}, {nobody, dir}, {neighbour, ownDir}} {
+		pid := m.c.cmd.Process.Pid
+		if err := move(m.dir, pid); err != nil {
+			t.Skipf("cannot move a process into %s: %v", m.dir, err)
 		}
 		// Runs before the helper is stopped.
 		t.Cleanup(func() { move(filepath.Join(h.mount, origin), pid) })
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-		if err != nil || !strings.Contains(string(b), "/docker-"+id+".scope") {
+		if err != nil || !strings.Contains(string(b), m.dir[len(slice):]) {
 			t.Fatalf("/proc/%d/cgroup after the move: %q, %v", pid, b, err)
 		}
 	}
 	lport, cport := holder.ready[0], holder.ready[1]
-	nport, hport := nobody.ready[0], host.ready[0]
-	ports := map[int]bool{lport: true, cport: true, nport: true, hport: true}
+	nport, hport, oport := nobody.ready[0], host.ready[0], neighbour.ready[0]
+	ports := map[int]bool{lport: true, cport: true, nport: true, hport: true, oport: true}
 	recs := dump(t, ports)
 	in := encode(recs)
 
 	// check verifies the container of each helper's sockets; for root's
 	// helpers only when attributed is true.
-	check := func(t *testing.T, out []*record.Record, rootSeen bool) {
+	check := func(t *testing.T, out []*record.Record, rootSeen bool, hostID, neighbourID string) {
 		t.Helper()
 		type want struct {
 			what          string
@@ -205,7 +220,8 @@ func testContainer(t *testing.T, h hierarchy, bin, passwd, selfID string) {
 				want{"listener", lport, 0, holder.cmd.Process.Pid, id},
 				want{"client", cport, lport, holder.cmd.Process.Pid, id},
 				want{"accepted", lport, cport, holder.cmd.Process.Pid, id},
-				want{"host listener", hport, 0, host.cmd.Process.Pid, selfID})
+				want{"host listener", hport, 0, host.cmd.Process.Pid, hostID},
+				want{"neighbour's listener", oport, 0, neighbour.cmd.Process.Pid, neighbourID})
 		}
 		for _, w := range wants {
 			r := one(t, out, w.what, w.local, w.remote)
@@ -228,7 +244,7 @@ func testContainer(t *testing.T, h hierarchy, bin, passwd, selfID string) {
 		if err := run(context.Background(), []string{"--passwd", passwd}, bytes.NewReader(in), &stdout, &stderr, defaultEnv); err != nil {
 			t.Fatalf("run: %v\n%s", err, stderr.String())
 		}
-		check(t, decodeAll(t, stdout.Bytes()), true)
+		check(t, decodeAll(t, stdout.Bytes()), true, selfID, ownID)
 	})
 
 	t.Run("own PID namespace, --proc", func(t *testing.T) {
@@ -255,7 +271,49 @@ func testContainer(t *testing.T, h hierarchy, bin, passwd, selfID string) {
 				t.Fatalf("--proc /proc in a PID namespace of its own found %+v, %+v", r.Process, r.Container)
 			}
 		}
-		check(t, runNS(hostProc), true)
+		check(t, runNS(hostProc), true, selfID, ownID)
+	})
+
+	// In a cgroup namespace of its own, rooted at its container's cgroup
+	// (Docker's default under cgroup v2), sockproc reads other
+	// containers' paths as "/../docker-ID.scope" and still names them;
+	// its own container's processes are at "/" and get none.
+	t.Run("private cgroup namespace", func(t *testing.T) {
+		if selfID != "" {
+			t.Skip("the tests run in a container: the host's processes would be named by a path outside the namespace")
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		defer w.Close()
+		cmd := exec.Command(bin, "sockproc-cgns", "--passwd", passwd)
+		cmd.Env = append(os.Environ(), "SOCKPROC_HELPER=sockproc-cgns")
+		cmd.ExtraFiles = []*os.File{r}
+		cmd.Stdin = bytes.NewReader(in)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		pid := cmd.Process.Pid
+		moveErr := move(ownDir, pid)
+		if moveErr == nil {
+			t.Cleanup(func() { move(filepath.Join(h.mount, origin), pid) })
+		}
+		if _, err := w.Write([]byte{'x'}); err != nil {
+			t.Errorf("write: %v", err)
+		}
+		w.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("sockproc in a cgroup namespace: %v\n%s", err, stderr.String())
+		}
+		if moveErr != nil {
+			t.Fatalf("moving sockproc into %s: %v", ownDir, moveErr)
+		}
+		check(t, decodeAll(t, stdout.Bytes()), true, "", "")
 	})
 
 	t.Run("unprivileged", func(t *testing.T) {
@@ -269,7 +327,7 @@ func testContainer(t *testing.T, h hierarchy, bin, passwd, selfID string) {
 			t.Fatalf("sockproc as nobody: %v\n%s", err, stderr.String())
 		}
 		out := decodeAll(t, stdout.Bytes())
-		check(t, out, false)
+		check(t, out, false, "", "")
 		// Root's processes are not seen: no process, no container.
 		for _, c := range [][2]int{{lport, 0}, {cport, lport}, {hport, 0}} {
 			if r := one(t, out, "root's socket", c[0], c[1]); r.Process != nil || r.Container != nil {
@@ -277,6 +335,33 @@ func testContainer(t *testing.T, h hierarchy, bin, passwd, selfID string) {
 			}
 		}
 	})
+}
+
+// helperCgroupNS runs sockproc in a cgroup namespace of its own, rooted at
+// the cgroup it is in once the test has moved it: it waits for a byte on
+// descriptor 3, then unshares its cgroup namespace and executes itself as
+// the "sockproc" helper (a namespace unshared by one thread reaches the
+// whole process only through exec).
+func helperCgroupNS(args []string) {
+	runtime.LockOSThread()
+	var b [1]byte
+	if _, err := os.NewFile(3, "ready").Read(b[:]); err != nil {
+		die(err)
+	}
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		die(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		die(err)
+	}
+	env := []string{"SOCKPROC_HELPER=sockproc"}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SOCKPROC_HELPER=") {
+			env = append(env, kv)
+		}
+	}
+	die(syscall.Exec(exe, append([]string{exe, "sockproc"}, args...), env))
 }
 
 // helperHostProc runs sockproc the way it runs in a container without the

@@ -39,6 +39,9 @@ import (
 //	sockproc-hostproc ARGS...
 //	                  run sockproc in PID and mount namespaces of its
 //	                  own, the host's /proc at $SOCKPROC_HOSTPROC
+//	sockproc-cgns ARGS...
+//	                  run sockproc in a cgroup namespace of its own,
+//	                  once a byte arrives on descriptor 3
 func TestMain(m *testing.M) {
 	switch os.Getenv("SOCKPROC_HELPER") {
 	case "":
@@ -52,6 +55,8 @@ func TestMain(m *testing.M) {
 		os.Exit(cli.Code("sockproc", err, os.Stderr))
 	case "sockproc-hostproc":
 		helperHostProc(os.Args[2:])
+	case "sockproc-cgns":
+		helperCgroupNS(os.Args[2:])
 	}
 	os.Exit(0)
 }

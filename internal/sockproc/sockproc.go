@@ -36,16 +36,16 @@ Output: the same records; each socket record gets
     "process has exited. inode=0, tcp_state=STATE" for a socket that no
     has no inode (closing, time-wait, or a syn-recv request socket, as
     the original metricset reports them); never on "closed" events;
+  "user": {"id":"1000","name":"jaime","full_name":"Jaime Soriano Pastor"}
+    the socket's owner uid, with the login name and the GECOS full name
+    from the passwd file; uid 0 is "root"; unknown uids keep only "id";
   "container": {"id":"9e1987cf07ac…"}
     when the process was found and runs in a container: the container's
     64-hex-digit id, from /proc/PID/cgroup (read once per process), for
     Docker, containerd and CRI-O (Kubernetes), Podman and runtimes that
     name their cgroups the same way, under cgroup v1 and v2; the innermost
     when containers are nested; none for conmon, which runs outside the
-    container it monitors. An input container is kept, its id replaced;
-  "user": {"id":"1000","name":"jaime","full_name":"Jaime Soriano Pastor"}
-    the socket's owner uid, with the login name and the GECOS full name
-    from the passwd file; uid 0 is "root"; unknown uids keep only "id".
+    container it monitors. An input container is kept, its id replaced.
 Output is flushed at each snapshot record and whenever input pauses.
 
 Cost: /proc/PID/fd of every process is walked only when a socket arrives
@@ -59,11 +59,12 @@ CAP_SYS_PTRACE, as Docker does by default). Without them, only the processes tha
 are seen: a warning is written once at start, and sockets of other users
 get neither a process nor an error.
 
-In a container: run it in the host's PID and cgroup namespaces with the
-host's /proc mounted, e.g. docker run --pid=host --cgroupns=host
--v /proc:/host/proc:ro --cap-add SYS_PTRACE --cap-add DAC_READ_SEARCH, and
-give --proc /host/proc. In a private cgroup namespace, processes of
-sockproc's own container show no container.
+In a container: mount the host's /proc and point --proc at it, with both
+capabilities, e.g. docker run --pid=host --cgroupns=host
+-v /proc:/host/proc:ro --cap-add SYS_PTRACE --cap-add DAC_READ_SEARCH
+... sockproc --proc /host/proc. Without --cgroupns=host, the processes of
+sockproc's own container get no container (their cgroup is "/" from
+inside); other containers are still named.
 
 Exit codes:
   0  success, or stopped by SIGINT/SIGTERM or a closed stdout
