@@ -7,9 +7,10 @@ import (
 )
 
 // BenchmarkBuild builds and encodes the document of a record with every
-// enrichment (process, user, reverse DNS), in both modes.
+// enrichment (process, user, reverse DNS, container, namespace), in both
+// modes.
 func BenchmarkBuild(b *testing.B) {
-	r := corpusRecord(families[0], record.DirectionIngress, record.EventOpened, withProcess|withHost|withUser)
+	r := corpusRecord(families[0], record.DirectionIngress, record.EventOpened, withProcess|withHost|withUser|withContainer)
 	r.Remote.Host, r.Remote.ETLDPlusOne = "edge-1.example.com.", "example.com."
 	for _, o := range []Options{{Hostname: "web-1"}, {Strict: true, Hostname: "web-1"}} {
 		name := "default"
