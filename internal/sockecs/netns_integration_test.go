@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/ecs/ecscheck"
+	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/sockdump"
 	"github.com/sockpipe/sockpipe/internal/sockproc"
 	"github.com/sockpipe/sockpipe/internal/testprog"
@@ -48,8 +51,28 @@ func TestIntegrationNamespaces(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
+	// Other tests on the host may hold many sockets in namespaces of
+	// their own: only this test's go on.
+	ours := func(_ context.Context, _ []string, stdin io.Reader, stdout, _ io.Writer) error {
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			r, err := codec.Decode(sc.Bytes())
+			if err != nil {
+				return err
+			}
+			if r.Type == record.TypeSocket && fixtures[r.NetNS] == nil {
+				continue
+			}
+			if _, err := stdout.Write(append(sc.Bytes(), '\n')); err != nil {
+				return err
+			}
+		}
+		return sc.Err()
+	}
 	records := runStages(t, ctx, []stageRun{
 		{"sockdump", sockdump.Run, []string{"--all-netns", "--udp"}},
+		{"ours", ours, nil},
 		{"sockproc", sockproc.Run, nil},
 	})
 
