@@ -17,6 +17,19 @@
 # then the ratios b/a. Every dump's records are counted against the
 # sockets that ss sees in each namespace.
 #
+# With SOCKPIPE_BENCH_PROFILE=DIR, it also profiles a) and b): the Go
+# benchmarks BenchmarkRunNetNS and BenchmarkRunAllNetNS of internal/sockdump
+# with -cpuprofile (DIR/a.prof, DIR/b.prof: go tool pprof -top DIR/b.prof),
+# and, when perf is installed, 10 sockdump runs with perf record
+# (DIR/a.perf.txt, DIR/b.perf.txt: the kernel's share too).
+#
+# SOCKPIPE_BENCH_SOCKDUMP=PATH times that sockdump binary instead of one
+# built from this tree (to compare a change). SOCKPIPE_BENCH_CHILD_EHASH=N
+# sets net.ipv4.tcp_child_ehash_entries to N (Linux 6.1+) while the script
+# creates its namespaces, so that each gets its own table of TCP sockets
+# of N buckets, and restores it at exit: a dump of a namespace then walks
+# only that namespace's sockets, not every socket of the host.
+#
 # Needs root (ip netns, and sockdump entering the namespaces), Go,
 # iproute2 and GNU time (/usr/bin/time), and a descriptor limit of at least
 # 20,000. The namespaces are named sockpipe-bench-PID-I and deleted at exit,
@@ -38,15 +51,31 @@ if [ -z "${SOCKPIPE_BENCH_LOCKED:-}" ]; then
 	exec flock "$LOCK" env SOCKPIPE_BENCH_LOCKED=1 sh "$0" "$@"
 fi
 
+PROFILE=${SOCKPIPE_BENCH_PROFILE:-}
+EHASH=${SOCKPIPE_BENCH_CHILD_EHASH:-}
+old_ehash=
 bench_init
+SOCKDUMP=${SOCKPIPE_BENCH_SOCKDUMP:-$BIN/sockdump}
+[ -x "$SOCKDUMP" ] || die "$SOCKDUMP is not an executable"
+if [ -n "$PROFILE" ]; then
+	mkdir -p "$PROFILE"
+	PROFILE=$(cd "$PROFILE" && pwd)
+	(cd "$ROOT" && go test -c -o "$BIN/sockdump.test" ./internal/sockdump) || die "go test -c failed"
+fi
 cleanup() {
 	ns_hold_stop
 	netns_del_all
+	[ -z "$old_ehash" ] || sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"
 	rm -rf "$BENCH_TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+if [ -n "$EHASH" ]; then
+	old_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null) ||
+		die "no net.ipv4.tcp_child_ehash_entries in this kernel (Linux 6.1+)"
+	sysctl -qw net.ipv4.tcp_child_ehash_entries="$EHASH" || die "cannot set net.ipv4.tcp_child_ehash_entries"
+fi
 
 # tcp_objects: the TCP sockets of every namespace, TIME_WAIT included, as
 # the slab allocator counts them.
@@ -100,23 +129,40 @@ EOF
 measure() {
 	label=$1 flags=$2 wantns=$3; shift 3
 	# shellcheck disable=SC2086 # FLAGS is a list of flags
-	"$BIN/sockdump" $flags >"$BENCH_TMP/dump" 2>>"$BENCH_TMP/stderr" || die "sockdump $flags failed"
+	"$SOCKDUMP" $flags >"$BENCH_TMP/dump" 2>>"$BENCH_TMP/stderr" || die "sockdump $flags failed"
 	counted=$(check "$BENCH_TMP/dump" "$wantns" "$@")
 	sockets=${counted% *} namespaces=${counted#* }
-	WALL=$(median_ms "$RUNS" "'$BIN/sockdump' $flags >/dev/null 2>&1")
-	CPU=$(cpu_ms "$RUNS" "'$BIN/sockdump' $flags >/dev/null 2>&1")
+	WALL=$(median_ms "$RUNS" "'$SOCKDUMP' $flags >/dev/null 2>&1")
+	CPU=$(cpu_ms "$RUNS" "'$SOCKDUMP' $flags >/dev/null 2>&1")
 	awk -v l="$label" -v k="$namespaces" -v s="$sockets" -v w="$WALL" -v c="$CPU" 'BEGIN {
 		printf "%-34s %5d %8d %9.1f %8d %8.2f %8.2f\n", l, k, s, w, c, w * 1000 / s, c * 1000 / s
 	}' >>"$BENCH_TMP/table"
 	echo "$sockets" >"$BENCH_TMP/last.sockets"
 }
 
+# profile NAME BENCH FLAGS [NETNS]: with SOCKPIPE_BENCH_PROFILE, profile
+# the Go benchmark BENCH (given SOCKPIPE_BENCH_NETNS=NETNS) and 10 runs of
+# "sockdump FLAGS" into $PROFILE/NAME.*.
+profile() {
+	[ -n "$PROFILE" ] || return 0
+	(cd "$PROFILE" && SOCKPIPE_BENCH_NETNS=${4:-} "$BIN/sockdump.test" -test.run '^$' -test.bench "^Benchmark$2\$" \
+		-test.benchtime 20x -test.cpuprofile "$1.prof") >"$PROFILE/$1.bench.txt" 2>&1 ||
+		die "profiling $2 failed: see $PROFILE/$1.bench.txt"
+	command -v perf >/dev/null || return 0
+	perf record -q -g -o "$PROFILE/$1.perf.data" -- sh -c \
+		"for i in 1 2 3 4 5 6 7 8 9 10; do '$SOCKDUMP' $3 >/dev/null 2>&1; done" 2>/dev/null ||
+		die "perf record failed"
+	perf report -i "$PROFILE/$1.perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+		grep -v '^$' | grep -v '^#' | grep '%' | head -40 >"$PROFILE/$1.perf.txt"
+}
+
 base=$(tcp_objects)
 total=$((PER * NNS))
-echo "sockdump --all-netns: $NNS namespaces x $PER sockets against $total in one; medians of $RUNS runs" >&2
+echo "sockdump --all-netns: $NNS namespaces x $PER sockets against $total in one; medians of $RUNS runs" \
+	"${EHASH:+(net.ipv4.tcp_child_ehash_entries=$EHASH)}" >&2
 
 # The host alone: what every --all-netns dump costs besides the sockets.
-"$BIN/sockdump" --all-netns >/dev/null 2>&1
+"$SOCKDUMP" --all-netns >/dev/null 2>&1
 measure "host only, --all-netns" --all-netns 1
 
 # a) every socket in one namespace.
@@ -124,9 +170,10 @@ one=sockpipe-bench-$$-0
 netns_add "$one"
 ns_hold_start "$one" "$total" 0
 ns_hold_wait
-"$BIN/sockdump" --netns "/run/netns/$one" >/dev/null 2>&1
+"$SOCKDUMP" --netns "/run/netns/$one" >/dev/null 2>&1
 measure "a) 1 x $total, --netns" "--netns /run/netns/$one" 0 "$one"
 a_wall=$WALL a_cpu=$CPU a_sockets=$(cat "$BENCH_TMP/last.sockets")
+profile a RunNetNS "--netns /run/netns/$one" "/run/netns/$one"
 measure "a) 1 x $total, --all-netns" --all-netns 2 "$one"
 ns_hold_stop
 netns_del_all
@@ -145,11 +192,12 @@ for k in $((NNS / 4)) $((NNS / 2)) "$NNS"; do
 		names="$names $name"
 	done
 	ns_hold_wait
-	"$BIN/sockdump" --all-netns >/dev/null 2>&1
+	"$SOCKDUMP" --all-netns >/dev/null 2>&1
 	# shellcheck disable=SC2086 # names is a list
 	measure "$([ "$k" -eq "$NNS" ] && echo "b) " || echo "c) ")$k x $PER, --all-netns" --all-netns $((k + 1)) $names
 done
 b_wall=$WALL b_cpu=$CPU b_sockets=$(cat "$BENCH_TMP/last.sockets")
+profile b RunAllNetNS --all-netns
 
 [ -s "$BENCH_TMP/stderr" ] && sort -u "$BENCH_TMP/stderr" >&2
 echo
