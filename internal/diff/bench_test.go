@@ -13,18 +13,24 @@ import (
 
 // benchSockets returns n distinct established IPv4 sockets, as decoded
 // records and as the lines sockdump writes.
-func benchSockets(n int) ([]*record.Record, [][]byte) {
+func benchSockets(n int) ([]*record.Record, [][]byte) { return benchSocketsIn(n, 1) }
+
+// benchSocketsIn is benchSockets spread over network namespaces: socket i
+// is in namespace i%namespaces, and each namespace holds the same
+// 4-tuples, as containers started from one image do.
+func benchSocketsIn(n, namespaces int) ([]*record.Record, [][]byte) {
 	recs := make([]*record.Record, n)
 	raws := make([][]byte, n)
 	enc := codec.NewEncoder()
 	for i := range recs {
+		j := i / namespaces
 		r := &record.Record{
 			Type: record.TypeSocket, Time: t0, Family: record.FamilyIPv4, Transport: record.TransportTCP,
 			State:     "established",
-			Local:     record.Endpoint{IP: "10.0.0.1", Port: uint16(1024 + i%60000)},
-			Remote:    record.Endpoint{IP: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Port: 443},
+			Local:     record.Endpoint{IP: "10.0.0.1", Port: uint16(1024 + j%60000)},
+			Remote:    record.Endpoint{IP: fmt.Sprintf("10.%d.%d.%d", j>>16&255, j>>8&255, j&255), Port: 443},
 			Direction: record.DirectionEgress, Inode: uint64(1_000_000 + i), UID: 1000, HasUID: true,
-			Cookie: uint64(5_000_000 + i), NetNS: 4026531840,
+			Cookie: uint64(5_000_000 + i), NetNS: 4026531840 + uint64(i%namespaces),
 		}
 		recs[i] = r
 		line := enc.Encode(r)
@@ -42,20 +48,28 @@ func benchSockets(n int) ([]*record.Record, [][]byte) {
 //     to Socket when it is not, as sockdiff does;
 //   - dump-order-socket: the same, every socket through Socket (the cost
 //     when every line has to be decoded, e.g. when its fields change);
-//   - shuffled: a new order every time, the worst case for prediction.
+//   - shuffled: a new order every time, the worst case for prediction;
+//   - shuffled-20-netns: the same, over 20 network namespaces that hold
+//     the same 5,000 4-tuples each (sockdump --all-netns on a container
+//     host): keys that differ only by namespace.
 func BenchmarkDiff(b *testing.B) {
 	const (
 		n      = 100_000
 		change = n / 100
 		ring   = 2 * n
 	)
-	recs, raws := benchSockets(ring)
+	recs1, raws1 := benchSockets(ring)
+	recsNS, rawsNS := benchSocketsIn(ring, 20)
 	rng := rand.New(rand.NewPCG(1, 2))
 	perms := make([][]int, 4)
 	for i := range perms {
 		perms[i] = rng.Perm(n)
 	}
-	for _, mode := range []string{"dump-order", "dump-order-socket", "shuffled"} {
+	for _, mode := range []string{"dump-order", "dump-order-socket", "shuffled", "shuffled-20-netns"} {
+		recs, raws := recs1, raws1
+		if mode == "shuffled-20-netns" {
+			recs, raws = recsNS, rawsNS
+		}
 		b.Run(mode, func(b *testing.B) {
 			runtime.GC()
 			var ms runtime.MemStats
@@ -65,7 +79,7 @@ func BenchmarkDiff(b *testing.B) {
 			snapshot := func(i int) {
 				start := i * change
 				for j := range n {
-					if mode == "shuffled" {
+					if mode == "shuffled" || mode == "shuffled-20-netns" {
 						j = perms[i%len(perms)][j]
 					}
 					k := (start + j) % ring
