@@ -23,6 +23,10 @@ const (
 	// Unidentified: a socket whose addresses the kernel wiped (remote
 	// port 0) and whose cookie matches no known connection; dropped.
 	Unidentified
+	// Shared: one of the sockets that share the key of a known
+	// connection (SO_REUSEPORT); the connection lives on until a
+	// snapshot no longer holds its key.
+	Shared
 )
 
 func (o Outcome) String() string {
@@ -35,13 +39,15 @@ func (o Outcome) String() string {
 		return "duplicate"
 	case Unidentified:
 		return "unidentified"
+	case Shared:
+		return "shared"
 	}
 	return "unknown"
 }
 
 // DestroyedCounts counts the destroyed records folded in, by outcome.
 type DestroyedCounts struct {
-	Closed, ShortLived, Duplicate, Unidentified int
+	Closed, ShortLived, Duplicate, Unidentified, Shared int
 }
 
 // Counts returns the destroyed records folded in so far, by outcome.
@@ -59,9 +65,11 @@ func (s *State) Counts() DestroyedCounts { return s.counts }
 //   - an unknown connection: an opened event made of the destroyed record
 //     (type socket, short_lived, time the destroy's, no first_seen), and
 //     its closed event (the same, with last_seen the destroy's time);
-//   - the end of a connection already reported, or a TCP socket of remote
-//     port 0 (wiped by the kernel, or a listener) that matches nothing: no
-//     event.
+//   - the end of a connection already reported, a TCP socket of remote
+//     port 0 (wiped by the kernel, or a listener) that matches nothing, or
+//     one of several sockets that shared a connection's key in the last
+//     snapshot (SO_REUSEPORT listeners, UDP servers; the connection ends
+//     when a snapshot no longer holds its key): no event.
 //
 // TCP and UDP are told apart only where TCP differs: a TCP socket of
 // remote port 0 has lost its addresses, while a UDP one is a socket that
@@ -97,6 +105,8 @@ func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Ou
 			s.counts.Duplicate++
 		case Unidentified:
 			s.counts.Unidentified++
+		case Shared:
+			s.counts.Shared++
 		}
 	}()
 	if s.closedCookies.has(ck) {
@@ -111,6 +121,8 @@ func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Ou
 		switch {
 		case e != nil && e.end != nil:
 			return nil, nil, Duplicate, nil
+		case e != nil && e.shared:
+			return nil, nil, Shared, nil
 		case e != nil:
 			closed, err = s.end(e, r)
 			return nil, closed, Closed, err
@@ -120,6 +132,9 @@ func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Ou
 	}
 	k := keyOf(r)
 	e, _ := s.conns.get(k)
+	if e != nil && e.end == nil && e.shared {
+		return nil, nil, Shared, nil
+	}
 	if e != nil && e.end == nil {
 		closed, err = s.end(e, r)
 		return nil, closed, Closed, err

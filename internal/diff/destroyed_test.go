@@ -332,6 +332,35 @@ func TestDestroyed(t *testing.T) {
 			{"closed", lo.udp().String(), "established", 3, 2, 0, 2},
 		},
 		counts: DestroyedCounts{Closed: 1},
+	}, {
+		name: "UDP: the destroy of one of the sockets that share a key (SO_REUSEPORT) is not the end",
+		steps: []step{
+			sockc(0, udpLis, "closed", 7), sockc(0, udpLis, "closed", 8), snap(0),
+			destroyed(1, udpLis, 8), // the socket of the last record seen
+			destroyed(1, udpLis, 9), // another
+			sockc(2, udpLis, "closed", 7), snap(2),
+			// Alone now: its destroy is the end.
+			destroyed(3, udpLis, 7),
+			snap(4),
+		},
+		want: []ev{
+			{"existing", udpLis.String(), "closed", 7, 0, 0, -1},
+			{"closed", udpLis.String(), "closed", 7, 3, 0, 3},
+		},
+		counts: DestroyedCounts{Closed: 1, Shared: 2},
+	}, {
+		name: "TCP: a destroyed listener of an SO_REUSEPORT group is not the end of the group",
+		steps: []step{
+			sockc(0, lis, "listening", 1), sockc(0, lis, "listening", 2), snap(0),
+			wiped(1, lis, 2),
+			sockc(2, lis, "listening", 1), snap(2),
+			snap(3),
+		},
+		want: []ev{
+			{"existing", lis.String(), "listening", 1, 0, 0, -1},
+			{"closed", lis.String(), "listening", 1, 3, 0, 2},
+		},
+		counts: DestroyedCounts{Shared: 1},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

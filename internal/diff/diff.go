@@ -45,7 +45,9 @@
 // matched by its socket cookie in its network namespace, through an index
 // of the cookies of the known connections built when first needed; one
 // that comes after a snapshot found its connection gone is known by its
-// cookie too, for a while. See Destroyed.
+// cookie too, for a while. The destroy of one of several sockets that
+// shared a key in the last snapshot (SO_REUSEPORT) is not the end of their
+// connection: a snapshot tells when that comes. See Destroyed.
 //
 // # Incomplete snapshots
 //
@@ -97,6 +99,10 @@ type entry struct {
 	// already reported: a tombstone, kept so that what remains of the
 	// connection (its time-wait twin) is not reported again.
 	end *ending
+	// shared is set when more than one socket held the connection's key
+	// in the last snapshot that held it (SO_REUSEPORT listeners, UDP
+	// servers): the destroy of one of them is not the connection's end.
+	shared bool
 }
 
 // ending is the end of a connection, as its destroy notification told.
@@ -230,6 +236,9 @@ func (s *State) again(e *entry, t int64, raw []byte) {
 	if e.gen != s.gen {
 		e.gen = s.gen
 		s.seen++
+		e.shared = false
+	} else {
+		e.shared = true // the second socket of the key in this snapshot
 	}
 	e.raw = append(e.raw[:0], raw...)
 	if t > e.last {

@@ -31,6 +31,7 @@ type modelConn struct {
 	state       string
 	inode       uint64 // also its cookie
 	ns          uint64 // network namespace
+	shared      bool   // more than one socket in the last snapshot that held it
 	seq         int
 	// A connection whose end a destroy reported: when, and its cookie.
 	ended     bool
@@ -44,6 +45,7 @@ func newModel() *model {
 
 func (m *model) socket(sec int, c conn, state string, inode uint64) []ev {
 	k := canonical(c.String())
+	again := m.seen[k]
 	m.seen[k] = true
 	twin := c.tr != record.TransportUDP && (state == "time-wait" || state == "fin-wait-2")
 	if mc := m.known[k]; mc != nil && mc.ended && sec > mc.endT && !twin {
@@ -51,7 +53,7 @@ func (m *model) socket(sec int, c conn, state string, inode uint64) []ev {
 	}
 	if mc := m.known[k]; mc != nil {
 		mc.last = max(mc.last, sec)
-		mc.name, mc.state, mc.inode = c.String(), state, inode
+		mc.name, mc.state, mc.inode, mc.shared = c.String(), state, inode, again
 		return nil
 	}
 	m.seq++
@@ -120,7 +122,7 @@ func (m *model) destroyed(sec int, c conn, cookie uint64, wiped bool) []ev {
 		if cookie != 0 {
 			for _, mc := range m.known {
 				if mc.ns == c.ns && (mc.inode == cookie || mc.ended && mc.endCookie == cookie) {
-					if mc.ended {
+					if mc.ended || mc.shared {
 						return nil
 					}
 					return closedEv(mc)
@@ -133,6 +135,9 @@ func (m *model) destroyed(sec int, c conn, cookie uint64, wiped bool) []ev {
 	}
 	k := canonical(c.String())
 	if mc := m.known[k]; mc != nil {
+		if !mc.ended && mc.shared {
+			return nil
+		}
 		if !mc.ended {
 			return closedEv(mc)
 		}
@@ -179,6 +184,9 @@ func FuzzDiffModel(f *testing.F) {
 	// destroyed, wiped and gone one by one.
 	f.Add([]byte{0x11, 0x1c, 0x1d, 0x1e, 0x1f, 0xf0, 0x11, 0x1d, 0x1e, 0xf2, 0x0c, 0xf0, 0x2c, 0x11, 0xf9, 0x0f, 0xf2, 0x0e, 0xf3, 0x1c, 0xf0, 0xf0})
 	f.Add([]byte{0xf0, 0xf2, 0x0f, 0xf2, 0x0e, 0x1f, 0x2e, 0xf0, 0xf9, 0x0f, 0x1d, 0xf0, 0xf3, 0xf2, 0x0d, 0x2d, 0xf0})
+	// Keys held twice in a snapshot (SO_REUSEPORT), then destroyed, saved
+	// and loaded, held once.
+	f.Add([]byte{0x0f, 0x1f, 0x00, 0x30, 0xf0, 0xf2, 0x0f, 0xf9, 0x30, 0xf3, 0xf2, 0x0f, 0x1f, 0xf0, 0xf2, 0x0f, 0xf0, 0xf0})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		if len(ops) > 2000 {
 			return

@@ -19,13 +19,19 @@ import (
 //	{"format":"sockdiff-state","version":1,"saved":"…","complete":true,"snapshot":"…","entries":2}
 //	{"first_seen":"…","last_seen":"…","socket":{…the last socket record seen, as read…}}
 //	{"first_seen":"…","last_seen":"…","ended":"…","end_cookie":7,"socket":{…}}
-//	{"end":"sockdiff-state","entries":2}
+//	{"first_seen":"…","last_seen":"…","shared":true,"socket":{…}}
+//	{"end":"sockdiff-state","entries":3}
 //
 // An entry with "ended" is a connection whose end a destroy notification
 // already reported, at that time, for the socket of cookie end_cookie; it
 // is kept until a complete snapshot no longer holds its 4-tuple. Readers
 // of version 1 that do not know these members take it for a connection
 // still open.
+//
+// An entry with "shared" is a connection whose key more than one socket
+// held in the last snapshot that held it (SO_REUSEPORT); the destroy of one
+// of them is not its end. Readers that do not know the member take the
+// destroy of the socket of its record for the end of the connection.
 //
 // An entry's connection is the record.Key of its socket record: the
 // record's "netns" and "transport" are the connection's network namespace
@@ -65,6 +71,7 @@ type fileEntry struct {
 	LastSeen  time.Time  `json:"last_seen"`
 	Ended     *time.Time `json:"ended"`
 	EndCookie uint64     `json:"end_cookie"`
+	Shared    bool       `json:"shared"`
 	Socket    rawJSON    `json:"socket"`
 }
 
@@ -118,10 +125,14 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 			line = time.Unix(0, e.end.t).UTC().AppendFormat(line, time.RFC3339Nano)
 			line = append(line, `","end_cookie":`...)
 			line = strconv.AppendUint(line, e.end.cookie, 10)
-			line = append(line, `,"socket":`...)
+			line = append(line, ',')
 		} else {
-			line = append(line, `","socket":`...)
+			line = append(line, `",`...)
 		}
+		if e.shared {
+			line = append(line, `"shared":true,`...)
+		}
+		line = append(line, `"socket":`...)
 		line = append(line, bytes.TrimSpace(e.raw)...)
 		line = append(line, "}\n"...)
 		if _, err := bw.Write(line); err != nil {
@@ -242,11 +253,12 @@ func Decode(r io.Reader) (*State, error) {
 		}
 		loaded++
 		e := &entry{
-			raw:   []byte(fe.Socket),
-			first: fe.FirstSeen.UnixNano(),
-			last:  fe.LastSeen.UnixNano(),
-			seq:   loaded,
-			gen:   0,
+			raw:    []byte(fe.Socket),
+			first:  fe.FirstSeen.UnixNano(),
+			last:   fe.LastSeen.UnixNano(),
+			seq:    loaded,
+			gen:    0,
+			shared: fe.Shared,
 		}
 		if fe.Ended != nil {
 			if err := checkTime(*fe.Ended); err != nil {

@@ -153,6 +153,26 @@ func TestStateFileEarlierRecords(t *testing.T) {
 	}
 }
 
+// TestStateFileShared saves and loads a connection whose key two sockets
+// held (SO_REUSEPORT): the destroy of one of them is still not its end.
+func TestStateFileShared(t *testing.T) {
+	t.Parallel()
+	s := New()
+	play(t, s, []step{sockc(0, udpLis, "closed", 7), sockc(0, udpLis, "closed", 8), snap(0)})
+	data := encode(t, s)
+	want := `{"first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","shared":true,"socket":{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","transport":"udp","state":"closed","local":{"ip":"0.0.0.0","port":5353},"remote":{"ip":"0.0.0.0","port":0},"inode":8,"cookie":8}}`
+	if lines := strings.Split(string(data), "\n"); len(lines) < 2 || lines[1] != want {
+		t.Errorf("state file:\n%s\nwant the entry\n%s", data, want)
+	}
+	s, err := Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := play(t, s, []step{destroyed(1, udpLis, 8)}); len(got) != 0 || s.Counts().Shared != 1 {
+		t.Errorf("after loading, a destroy of one of the sockets: %v, counts %+v", got, s.Counts())
+	}
+}
+
 func TestStateFileFirstRunKept(t *testing.T) {
 	t.Parallel()
 	// A first run cut short leaves a state that is not complete: the
@@ -345,11 +365,13 @@ func FuzzDecode(f *testing.F) {
 	})
 	f.Add(encode(f, ended))
 	// Namespaces and transports: one 4-tuple in two namespaces and in
-	// UDP, a UDP tombstone, and records without transport or namespace.
+	// UDP (held by two sockets), a UDP tombstone, and records without
+	// transport or namespace.
 	ns := New()
 	play(f, ns, []step{
 		sockc(0, lo.in(1), "established", 2), sockc(0, lo.in(4026532301), "established", 3),
 		sockc(0, lo.udp(), "established", 4), sockc(0, udpLis.in(1), "closed", 5),
+		sockc(0, lo.udp(), "established", 7), // shared
 		noTransport(sockc(0, a, "established", 6)), snap(0),
 		destroyed(1, udpLis.in(1), 5), destroyed(1, lo.in(2).udp(), 8),
 	})

@@ -57,6 +57,9 @@ are folded in and not passed on:
     "closed" event ("last_seen" the destroy's time);
   - what remains of a TCP connection after its destroy (its time-wait twin
     in later snapshots) reports nothing, neither opened nor closed again;
+  - the destroy of one of several sockets that shared a connection's key in
+    the last snapshot (SO_REUSEPORT listeners, UDP servers) reports
+    nothing: the connection is closed when a snapshot no longer holds it;
   - a TCP notification whose remote port the kernel wiped (a socket closed
     abortively by its owner, that sockdump could not restore) is matched
     to a known connection by its socket cookie in its namespace, else
