@@ -49,7 +49,7 @@ Destroy notifications ("destroyed" records, sockdump --interval D --events)
 are folded in and not passed on:
   - a connection that a snapshot held gets its "closed" event (--closed) at
     once: "time" and "last_seen" are the destroy's time, and "tcp_info" the
-    kernel's counters;
+    kernel's counters (TCP only);
   - a connection that no snapshot held (born and gone between two dumps),
     TCP or UDP, gets an "opened" event made of the notification, with
     "short_lived": true, its "state" as the notification gives it (TCP:
