@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"strconv"
@@ -264,5 +265,76 @@ func TestIntegrationUDPAgreesWithSS(t *testing.T) {
 			t.Errorf("%v: sockdump %s %s uid %d inode %d; ss %s uid %d inode %d; want %s %s",
 				s, r.State, r.Direction, r.UID, r.Inode, o.state, o.uid, o.inode, state, dir)
 		}
+	}
+}
+
+// TestIntegrationAllNetNSGone: a namespace that nothing holds any more is
+// dropped (its netlink socket closed, which lets the kernel free it) after
+// two dumps that no longer find it, while those dumps still show what it
+// held.
+func TestIntegrationAllNetNSGone(t *testing.T) {
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
+	ns := testprog.NewNetNS(t)
+	// A TIME_WAIT socket stays in the namespace for a minute without any
+	// process: what a dump of it shows while sockdump holds it.
+	if out, err := exec.Command("ip", "netns", "exec", ns.Name, bin, "-timewait", "127.0.0.1:8080").CombinedOutput(); err != nil {
+		t.Fatalf("sockfix -timewait: %v: %s", err, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--all-netns", "--interval", "20ms"}, nil, pw, &stderr)
+		pw.Close()
+	}()
+	defer func() {
+		cancel()
+		go io.Copy(io.Discard, pr)
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v; stderr %s", err, stderr.String())
+		}
+	}()
+	timeout := time.AfterFunc(20*time.Second, cancel)
+	defer timeout.Stop()
+	lines := bufio.NewScanner(pr)
+	lines.Buffer(nil, 1<<20)
+	tag := []byte(fmt.Sprintf(`"netns":%d`, ns.Ino))
+	// dumps counts the snapshots since the namespace was deleted (-1:
+	// not yet); held whether the current dump showed the namespace.
+	dumps, held, seen := -1, false, false
+	var heldAfter []int
+	for lines.Scan() {
+		line := lines.Bytes()
+		switch {
+		case bytes.Contains(line, tag):
+			held, seen = true, true
+		case bytes.Contains(line, []byte(`"type":"snapshot"`)):
+			if dumps >= 0 {
+				if held {
+					heldAfter = append(heldAfter, dumps)
+				}
+				dumps++
+			}
+			if seen && dumps < 0 {
+				if out, err := exec.Command("ip", "netns", "delete", ns.Name).CombinedOutput(); err != nil {
+					t.Fatalf("ip netns delete: %v: %s", err, out)
+				}
+				dumps = 0
+			}
+			held = false
+		}
+		if dumps >= 10 {
+			break
+		}
+	}
+	if !seen || dumps < 10 {
+		t.Fatalf("namespace seen %v, %d dumps after deleting it; stderr %s", seen, dumps, stderr.String())
+	}
+	t.Logf("dumps that still held the deleted namespace: %v", heldAfter)
+	// The first dump after the delete may have begun before it.
+	if len(heldAfter) > 3 || len(heldAfter) > 0 && heldAfter[len(heldAfter)-1] > 2 {
+		t.Errorf("namespace still dumped in dumps %v after it was deleted; want it dropped after two", heldAfter)
 	}
 }
