@@ -107,9 +107,10 @@ netns_del_all() {
 }
 
 # ns_hold_start NS N PROCS: start sockhold with N sockets over PROCS
-# processes inside the network namespace NS, without waiting (see
-# ns_hold_wait). Every holder reads the same FIFO, whose only writer is
-# this shell's descriptor 8: closing it (ns_hold_stop) ends them all.
+# processes (0: as few as the descriptor limit allows) inside the network
+# namespace NS, without waiting (see ns_hold_wait). Every holder reads the
+# same FIFO, whose only writer is this shell's descriptor 8: closing it
+# (ns_hold_stop) ends them all.
 ns_hold_start() {
 	if [ -z "${NS_FIFO:-}" ]; then
 		NS_FIFO=$BENCH_TMP/nshold.in
@@ -117,9 +118,10 @@ ns_hold_start() {
 		# Read-write: opening does not wait for a reader.
 		exec 8<>"$NS_FIFO"
 	fi
+	rm -f "$BENCH_TMP/nshold.$1.out"
 	ip netns exec "$1" "$BIN/sockhold" -n "$2" -procs "$3" \
 		<"$NS_FIFO" >"$BENCH_TMP/nshold.$1.out" 8>&- &
-	NS_HOLD_PIDS="${NS_HOLD_PIDS:-} $!"
+	echo $! >"$BENCH_TMP/nshold.$1.pid"
 	NS_HOLD_NAMES="${NS_HOLD_NAMES:-} $1"
 }
 
@@ -131,20 +133,25 @@ ns_hold_wait() {
 		while ! grep -q '^ready' "$BENCH_TMP/nshold.$ns.out" 2>/dev/null; do
 			i=$((i + 1))
 			[ $i -gt 600 ] && die "sockets in $ns not established after 300 s"
-			for p in $NS_HOLD_PIDS; do
-				kill -0 "$p" 2>/dev/null || die "a socket holder failed (waiting for $ns)"
-			done
+			kill -0 "$(cat "$BENCH_TMP/nshold.$ns.pid")" 2>/dev/null || die "the socket holder in $ns failed"
 			sleep 0.5
 		done
 	done
 }
 
 # ns_hold_stop: stop every holder started by ns_hold_start and wait for
-# them (and so for their sockets to be closed).
+# them (and so for their sockets to be closed). A holder that is not ready
+# yet does not read the FIFO: it and its processes get SIGTERM.
 ns_hold_stop() {
 	[ -n "${NS_FIFO:-}" ] && exec 8>&-
 	NS_FIFO=
-	for p in ${NS_HOLD_PIDS:-}; do wait "$p" 2>/dev/null; done
-	NS_HOLD_PIDS=''
+	for ns in ${NS_HOLD_NAMES:-}; do
+		p=$(cat "$BENCH_TMP/nshold.$ns.pid" 2>/dev/null) || continue
+		if ! grep -q '^ready' "$BENCH_TMP/nshold.$ns.out" 2>/dev/null; then
+			# shellcheck disable=SC2046 # a list of process ids
+			kill -TERM $(pgrep -P "$p") "$p" 2>/dev/null || :
+		fi
+		wait "$p" 2>/dev/null || :
+	done
 	NS_HOLD_NAMES=''
 }

@@ -23,12 +23,20 @@
 # and, when perf is installed, 10 sockdump runs with perf record
 # (DIR/a.perf.txt, DIR/b.perf.txt: the kernel's share too).
 #
+# Why the cost may grow faster than the sockets: the kernel answers a dump
+# of one namespace by walking tables shared by all namespaces of the host,
+# skipping the sockets of the others: the established-socket table (unless
+# net.ipv4.tcp_child_ehash_entries gave the namespace its own), once per
+# request (sockdump asks for IPv4 and IPv6 apart), and for the state
+# bound-inactive (Linux 6.5+) the table of bound ports. So each
+# namespace's dump costs as much as the host's sockets, and n namespaces
+# n times that.
+#
 # SOCKPIPE_BENCH_SOCKDUMP=PATH times that sockdump binary instead of one
 # built from this tree (to compare a change). SOCKPIPE_BENCH_CHILD_EHASH=N
 # sets net.ipv4.tcp_child_ehash_entries to N (Linux 6.1+) while the script
-# creates its namespaces, so that each gets its own table of TCP sockets
-# of N buckets, and restores it at exit: a dump of a namespace then walks
-# only that namespace's sockets, not every socket of the host.
+# creates its namespaces, so that each gets its own established-socket
+# table of N buckets, and restores it at exit.
 #
 # Needs root (ip netns, and sockdump entering the namespaces), Go,
 # iproute2 and GNU time (/usr/bin/time), and a descriptor limit of at least
@@ -63,6 +71,7 @@ if [ -n "$PROFILE" ]; then
 	(cd "$ROOT" && go test -c -o "$BIN/sockdump.test" ./internal/sockdump) || die "go test -c failed"
 fi
 cleanup() {
+	set +e
 	ns_hold_stop
 	netns_del_all
 	[ -z "$old_ehash" ] || sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"
@@ -159,7 +168,7 @@ profile() {
 base=$(tcp_objects)
 total=$((PER * NNS))
 echo "sockdump --all-netns: $NNS namespaces x $PER sockets against $total in one; medians of $RUNS runs" \
-	"${EHASH:+(net.ipv4.tcp_child_ehash_entries=$EHASH)}" >&2
+	"on Linux $(uname -r), $(nproc) CPUs; net.ipv4.tcp_child_ehash_entries=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo none)" >&2
 
 # The host alone: what every --all-netns dump costs besides the sockets.
 "$SOCKDUMP" --all-netns >/dev/null 2>&1
@@ -188,7 +197,7 @@ for k in $((NNS / 4)) $((NNS / 2)) "$NNS"; do
 		have=$((have + 1))
 		name=sockpipe-bench-$$-$have
 		netns_add "$name"
-		ns_hold_start "$name" "$PER" 1
+		ns_hold_start "$name" "$PER" 0
 		names="$names $name"
 	done
 	ns_hold_wait
@@ -203,7 +212,18 @@ profile b RunAllNetNS --all-netns
 echo
 printf "%-34s %5s %8s %9s %8s %8s %8s\n" "" "netns" "sockets" "wall ms" "CPU ms" "us/sock" "CPU us/s"
 cat "$BENCH_TMP/table"
-awk -v aw="$a_wall" -v ac="$a_cpu" -v as="$a_sockets" -v bw="$b_wall" -v bc="$b_cpu" -v bs="$b_sockets" 'BEGIN {
-	printf "\nratio b/a (b: %d sockets, a: %d): %.2f wall, %.2f CPU; per socket %.2f wall, %.2f CPU\n",
-		bs, as, bw / aw, bc / ac, (bw / bs) / (aw / as), (bc / bs) / (ac / as)
-}'
+awk -v aw="$a_wall" -v ac="$a_cpu" -v as="$a_sockets" -v bw="$b_wall" -v bc="$b_cpu" -v bs="$b_sockets" '
+	function r(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "n/a" }
+	BEGIN {
+		printf "\nratio b/a (b: %d sockets, a: %d): %s wall, %s CPU; per socket %s wall, %s CPU\n",
+			bs, as, r(bw, aw), r(bc, ac), r(bw / bs, aw / as), r(bc / bs, ac / as)
+	}'
+# Linearity: the CPU time per socket of each --all-netns row with
+# namespaces of ours, against the smallest.
+awk '$1 ~ /^[bc]\)/ && $NF > 0 { n++; k[n] = $2; u[n] = $NF }
+	END {
+		if (n < 2) exit
+		printf "CPU per socket, %d namespaces = 1:", k[1]
+		for (i = 2; i <= n; i++) printf " %d namespaces = %.2f;", k[i], u[i] / u[1]
+		printf " (1.00 everywhere is linear)\n"
+	}' "$BENCH_TMP/table"
