@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sockpipe/sockpipe/internal/cli"
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/sockdump"
@@ -34,12 +36,6 @@ func TestIntegrationShortLived(t *testing.T) {
 		workers  = 6
 		interval = 5 * time.Second
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	// sockdump runs until every event is in, then is stopped.
-	dumpCtx, stopDump := context.WithCancel(ctx)
-	defer stopDump()
-
 	// An IPv4 and, when the host has it, an IPv6 loopback listener.
 	var (
 		targets []*net.TCPAddr
@@ -81,81 +77,11 @@ func TestIntegrationShortLived(t *testing.T) {
 		}()
 	}
 
-	// sockdump --interval D --events | sockdiff --closed
-	dumpR, dumpW := io.Pipe()
-	diffR, diffW := io.Pipe()
-	var dumpErr bytes.Buffer
-	dumped := make(chan error, 1)
-	go func() {
-		err := sockdump.Run(dumpCtx, []string{"--interval", interval.String(), "--events"}, nil, dumpW, &dumpErr)
-		dumpW.CloseWithError(err)
-		dumped <- err
-	}()
-	var diffErr bytes.Buffer
-	diffed := make(chan error, 1)
-	go func() {
-		c := config{closed: true, saveInterval: time.Hour, now: time.Now}
-		err := run(ctx, c, dumpR, diffW, &diffErr)
-		diffW.CloseWithError(err)
-		dumpR.CloseWithError(errors.New("sockdiff ended"))
-		diffed <- err
-	}()
-
-	// Read sockdiff's output; the first snapshot record starts the churn.
-	var (
-		mu        sync.Mutex
-		events    []*record.Record
-		snapshots []*record.Record
-	)
-	first := make(chan struct{})
-	firstAt := time.Now()
-	read := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(diffR)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			r, err := codec.Decode(sc.Bytes())
-			if err != nil {
-				read <- fmt.Errorf("output line %q: %v", sc.Bytes(), err)
-				return
-			}
-			mu.Lock()
-			switch r.Type {
-			case record.TypeSnapshot:
-				snapshots = append(snapshots, r)
-				if len(snapshots) == 1 {
-					firstAt = time.Now()
-					close(first)
-				}
-			case record.TypeSocket:
-				if lports[r.Local.Port] || lports[r.Remote.Port] {
-					events = append(events, r)
-				}
-			case record.TypeDestroyed:
-				read <- fmt.Errorf("sockdiff passed a destroyed record on: %s", sc.Bytes())
-				mu.Unlock()
-				return
-			}
-			mu.Unlock()
-		}
-		read <- sc.Err()
-	}()
-	select {
-	case <-first:
-	case err := <-read:
-		t.Fatalf("no first snapshot: %v; sockdump: %s; sockdiff: %s", err, dumpErr.String(), diffErr.String())
-	case <-ctx.Done():
-		t.Fatal("no first snapshot")
-	}
-	if strings.Contains(dumpErr.String(), "no destroy notifications") {
-		t.Skipf("the kernel refuses destroy notifications: %s", dumpErr.String())
-	}
-	mu.Lock()
-	firstDump := snapshots[0].Duration
-	mu.Unlock()
-	if firstDump > interval/4 {
-		t.Skipf("the first dump took %v: the host is too busy for the churn to fit between two dumps", firstDump)
-	}
+	// sockdump --interval D --events | sockdiff --closed; the first
+	// snapshot record starts the churn.
+	p := startEvents(t, interval, func(r *record.Record) bool {
+		return lports[r.Local.Port] || lports[r.Remote.Port]
+	})
 	churnStart := time.Now()
 
 	// The churn, well before the second dump.
@@ -204,9 +130,7 @@ func TestIntegrationShortLived(t *testing.T) {
 		t.Fatalf("churn: %v", err)
 	}
 	serving.Wait()
-	if d := time.Since(firstAt); d > interval/2 {
-		t.Skipf("the churn ended %v after the first snapshot: the host is too busy for it to fit between two dumps", d)
-	}
+	p.churnEnded(t)
 
 	// Wait for the second snapshot and every event expected, then stop.
 	want := 0
@@ -216,55 +140,16 @@ func TestIntegrationShortLived(t *testing.T) {
 			want += 2
 		}
 	}
-	deadline := time.Now().Add(3 * interval)
-	for {
-		mu.Lock()
-		n, snaps := len(events), len(snapshots)
-		mu.Unlock()
-		if (n >= want+1 && snaps >= 2) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	stopDump()
-	for _, ch := range []chan error{dumped, diffed, read} {
-		select {
-		case err := <-ch:
-			if err != nil {
-				t.Fatalf("pipeline: %v; sockdump: %s; sockdiff: %s", err, dumpErr.String(), diffErr.String())
-			}
-		case <-ctx.Done():
-			t.Fatal("the pipeline did not end")
-		}
-	}
-	if diffErr.Len() > 0 {
-		t.Errorf("sockdiff stderr: %s", diffErr.String())
-	}
-	if len(snapshots) < 2 {
-		t.Fatalf("%d snapshots, want at least 2; sockdump: %s", len(snapshots), dumpErr.String())
-	}
-	for _, sn := range snapshots {
-		if sn.EventOverflows > 0 {
-			t.Skipf("the kernel dropped destroy notifications (%d overflows): the host is too busy for this test", sn.EventOverflows)
-		}
-	}
+	events, snapshots := p.finish(t, churnStart, func(events []*record.Record) bool { return len(events) >= want+1 })
 
 	// Every event, by connection and kind.
-	type evKey struct {
-		k  record.Key
-		ev string
-	}
-	got := map[evKey][]*record.Record{}
 	for _, r := range events {
 		if r.Remote.Port == 0 && r.Direction != record.DirectionListening {
 			t.Errorf("an event with remote port 0: %+v", r)
 		}
-		got[evKey{r.Key(), r.Event}] = append(got[evKey{r.Key(), r.Event}], r)
 	}
+	got := byEvent(events)
 	second := snapshots[1].Time
-	if !second.After(churnStart) {
-		t.Fatalf("the second dump began at %v, before the churn (%v)", second, churnStart)
-	}
 	check := func(k record.Key, direction string, rst bool) {
 		t.Helper()
 		for _, ev := range []string{record.EventOpened, record.EventClosed} {
@@ -310,7 +195,7 @@ func TestIntegrationShortLived(t *testing.T) {
 			v6++
 		}
 	}
-	t.Logf("%d connections, %d events (%d IPv6), %d snapshots; sockdump's stderr: %q", conns, len(events), v6, len(snapshots), dumpErr.String())
+	t.Logf("%d connections, %d events (%d IPv6), %d snapshots; sockdump's stderr: %q", conns, len(events), v6, len(snapshots), p.dumpErr.String())
 }
 
 // tcpKey is the key of a TCP connection of either family in the test's
@@ -325,4 +210,189 @@ func tcpKey(local, remote net.Addr) record.Key {
 		NetNS: ownNetNS(), Transport: record.TransportTCP, Family: fam,
 		LocalIP: l.IP.String(), LocalPort: uint16(l.Port), RemoteIP: r.IP.String(), RemotePort: uint16(r.Port),
 	}
+}
+
+// eventsPipeline is sockdump --interval D --events | sockdiff --closed,
+// both run in process, and what comes out of it: the socket events it
+// keeps and every snapshot record.
+type eventsPipeline struct {
+	ctx      context.Context
+	interval time.Duration
+	stopDump context.CancelFunc
+
+	dumped, diffed, read chan error
+	dumpErr, diffErr     bytes.Buffer
+
+	mu        sync.Mutex
+	events    []*record.Record
+	snapshots []*record.Record
+	firstAt   time.Time // when the first snapshot record came
+}
+
+// startEvents starts sockdump --interval interval --events args… into
+// sockdiff --closed, keeps the socket events that keep accepts, and
+// returns when the first snapshot record is out. The test fails when
+// sockdiff passes a destroyed record on, and is skipped when the kernel
+// refuses destroy notifications (or, with --udp, cannot dump UDP
+// sockets), or when the first dump took more than a quarter of the
+// interval: the host is too busy for a churn to fit between two dumps.
+// Everything ends within 60 s.
+func startEvents(t *testing.T, interval time.Duration, keep func(*record.Record) bool, args ...string) *eventsPipeline {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	// sockdump runs until every event is in, then is stopped.
+	dumpCtx, stopDump := context.WithCancel(ctx)
+	t.Cleanup(stopDump)
+	p := &eventsPipeline{
+		ctx: ctx, interval: interval, stopDump: stopDump,
+		dumped: make(chan error, 1), diffed: make(chan error, 1), read: make(chan error, 1),
+	}
+
+	dumpR, dumpW := io.Pipe()
+	diffR, diffW := io.Pipe()
+	dumpArgs := append([]string{"--interval", interval.String(), "--events"}, args...)
+	go func() {
+		err := sockdump.Run(dumpCtx, dumpArgs, nil, dumpW, &p.dumpErr)
+		dumpW.CloseWithError(err)
+		p.dumped <- err
+	}()
+	go func() {
+		c := config{closed: true, saveInterval: time.Hour, now: time.Now}
+		err := run(ctx, c, dumpR, diffW, &p.diffErr)
+		diffW.CloseWithError(err)
+		dumpR.CloseWithError(errors.New("sockdiff ended"))
+		p.diffed <- err
+	}()
+
+	first := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(diffR)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			r, err := codec.Decode(sc.Bytes())
+			if err != nil {
+				p.read <- fmt.Errorf("output line %q: %v", sc.Bytes(), err)
+				return
+			}
+			p.mu.Lock()
+			switch r.Type {
+			case record.TypeSnapshot:
+				p.snapshots = append(p.snapshots, r)
+				if len(p.snapshots) == 1 {
+					p.firstAt = time.Now()
+					close(first)
+				}
+			case record.TypeSocket:
+				if keep(r) {
+					p.events = append(p.events, r)
+				}
+			case record.TypeDestroyed:
+				p.read <- fmt.Errorf("sockdiff passed a destroyed record on: %s", sc.Bytes())
+				p.mu.Unlock()
+				return
+			}
+			p.mu.Unlock()
+		}
+		p.read <- sc.Err()
+	}()
+
+	select {
+	case <-first:
+	case err := <-p.dumped:
+		var ee *cli.ExitError
+		if slices.Contains(args, "--udp") && errors.As(err, &ee) && ee.Code == sockdump.ExitUnsupported {
+			t.Skipf("the kernel cannot dump UDP sockets: %v", err)
+		}
+		t.Fatalf("sockdump ended before its first snapshot: %v; %s", err, p.dumpErr.String())
+	case err := <-p.read:
+		t.Fatalf("no first snapshot: %v; sockdump: %s; sockdiff: %s", err, p.dumpErr.String(), p.diffErr.String())
+	case <-ctx.Done():
+		t.Fatal("no first snapshot")
+	}
+	if strings.Contains(p.dumpErr.String(), "no destroy notifications") {
+		t.Skipf("the kernel refuses destroy notifications: %s", p.dumpErr.String())
+	}
+	p.mu.Lock()
+	firstDump := p.snapshots[0].Duration
+	p.mu.Unlock()
+	if firstDump > interval/4 {
+		t.Skipf("the first dump took %v: the host is too busy for the churn to fit between two dumps", firstDump)
+	}
+	return p
+}
+
+// churnEnded skips the test when the churn, just ended, ended more than
+// half an interval after the first snapshot: too late for it to fit
+// between two dumps.
+func (p *eventsPipeline) churnEnded(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	firstAt := p.firstAt
+	p.mu.Unlock()
+	if d := time.Since(firstAt); d > p.interval/2 {
+		t.Skipf("the churn ended %v after the first snapshot: the host is too busy for it to fit between two dumps", d)
+	}
+}
+
+// finish waits, for three intervals at most, for the second snapshot and
+// until enough says the events kept are all in; then stops the pipeline
+// and checks that it ended cleanly, that sockdiff said nothing on
+// stderr, that there were two snapshots at least and that the second
+// dump began after churnStart. The test is skipped when the kernel
+// dropped destroy notifications.
+func (p *eventsPipeline) finish(t *testing.T, churnStart time.Time, enough func(events []*record.Record) bool) (events, snapshots []*record.Record) {
+	t.Helper()
+	deadline := time.Now().Add(3 * p.interval)
+	for {
+		p.mu.Lock()
+		done := enough(p.events) && len(p.snapshots) >= 2
+		p.mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.stopDump()
+	for _, ch := range []chan error{p.dumped, p.diffed, p.read} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("pipeline: %v; sockdump: %s; sockdiff: %s", err, p.dumpErr.String(), p.diffErr.String())
+			}
+		case <-p.ctx.Done():
+			t.Fatal("the pipeline did not end")
+		}
+	}
+	if p.diffErr.Len() > 0 {
+		t.Errorf("sockdiff stderr: %s", p.diffErr.String())
+	}
+	if len(p.snapshots) < 2 {
+		t.Fatalf("%d snapshots, want at least 2; sockdump: %s", len(p.snapshots), p.dumpErr.String())
+	}
+	for _, sn := range p.snapshots {
+		if sn.EventOverflows > 0 {
+			t.Skipf("the kernel dropped destroy notifications (%d overflows): the host is too busy for this test", sn.EventOverflows)
+		}
+	}
+	if second := p.snapshots[1].Time; !second.After(churnStart) {
+		t.Fatalf("the second dump began at %v, before the churn (%v)", second, churnStart)
+	}
+	return p.events, p.snapshots
+}
+
+// evKey is a connection and one kind of event.
+type evKey struct {
+	k  record.Key
+	ev string
+}
+
+// byEvent returns events by connection and kind.
+func byEvent(events []*record.Record) map[evKey][]*record.Record {
+	got := map[evKey][]*record.Record{}
+	for _, r := range events {
+		k := evKey{r.Key(), r.Event}
+		got[k] = append(got[k], r)
+	}
+	return got
 }
