@@ -1,14 +1,9 @@
 package sockdiff
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,132 +15,27 @@ import (
 	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
-// holdEnv, set in its environment, makes the test binary hold the sockets
-// of holdSockets instead of running the tests: the program that
-// TestIntegrationNamespaces starts in each network namespace.
-const holdEnv = "SOCKDIFF_TEST_HOLD_SOCKETS"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(holdEnv) != "" {
-		if err := holdSockets(os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "hold sockets:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// The fixed addresses that holdSockets uses, the same in every namespace.
+// The fixed addresses of the sockets that holdArgs makes sockfix hold,
+// the same in every namespace.
 const (
 	holdServer = 8080
 	holdClient = 45000
 )
 
-// holdSockets holds, on fixed loopback ports, a TCP listener on
+// holdArgs makes sockfix hold, on fixed loopback ports, a TCP listener on
 // 127.0.0.1:8080 and a connection to it from 127.0.0.1:45000 (both ends),
-// and two UDP sockets connected to each other on the same two addresses:
-// in TCP and in UDP, the same 4-tuples. It writes "ready" when they are in
-// place and holds them until in ends, then closes them abortively (no
-// TIME_WAIT is left).
-func holdSockets(in io.Reader, out io.Writer) error {
-	lo := net.IPv4(127, 0, 0, 1)
-	l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: lo, Port: holdServer})
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	c, err := net.DialTCP("tcp4", &net.TCPAddr{IP: lo, Port: holdClient}, &net.TCPAddr{IP: lo, Port: holdServer})
-	if err != nil {
-		return err
-	}
-	s, err := l.AcceptTCP()
-	if err != nil {
-		return err
-	}
-	for _, tc := range []*net.TCPConn{c, s} {
-		tc.SetLinger(0)
-		defer tc.Close()
-	}
-	u1, err := net.DialUDP("udp4", &net.UDPAddr{IP: lo, Port: holdServer}, &net.UDPAddr{IP: lo, Port: holdClient})
-	if err != nil {
-		return err
-	}
-	defer u1.Close()
-	u2, err := net.DialUDP("udp4", &net.UDPAddr{IP: lo, Port: holdClient}, &net.UDPAddr{IP: lo, Port: holdServer})
-	if err != nil {
-		return err
-	}
-	defer u2.Close()
-	if _, err := fmt.Fprintln(out, "ready"); err != nil {
-		return err
-	}
-	_, err = io.Copy(io.Discard, in)
-	return err
+// an unconnected UDP socket on 127.0.0.1:8080 and two UDP sockets
+// connected to each other on the same two addresses: in TCP and in UDP,
+// the same 4-tuples. When it ends, it closes the TCP connection
+// abortively: no TIME_WAIT is left.
+var holdArgs = []string{
+	"-from", fmt.Sprintf("127.0.0.1:%d", holdClient),
+	"-tcp", fmt.Sprintf("127.0.0.1:%d", holdServer),
+	"-udp", fmt.Sprintf("127.0.0.1:%d", holdServer),
 }
 
-// startHolder runs holdSockets in the network namespace ns (with ip netns
-// exec) and returns once its sockets are in place, with the function that
-// stops it and waits until it is gone.
-func startHolder(t *testing.T, ns testprog.NetNS) (stop func()) {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, self)
-	cmd.Env = append(os.Environ(), holdEnv+"=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		stdin.Close()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-	t.Cleanup(stop)
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		ok := sc.Scan() && sc.Text() == "ready"
-		ready <- ok
-		io.Copy(io.Discard, stdout)
-		done <- cmd.Wait()
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			stop()
-			t.Fatalf("the socket holder in %s did not start: %s", ns.Name, errb.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the socket holder in %s not ready after 30s: %s", ns.Name, errb.String())
-	}
-	return stop
-}
-
-// holdKeys returns the keys of the connections of holdSockets in the
-// namespace of inode ns, by name.
+// holdKeys returns the keys of the sockets of holdArgs in the namespace of
+// inode ns, by name.
 func holdKeys(ns uint64) map[string]record.Key {
 	k := func(transport string, lport uint16, rip string, rport uint16) record.Key {
 		return record.Key{
@@ -157,6 +47,7 @@ func holdKeys(ns uint64) map[string]record.Key {
 		"tcp listener": k(record.TransportTCP, holdServer, "0.0.0.0", 0),
 		"tcp server":   k(record.TransportTCP, holdServer, "127.0.0.1", holdClient),
 		"tcp client":   k(record.TransportTCP, holdClient, "127.0.0.1", holdServer),
+		"udp bound":    k(record.TransportUDP, holdServer, "0.0.0.0", 0),
 		"udp server":   k(record.TransportUDP, holdServer, "127.0.0.1", holdClient),
 		"udp client":   k(record.TransportUDP, holdClient, "127.0.0.1", holdServer),
 	}
@@ -187,9 +78,10 @@ func diffEvents(t *testing.T, path string, input []byte) []*record.Record {
 	return evs
 }
 
-// TestIntegrationNamespaces holds the same connections (a TCP listener, both
-// ends of a TCP connection, and two UDP sockets connected to each other on
-// the same addresses as the TCP ones) in two network namespaces, dumps
+// TestIntegrationNamespaces holds the same sockets (a TCP listener, both
+// ends of a TCP connection, an unconnected UDP socket and two UDP sockets
+// connected to each other on the same addresses as the TCP ones), with
+// sockfix, in two network namespaces, dumps
 // every namespace with the real sockdump --all-netns --udp, and follows
 // them through three cron runs sharing a state file: namespace 1 holds its
 // sockets throughout, namespace 2 only in the second dump. Each
@@ -198,6 +90,7 @@ func diffEvents(t *testing.T, path string, input []byte) []*record.Record {
 // never again; opened in namespace 2 on the second, and closed on the
 // third with its own first and last seen.
 func TestIntegrationNamespaces(t *testing.T) {
+	fix := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
 	ns1, ns2 := testprog.NewNetNS(t), testprog.NewNetNS(t)
 	keys1, keys2 := holdKeys(ns1.Ino), holdKeys(ns2.Ino)
 	path := filepath.Join(t.TempDir(), "state")
@@ -235,7 +128,7 @@ func TestIntegrationNamespaces(t *testing.T) {
 		return got
 	}
 
-	startHolder(t, ns1)
+	testprog.StartFixture(t, ns1, fix, holdArgs...)
 	evs := diffEvents(t, path, dumpAll())
 	got1, got2 := byName(evs, keys1), byName(evs, keys2)
 	for name, k := range keys1 {
@@ -252,7 +145,7 @@ func TestIntegrationNamespaces(t *testing.T) {
 		}
 	}
 
-	stop2 := startHolder(t, ns2)
+	f2 := testprog.StartFixture(t, ns2, fix, holdArgs...)
 	evs = diffEvents(t, path, dumpAll())
 	got1, got2 = byName(evs, keys1), byName(evs, keys2)
 	if len(got1) != 0 {
@@ -268,7 +161,7 @@ func TestIntegrationNamespaces(t *testing.T) {
 		seen = rs[0].Time
 	}
 
-	stop2()
+	f2.Stop()
 	evs = diffEvents(t, path, dumpAll())
 	got1, got2 = byName(evs, keys1), byName(evs, keys2)
 	if len(got1) != 0 {
