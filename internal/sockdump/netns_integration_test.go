@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os/exec"
 	"strconv"
@@ -147,20 +146,9 @@ func TestIntegrationAllNetNS(t *testing.T) {
 // namespaces; sockdump dumps its own, names once each namespace it
 // skipped and why, and counts them in the snapshot record.
 func TestIntegrationAllNetNSUnprivileged(t *testing.T) {
-	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdump")
 	ns := testprog.NewNetNS(t)
 	l := listen(t, "tcp4", "127.0.0.1:0")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--all-netns", "--interval", "10ms", "--count", "3")
-	testprog.AsNobody(t, cmd)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("sockdump --all-netns as nobody: %v\n%s", err, stderr.String())
-	}
+	out, stderr := runNobody(t, "--all-netns", "--interval", "10ms", "--count", "3")
 	socks, snap := parse(t, out)
 	if snap == nil || snap.NamespacesSkipped < 1 || snap.Namespaces != 1 {
 		t.Errorf("snapshot %+v; want 1 namespace dumped and the test's skipped", snap)
@@ -175,8 +163,8 @@ func TestIntegrationAllNetNSUnprivileged(t *testing.T) {
 		}
 	}
 	skip := fmt.Sprintf("skipped network namespace net:[%d] (%s)", ns.Ino, ns.Path)
-	if n := strings.Count(stderr.String(), skip); n != 1 || !strings.Contains(stderr.String(), "CAP_SYS_ADMIN") {
-		t.Errorf("stderr names the skipped namespace %d times, want once with the capability needed:\n%s", n, stderr.String())
+	if n := strings.Count(stderr, skip); n != 1 || !strings.Contains(stderr, "CAP_SYS_ADMIN") {
+		t.Errorf("stderr names the skipped namespace %d times, want once with the capability needed:\n%s", n, stderr)
 	}
 }
 
@@ -280,26 +268,9 @@ func TestIntegrationAllNetNSGone(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", ns.Name, bin, "-timewait", "127.0.0.1:8080").CombinedOutput(); err != nil {
 		t.Fatalf("sockfix -timewait: %v: %s", err, out)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, []string{"--all-netns", "--interval", "20ms"}, nil, pw, &stderr)
-		pw.Close()
-	}()
-	defer func() {
-		cancel()
-		go io.Copy(io.Discard, pr)
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v; stderr %s", err, stderr.String())
-		}
-	}()
+	lines, cancel, stop := startRun(t, "--all-netns", "--interval", "20ms")
 	timeout := time.AfterFunc(20*time.Second, cancel)
 	defer timeout.Stop()
-	lines := bufio.NewScanner(pr)
-	lines.Buffer(nil, 1<<20)
 	tag := []byte(fmt.Sprintf(`"netns":%d`, ns.Ino))
 	// dumps counts the snapshots since the namespace was deleted (-1:
 	// not yet); held whether the current dump showed the namespace.
@@ -330,7 +301,7 @@ func TestIntegrationAllNetNSGone(t *testing.T) {
 		}
 	}
 	if !seen || dumps < 10 {
-		t.Fatalf("namespace seen %v, %d dumps after deleting it; stderr %s", seen, dumps, stderr.String())
+		t.Fatalf("namespace seen %v, %d dumps after deleting it; stderr %s", seen, dumps, stop())
 	}
 	t.Logf("dumps that still held the deleted namespace: %v", heldAfter)
 	// The first dump after the delete may have begun before it.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -328,23 +329,9 @@ func TestIntegrationAgreesWithSS(t *testing.T) {
 // user sees every socket of the namespace, root's included, with the
 // right owner.
 func TestIntegrationUnprivileged(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to switch to nobody")
-	}
-	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdump")
 	l := listen(t, "tcp4", "127.0.0.1:0")
 	c, _ := connect(t, l, "tcp4", "127.0.0.1")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
-	testprog.AsNobody(t, cmd)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("sockdump as nobody: %v\n%s", err, stderr.String())
-	}
+	out, _ := runNobody(t)
 	socks, snap := parse(t, out)
 	if snap == nil {
 		t.Fatal("no snapshot record")
@@ -355,35 +342,70 @@ func TestIntegrationUnprivileged(t *testing.T) {
 	}
 }
 
-// runEvents runs sockdump --interval 1h --events and args in-process and returns
-// its output lines once the first snapshot is out (the subscription is in
-// place then), a cancel that ends the reading early (by timeout), and a
-// stop that ends sockdump, fails the test if it failed, and returns its
-// stderr.
-func runEvents(t *testing.T, args ...string) (*bufio.Scanner, context.CancelFunc, func() string) {
+// runNobody runs the built sockdump with args as nobody (the test is
+// skipped when not root), fails the test if it fails, and returns its
+// output and stderr.
+func runNobody(t *testing.T, args ...string) (out []byte, stderr string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to switch to nobody")
+	}
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdump")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	testprog.AsNobody(t, cmd)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sockdump %s as nobody: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out, errb.String()
+}
+
+// startRun runs sockdump with args in-process and returns its output
+// lines, a cancel that ends the reading early (by timeout), and a stop
+// that ends sockdump, fails the test if it failed, and returns its
+// stderr. Stop may be called more than once; it is called when the test
+// ends.
+func startRun(t *testing.T, args ...string) (*bufio.Scanner, context.CancelFunc, func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, append([]string{"--interval", "1h", "--events"}, args...), nil, pw, &stderr)
+		done <- Run(ctx, args, nil, pw, &stderr)
 		pw.Close()
 	}()
 	lines := bufio.NewScanner(pr)
 	lines.Buffer(nil, 1<<20)
+	var once sync.Once
+	stop := func() string {
+		once.Do(func() {
+			cancel()
+			go io.Copy(io.Discard, pr)
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v; stderr %s", err, stderr.String())
+			}
+		})
+		return stderr.String()
+	}
+	t.Cleanup(func() { stop() })
+	return lines, cancel, stop
+}
+
+// runEvents runs sockdump --interval 1h --events and args in-process, as
+// startRun does, and returns once the first snapshot is out (the
+// subscription is in place then).
+func runEvents(t *testing.T, args ...string) (*bufio.Scanner, context.CancelFunc, func() string) {
+	t.Helper()
+	lines, cancel, stop := startRun(t, append([]string{"--interval", "1h", "--events"}, args...)...)
 	for lines.Scan() {
 		if strings.Contains(lines.Text(), `"type":"snapshot"`) {
 			break
 		}
-	}
-	stop := func() string {
-		cancel()
-		go io.Copy(io.Discard, pr)
-		if err := <-done; err != nil {
-			t.Fatalf("Run: %v; stderr %s", err, stderr.String())
-		}
-		return stderr.String()
 	}
 	return lines, cancel, stop
 }
@@ -472,24 +494,11 @@ func TestIntegrationEvents(t *testing.T) {
 // TestIntegrationEventsUnprivileged: nobody may subscribe too; where the
 // kernel refuses, sockdump says so once and goes on polling.
 func TestIntegrationEventsUnprivileged(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to switch to nobody")
-	}
-	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdump")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--interval", "10ms", "--count", "3", "--events")
-	testprog.AsNobody(t, cmd)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("sockdump --events as nobody: %v\n%s", err, stderr.String())
-	}
+	out, stderr := runNobody(t, "--interval", "10ms", "--count", "3", "--events")
 	if n := bytes.Count(out, []byte(`"type":"snapshot"`)); n != 3 {
 		t.Errorf("%d snapshots, want 3", n)
 	}
-	if s := stderr.String(); s != "" && !strings.Contains(s, "going on with polling only") {
+	if s := stderr; s != "" && !strings.Contains(s, "going on with polling only") {
 		t.Errorf("stderr: %s", s)
 	}
 }
