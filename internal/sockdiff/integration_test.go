@@ -30,9 +30,9 @@ func dump(t *testing.T) []byte {
 	return out.Bytes()
 }
 
-// diffRun runs sockdiff --closed --state path on input and returns its
-// events by connection.
-func diffRun(t *testing.T, path string, input []byte) map[record.Key]*record.Record {
+// diffEvents runs sockdiff --closed --state path on input and returns the
+// events, in order.
+func diffEvents(t *testing.T, path string, input []byte) []*record.Record {
 	t.Helper()
 	var out, errb bytes.Buffer
 	c := config{closed: true, state: path, lockTimeout: 10 * time.Second, saveInterval: time.Hour, now: time.Now}
@@ -42,15 +42,26 @@ func diffRun(t *testing.T, path string, input []byte) map[record.Key]*record.Rec
 	if errb.Len() > 0 {
 		t.Errorf("sockdiff stderr: %s", errb.String())
 	}
-	evs := make(map[record.Key]*record.Record)
+	var evs []*record.Record
 	for _, line := range bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
 		r, err := codec.Decode(line)
 		if err != nil {
 			t.Fatalf("output line %q: %v", line, err)
 		}
 		if r.Type == record.TypeSocket {
-			evs[r.Key()] = r
+			evs = append(evs, r)
 		}
+	}
+	return evs
+}
+
+// diffRun runs sockdiff --closed --state path on input and returns its
+// events by connection.
+func diffRun(t *testing.T, path string, input []byte) map[record.Key]*record.Record {
+	t.Helper()
+	evs := make(map[record.Key]*record.Record)
+	for _, r := range diffEvents(t, path, input) {
+		evs[r.Key()] = r
 	}
 	return evs
 }

@@ -53,31 +53,6 @@ func holdKeys(ns uint64) map[string]record.Key {
 	}
 }
 
-// diffEvents runs sockdiff --closed --state path on input and returns the
-// events, in order.
-func diffEvents(t *testing.T, path string, input []byte) []*record.Record {
-	t.Helper()
-	var out, errb bytes.Buffer
-	c := config{closed: true, state: path, lockTimeout: 10 * time.Second, saveInterval: time.Hour, now: time.Now}
-	if err := run(context.Background(), c, bytes.NewReader(input), &out, &errb); err != nil {
-		t.Fatalf("sockdiff: %v\n%s", err, errb.String())
-	}
-	if errb.Len() > 0 {
-		t.Errorf("sockdiff stderr: %s", errb.String())
-	}
-	var evs []*record.Record
-	for _, line := range bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
-		r, err := codec.Decode(line)
-		if err != nil {
-			t.Fatalf("output line %q: %v", line, err)
-		}
-		if r.Type == record.TypeSocket {
-			evs = append(evs, r)
-		}
-	}
-	return evs
-}
-
 // TestIntegrationNamespaces holds the same sockets (a TCP listener, both
 // ends of a TCP connection, an unconnected UDP socket and two UDP sockets
 // connected to each other on the same addresses as the TCP ones), with

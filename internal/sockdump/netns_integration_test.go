@@ -221,17 +221,9 @@ func TestIntegrationUDPAgreesWithSS(t *testing.T) {
 	}
 	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
 	f := testprog.StartFixture(t, testprog.NetNS{}, bin, "-udp", "127.0.0.1:0", "-udp", "[::1]:0")
-	d, err := Open("", []uint8{inetdiag.ProtoTCP, inetdiag.ProtoUDP})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	var buf bytes.Buffer
-	if err := d.Snapshot(func(b []byte) error { buf.Write(b); return nil }, 0); err != nil {
-		t.Fatal(err)
-	}
+	out := dumpOnce(t, []uint8{inetdiag.ProtoTCP, inetdiag.ProtoUDP})
 	socks := map[string]*record.Record{}
-	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		r, err := codec.Decode([]byte(line))
 		if err != nil {
 			t.Fatal(err)

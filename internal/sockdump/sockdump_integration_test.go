@@ -71,11 +71,18 @@ func connect(t *testing.T, l *net.TCPListener, network, addr string) (client, se
 	return c.(*net.TCPConn), s.(*net.TCPConn)
 }
 
-// snapshot dumps once and returns the socket records by local and remote
-// endpoint, and the snapshot record.
+// snapshot dumps TCP sockets once and returns the socket records by local
+// and remote endpoint, and the snapshot record.
 func snapshot(t *testing.T) (map[string]*record.Record, *record.Record) {
 	t.Helper()
-	d, err := Open("", TCP)
+	return parse(t, dumpOnce(t, TCP))
+}
+
+// dumpOnce dumps the sockets of protocols once, in process, and returns
+// what the dump wrote.
+func dumpOnce(t *testing.T, protocols []uint8) []byte {
+	t.Helper()
+	d, err := Open("", protocols)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +91,7 @@ func snapshot(t *testing.T) (map[string]*record.Record, *record.Record) {
 	if err := d.Snapshot(func(b []byte) error { buf.Write(b); return nil }, 0); err != nil {
 		t.Fatal(err)
 	}
-	return parse(t, buf.Bytes())
+	return buf.Bytes()
 }
 
 func parse(t *testing.T, out []byte) (map[string]*record.Record, *record.Record) {
