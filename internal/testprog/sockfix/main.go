@@ -16,8 +16,8 @@
 //
 // Each flag may repeat. It prints one line per socket,
 // "TRANSPORT ROLE LOCAL REMOTE" (roles: listener, client, server, bound,
-// timewait),
-// then "ready PID", and holds the sockets until its standard input closes.
+// timewait), then "ready PID", and holds the sockets until its standard
+// input closes.
 // Only the given addresses are used: tests give loopback ones.
 package main
 
