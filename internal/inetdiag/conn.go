@@ -49,8 +49,9 @@ func (c *Conn) Close() error { return c.c.Close() }
 // NetlinkConn returns the underlying connection.
 func (c *Conn) NetlinkConn() *netlink.Conn { return c.c }
 
-// Dump asks for every socket of family (AFInet or AFInet6) and protocol
-// (ProtoTCP or ProtoUDP) in the given states and calls fn for each, as the
+// Dump asks for every socket of family (AFInet or AFInet6; AFUnspec for
+// both at once, with ProtoTCP only) and protocol (ProtoTCP or ProtoUDP) in
+// the given states and calls fn for each, as the
 // replies arrive, without holding the whole dump in memory. fn must not
 // keep the pointer: the Socket is reused. An error from fn stops the dump.
 func (c *Conn) Dump(family, protocol uint8, states uint32, fn func(*Socket) error) error {
@@ -64,6 +65,14 @@ func (c *Conn) dump(family, protocol uint8, states uint32, ext uint8, fn func(*S
 			Flags: netlink.Request | netlink.Dump,
 		},
 		Data: marshalRequest(family, protocol, states, ext),
+	}
+	replyType := netlink.HeaderType(sockDiagByFamily)
+	if family == AFUnspec {
+		if protocol != ProtoTCP {
+			return fmt.Errorf("send dump request: both families at once for TCP only: %w", ErrUnsupported)
+		}
+		req.Header.Type, replyType = tcpDiagGetSock, tcpDiagGetSock
+		req.Data = marshalRequestV1(states, ext)
 	}
 	if _, err := c.c.Send(req); err != nil {
 		return classify("send dump request", err)
@@ -79,7 +88,7 @@ func (c *Conn) dump(family, protocol uint8, states uint32, ext uint8, fn func(*S
 		if ferr != nil {
 			continue // drain the rest of the dump so the socket stays usable
 		}
-		if m.Header.Type != sockDiagByFamily {
+		if m.Header.Type != replyType {
 			continue
 		}
 		var err error

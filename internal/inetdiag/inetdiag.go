@@ -15,6 +15,10 @@ import (
 // Kernel constants (linux/sock_diag.h, linux/inet_diag.h, linux/in.h).
 const (
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
+	tcpDiagGetSock   = 18 // TCPDIAG_GETSOCK: struct inet_diag_req, TCP of both families
+
+	// AFUnspec asks Dump for the TCP sockets of both families at once.
+	AFUnspec = 0
 
 	// AFInet and AFInet6 are the address families.
 	AFInet  = 2
@@ -31,13 +35,24 @@ const (
 	// StateListen is TCP_LISTEN.
 	StateListen = 10
 
-	// AllStates asks for sockets in every TCP state.
+	// AllStates asks for sockets in every TCP state and every pseudo
+	// state the kernel may define.
 	AllStates = ^uint32(0)
+	// StateBoundInactive is TCP_BOUND_INACTIVE (Linux 6.5+): a socket
+	// bound to a port but neither listening nor connected. Asking for it
+	// makes the kernel walk its table of bound ports, which holds those of
+	// every network namespace of the host.
+	StateBoundInactive = 13
+	// ActiveStates asks for sockets in the TCP states 1 (ESTABLISHED) to 12
+	// (NEW_SYN_RECV): every socket that ss -a shows, and Metricbeat; not
+	// the bound-inactive ones (ss --bound-inactive).
+	ActiveStates = 1<<StateBoundInactive - 2
 
 	inetDiagInfo     = 2  // INET_DIAG_INFO, the tcp_info attribute
 	inetDiagProtocol = 10 // INET_DIAG_PROTOCOL, a u8 (Linux 4.4+, in destroy notifications)
 
-	reqLen = 56 // sizeof(struct inet_diag_req_v2)
+	reqLen   = 56 // sizeof(struct inet_diag_req_v2)
+	reqV1Len = 60 // sizeof(struct inet_diag_req)
 	// MsgLen is sizeof(struct inet_diag_msg).
 	MsgLen = 72
 )
@@ -133,5 +148,17 @@ func marshalRequest(family, protocol uint8, states uint32, ext uint8) []byte {
 	binary.NativeEndian.PutUint32(b[4:8], states)
 	// The socket id (b[8:56]) stays zero: no kernel-side filter; the
 	// cookie field is INET_DIAG_NOCOOKIE only for lookups, not dumps.
+	return b
+}
+
+// marshalRequestV1 builds a struct inet_diag_req (TCPDIAG_GETSOCK) for every
+// TCP socket, IPv4 and IPv6, in the given states, asking for the given
+// extensions. The kernel answers it with one walk of its socket tables,
+// where SOCK_DIAG_BY_FAMILY takes one walk per family.
+func marshalRequestV1(states uint32, ext uint8) []byte {
+	b := make([]byte, reqV1Len)
+	b[3] = ext
+	// The socket id (b[4:52]) stays zero: no kernel-side filter.
+	binary.NativeEndian.PutUint32(b[52:56], states)
 	return b
 }

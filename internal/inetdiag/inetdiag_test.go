@@ -244,3 +244,36 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestDumpBothFamilies: AFUnspec sends one TCPDIAG_GETSOCK request (struct
+// inet_diag_req, no family) and reads replies of that type, of both
+// families.
+func TestDumpBothFamilies(t *testing.T) {
+	t.Parallel()
+	c := NewConn(nltest.Dial(nltest.CheckRequest(
+		[]netlink.HeaderType{tcpDiagGetSock},
+		[]netlink.HeaderFlags{netlink.Request | netlink.Dump},
+		func(req []netlink.Message) ([]netlink.Message, error) {
+			want := make([]byte, reqV1Len)
+			binary.NativeEndian.PutUint32(want[52:56], AllStates)
+			if diff := cmp.Diff(want, req[0].Data); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+			h := netlink.Header{Type: tcpDiagGetSock, Sequence: req[0].Header.Sequence, PID: req[0].Header.PID}
+			return nltest.Multipart([]netlink.Message{
+				{Header: h, Data: msg(v4)}, {Header: h, Data: msg(v6)},
+				{Header: netlink.Header{Sequence: h.Sequence, PID: h.PID}},
+			})
+		})))
+	defer c.Close()
+	var got []uint8
+	if err := c.Dump(AFUnspec, ProtoTCP, AllStates, func(s *Socket) error { got = append(got, s.Family); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]uint8{AFInet, AFInet6}, got); diff != "" {
+		t.Errorf("families (-want +got):\n%s", diff)
+	}
+	if err := c.Dump(AFUnspec, ProtoUDP, AllStates, func(*Socket) error { return nil }); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("UDP of both families: err = %v, want ErrUnsupported", err)
+	}
+}

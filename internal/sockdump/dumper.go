@@ -1,6 +1,7 @@
 package sockdump
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -32,6 +33,9 @@ type Dumper struct {
 	// listenersAt is when listeners were last read, by a dump or a refresh.
 	listenersAt time.Time
 	ips         map[ipKey]string // text of addresses seen, bounded
+	// perFamily is set when the kernel refused to dump TCP of both
+	// families at once: then IPv4 and IPv6 are dumped one after the other.
+	perFamily bool
 }
 
 // entry is the part of a socket that a record needs, without pointers, so
@@ -107,7 +111,7 @@ func NewDumper(conn *inetdiag.Conn, netns uint64, protocols []uint8) *Dumper {
 // Close closes the netlink socket.
 func (d *Dumper) Close() error { return d.conn.Close() }
 
-// Snapshot dumps every socket of the dumper's protocols, IPv4 then IPv6,
+// Snapshot dumps every socket of the dumper's protocols, IPv4 and IPv6,
 // and writes a socket record for each, then the snapshot record.
 func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
 	start := d.now()
@@ -129,7 +133,7 @@ func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
 	return write(d.enc.Encode(&snap))
 }
 
-// collect dumps every socket of the dumper's protocols, IPv4 then IPv6,
+// collect dumps every socket of the dumper's protocols, IPv4 and IPv6,
 // into d.socks, and their listeners. The whole dump is collected before
 // the first record is written, since direction depends on listeners that
 // the kernel may list after the connections they accepted.
@@ -154,8 +158,22 @@ func (d *Dumper) collect(start time.Time) error {
 		return nil
 	}
 	for _, proto := range d.protocols {
+		if proto == inetdiag.ProtoTCP && !d.perFamily {
+			// Both families in one walk of the kernel's tables: these
+			// hold the sockets of every network namespace of the host
+			// (unless net.ipv4.tcp_child_ehash_entries gave the namespace
+			// its own), so that each walk costs as much as all of them.
+			err := d.conn.Dump(inetdiag.AFUnspec, proto, inetdiag.ActiveStates, collect)
+			if !errors.Is(err, inetdiag.ErrUnsupported) {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			d.perFamily = true
+		}
 		for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
-			if err := d.conn.Dump(fam, proto, inetdiag.AllStates, collect); err != nil {
+			if err := d.conn.Dump(fam, proto, inetdiag.ActiveStates, collect); err != nil {
 				return err
 			}
 		}
