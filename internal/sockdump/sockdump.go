@@ -36,7 +36,8 @@ const synopsis = "sockdump [--interval D [--count N] [--events]] [--udp | --prot
 
 var about = `Output (NDJSON on stdout, one object a line, schema version ` + strconv.Itoa(record.SchemaVersion) + `):
   one "socket" record for every TCP socket (and UDP socket with --udp), IPv4
-  and IPv6, in every state:
+  and IPv6, in every state that ss -a shows (not bound-only TCP sockets,
+  which ss shows only with --bound-inactive):
     {"type":"socket","time":…,"family":"ipv4","transport":"tcp","state":"established",
      "local":{"ip":"127.0.0.1","port":22},"remote":{"ip":"127.0.0.1","port":40000},
      "direction":"ingress","inode":12345,"uid":0,"cookie":678,"netns":4026531840}
