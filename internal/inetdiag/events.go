@@ -3,6 +3,7 @@ package inetdiag
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -143,3 +144,7 @@ func parseEvents(msgs []netlink.Message, proto uint8) ([]Socket, error) {
 
 // Close ends the subscription.
 func (e *Events) Close() error { return e.c.Close() }
+
+// SetReadDeadline makes Receive return an error once t has passed, so that
+// what the kernel has queued can be drained before Close.
+func (e *Events) SetReadDeadline(t time.Time) error { return e.c.SetReadDeadline(t) }

@@ -49,6 +49,16 @@ type entry struct {
 	src, dst         [16]byte
 }
 
+// socket returns the socket that e holds.
+func (e *entry) socket() inetdiag.Socket {
+	return inetdiag.Socket{
+		Family: e.family, Protocol: e.proto, State: e.state,
+		SrcPort: e.srcPort, DstPort: e.dstPort,
+		UID: e.uid, Inode: e.inode, Cookie: e.cookie,
+		Src: addr(e.family, e.src), Dst: addr(e.family, e.dst),
+	}
+}
+
 type ipKey struct {
 	family uint8
 	addr   [16]byte
@@ -163,14 +173,26 @@ func (d *Dumper) collect(start time.Time) error {
 			// hold the sockets of every network namespace of the host
 			// (unless net.ipv4.tcp_child_ehash_entries gave the namespace
 			// its own), so that each walk costs as much as all of them.
+			// A kernel or a policy (SELinux checks each message type)
+			// that refuses it gets the two requests of one family each.
+			mark, lmark := len(d.socks), len(d.listeners)
 			err := d.conn.Dump(inetdiag.AFUnspec, proto, inetdiag.ActiveStates, collect)
-			if !errors.Is(err, inetdiag.ErrUnsupported) {
+			if !errors.Is(err, inetdiag.ErrUnsupported) && !errors.Is(err, inetdiag.ErrPermission) {
 				if err != nil {
 					return err
 				}
 				continue
 			}
 			d.perFamily = true
+			if len(d.socks) != mark || len(d.listeners) != lmark {
+				// Refused midway: start this protocol over.
+				d.socks = d.socks[:mark]
+				clear(d.listeners)
+				for i := range d.socks {
+					s := d.socks[i].socket()
+					d.listeners.Add(&s)
+				}
+			}
 		}
 		for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
 			if err := d.conn.Dump(fam, proto, inetdiag.ActiveStates, collect); err != nil {
@@ -189,13 +211,7 @@ func (d *Dumper) writeRecords(write func([]byte) error, t time.Time) error {
 		s inetdiag.Socket
 	)
 	for i := range d.socks {
-		e := &d.socks[i]
-		s = inetdiag.Socket{
-			Family: e.family, Protocol: e.proto, State: e.state,
-			SrcPort: e.srcPort, DstPort: e.dstPort,
-			UID: e.uid, Inode: e.inode, Cookie: e.cookie,
-			Src: addr(e.family, e.src), Dst: addr(e.family, e.dst),
-		}
+		s = d.socks[i].socket()
 		d.Record(&s, t, &r)
 		if err := write(d.enc.Encode(&r)); err != nil {
 			return err

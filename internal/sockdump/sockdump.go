@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -112,7 +114,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	h := &host{
 		protocols: protocols, all: *allNetNS, procRoot: *procRoot,
 		ctx: ctx, stderr: stderr, eventBuf: *eventBuf,
-		failed: map[uint64]bool{},
+		failed: map[uint64]bool{}, dumpSaid: map[uint64]bool{},
 	}
 	h.self = &namespace{d: d, path: *netns}
 	h.nss = []*namespace{h.self}
@@ -171,6 +173,9 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 			}
 		}
 		return out.Flush()
+	}
+	if h.q != nil {
+		h.flush = writeEvents
 	}
 	for n := 1; ; n++ {
 		if err := writeEvents(); err != nil {
@@ -241,7 +246,11 @@ type host struct {
 	byIno map[uint64]*namespace
 	// failed holds the namespaces that could not be entered for want of
 	// privilege: each is named once on stderr and not tried again.
-	failed     map[uint64]bool
+	failed   map[uint64]bool
+	dumpSaid map[uint64]bool // namespaces whose failed dump was reported
+	// flush writes the destroyed records received so far; nil without
+	// --events.
+	flush      func() error
 	skipped    int  // namespaces found by the last refresh but not dumped
 	deniedSaid bool // whether unreadable processes were reported
 	findSaid   bool // whether a failure to list processes was reported
@@ -252,10 +261,6 @@ type namespace struct {
 	d    *Dumper
 	path string        // the file it was opened by
 	sub  *subscription // nil without --events
-	// missed counts the refreshes in a row that did not find it: it is
-	// dropped at the second, so that the destroy notifications of its
-	// last sockets, sent as its last process exits, are received.
-	missed int
 }
 
 func (n *namespace) close() {
@@ -282,12 +287,28 @@ func (h *host) Snapshot(write func([]byte) error, overflows int) error {
 	}
 	skipped := h.skipped
 	ok := make([]bool, len(h.nss))
+	failed := false
 	for i, n := range h.nss {
+		// Destroy notifications received so far are written before the
+		// namespace is dumped again: their direction and addresses come
+		// from the dump that held their sockets.
+		if h.flush != nil {
+			if err := h.flush(); err != nil {
+				return err
+			}
+		}
 		if err := n.d.collect(start); err != nil {
 			if n == h.self {
 				return err
 			}
-			fmt.Fprintf(h.stderr, "sockdump: network namespace net:[%d] (%s): %v; skipped in this dump\n", n.d.netns, n.path, err)
+			if !h.dumpSaid[n.d.netns] {
+				h.dumpSaid[n.d.netns] = true
+				fmt.Fprintf(h.stderr, "sockdump: network namespace net:[%d] (%s): %v; skipped, and entered again at the next dump\n", n.d.netns, n.path, err)
+			}
+			// Its socket may be out of step with the kernel: open
+			// another at the next refresh.
+			h.drop(n)
+			failed = true
 			skipped++
 			continue
 		}
@@ -315,6 +336,16 @@ func (h *host) Snapshot(write func([]byte) error, overflows int) error {
 		snap.Namespaces = 0
 	}
 	snap.NamespacesSkipped = skipped
+	if failed {
+		kept := h.nss[:0]
+		for i, n := range h.nss {
+			if ok[i] {
+				kept = append(kept, n)
+			}
+		}
+		clear(h.nss[len(kept):])
+		h.nss = kept
+	}
 	return write(h.self.d.enc.Encode(&snap))
 }
 
@@ -335,8 +366,7 @@ func (h *host) refresh() {
 	added := false
 	for _, f := range found {
 		present[f.ino] = true
-		if n, ok := h.byIno[f.ino]; ok {
-			n.missed = 0
+		if _, ok := h.byIno[f.ino]; ok {
 			continue
 		}
 		if h.failed[f.ino] {
@@ -344,6 +374,9 @@ func (h *host) refresh() {
 			continue
 		}
 		n, err := h.enter(f)
+		if errors.Is(err, errGone) {
+			continue // its process exited since the scan: the next one will tell
+		}
 		if err != nil {
 			h.skipped++
 			if errors.Is(err, inetdiag.ErrPermission) {
@@ -360,14 +393,22 @@ func (h *host) refresh() {
 		// A partial list says nothing of the namespaces it missed.
 		return
 	}
+	// Inode numbers are reused once a namespace is freed: forget the
+	// failures of those gone.
+	for ino := range h.failed {
+		if !present[ino] {
+			delete(h.failed, ino)
+		}
+	}
+	// A namespace that nothing holds any more is dropped at once: the
+	// sockets open in it keep it alive in the kernel (with its devices and
+	// addresses) while sockdump holds them. Its subscription is drained
+	// first, for the destroy notifications of its last sockets.
 	kept := h.nss[:1]
 	for _, n := range h.nss[1:] {
 		if !present[n.d.netns] {
-			if n.missed++; n.missed >= 2 {
-				n.close()
-				delete(h.byIno, n.d.netns)
-				continue
-			}
+			h.drop(n)
+			continue
 		}
 		kept = append(kept, n)
 	}
@@ -378,14 +419,32 @@ func (h *host) refresh() {
 	}
 }
 
+// drop closes the namespace n and forgets it; it stays in h.nss until
+// the caller removes it.
+func (h *host) drop(n *namespace) {
+	n.close()
+	delete(h.byIno, n.d.netns)
+}
+
+// errGone: the file that named a namespace names it no longer (its
+// process exited, or its pid names another process now).
+var errGone = errors.New("namespace file gone")
+
 // enter opens a dumper inside the namespace f and, with --events,
 // subscribes to its destroy notifications.
 func (h *host) enter(f nsFile) (*namespace, error) {
 	fd, err := openNS(f.path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		return nil, errGone
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Ino != f.ino {
+		return nil, errGone
+	}
 	conn, err := dialNS(f.path, fd)
 	if err != nil {
 		return nil, err
@@ -465,14 +524,28 @@ func (q *eventQueue) readyChan() <-chan struct{} {
 // subscription is one namespace's destroy notifications, received in the
 // background into the queue.
 type subscription struct {
-	ev   *inetdiag.Events
-	done chan struct{} // closed when the receiver has stopped
+	ev      *inetdiag.Events
+	done    chan struct{} // closed when the receiver has stopped
+	closing atomic.Bool   // set by close: the receiver's error is expected
 }
 
-// close ends the subscription and waits for its receiver to stop.
+// drainTime is how long close keeps receiving what the kernel has queued.
+const drainTime = 20 * time.Millisecond
+
+// close receives what the kernel has already queued (for drainTime at
+// most), ends the subscription and waits for its receiver to stop.
 func (s *subscription) close() {
+	s.closing.Store(true)
+	if s.ev.SetReadDeadline(time.Now().Add(drainTime)) != nil {
+		s.ev.Close()
+	}
+	select {
+	case <-s.done:
+	case <-time.After(drainTime + time.Second):
+		s.ev.Close()
+		<-s.done
+	}
 	s.ev.Close()
-	<-s.done
 }
 
 // subscribe joins the destroy groups of the protocols in the namespace of
@@ -506,7 +579,7 @@ func (q *eventQueue) subscribe(ctx context.Context, netns int, d *Dumper, protoc
 			case errors.Is(err, inetdiag.ErrOverflow):
 				b.overflow = true
 			case err != nil && socks == nil:
-				if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
+				if ctx.Err() == nil && !s.closing.Load() && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 					fmt.Fprintf(stderr, "sockdump: --events: %v; going on with polling only\n", err)
 				}
 				return
