@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,9 @@ type Dumper struct {
 	// listenersAt is when listeners were last read, by a dump or a refresh.
 	listenersAt time.Time
 	ips         map[ipKey]string // text of addresses seen, bounded
+	// Warning, when not nil, is what the dumper had to leave out (UDP
+	// without udp_diag); its owner says it once and clears it.
+	Warning error
 	// perFamily is set when the kernel refused to dump TCP of both
 	// families at once: then IPv4 and IPv6 are dumped one after the other.
 	perFamily bool
@@ -195,7 +199,14 @@ func (d *Dumper) collect(start time.Time) error {
 			}
 		}
 		for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
-			if err := d.conn.Dump(fam, proto, inetdiag.ActiveStates, collect); err != nil {
+			err := d.conn.Dump(fam, proto, inetdiag.ActiveStates, collect)
+			if err != nil && proto == inetdiag.ProtoUDP && errors.Is(err, inetdiag.ErrUnsupported) && len(d.protocols) > 1 {
+				// No udp_diag: go on with TCP, and say it once.
+				d.protocols = slices.DeleteFunc(slices.Clone(d.protocols), func(p uint8) bool { return p == inetdiag.ProtoUDP })
+				d.Warning = fmt.Errorf("no UDP sockets: %w", err)
+				break
+			}
+			if err != nil {
 				return err
 			}
 		}

@@ -90,6 +90,19 @@ func findNamespaces(procRoot string, pinDirs []string) (found []nsFile, denied i
 	for _, pid := range pids {
 		dir := procRoot + "/" + strconv.Itoa(pid)
 		err := add(dir+"/ns/net", dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			// A process whose main thread has exited (a zombie leader)
+			// may still run threads, and hold their namespaces.
+			if tids, terr := os.ReadDir(dir + "/task"); terr == nil {
+				for _, tid := range tids {
+					if tid.Name() != strconv.Itoa(pid) {
+						if add(dir+"/task/"+tid.Name()+"/ns/net", dir) == nil {
+							break
+						}
+					}
+				}
+			}
+		}
 		if errors.Is(err, fs.ErrPermission) {
 			denied++
 		}

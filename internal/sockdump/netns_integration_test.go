@@ -339,3 +339,54 @@ func TestIntegrationAllNetNSGone(t *testing.T) {
 		t.Errorf("namespace still dumped in dumps %v after it was deleted; want it dropped at once", heldAfter)
 	}
 }
+
+// TestIntegrationNetNSPath: --netns PATH dumps that namespace alone, its
+// records tagged with it, and with --events its destroy notifications.
+func TestIntegrationNetNSPath(t *testing.T) {
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
+	ns := testprog.NewNetNS(t)
+	f := testprog.StartFixture(t, ns, bin, "-tcp", "127.0.0.1:8080", "-udp", "127.0.0.1:5353")
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := Run(ctx, []string{"--netns", ns.Path, "--udp"}, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("Run: %v\n%s", err, stderr.String())
+	}
+	socks, snap := parse(t, stdout.Bytes())
+	if snap == nil || snap.Sockets != len(f.Socks) || len(socks) != len(f.Socks) {
+		t.Errorf("%d sockets (snapshot %+v), want the fixture's %d alone", len(socks), snap, len(f.Socks))
+	}
+	for _, r := range socks {
+		if r.NetNS != ns.Ino {
+			t.Errorf("record of netns %d, want %d: %+v", r.NetNS, ns.Ino, r)
+		}
+	}
+
+	lines, cancelEv, stop := runEvents(t, "--netns", ns.Path, "--udp")
+	defer cancelEv()
+	f.Stop()
+	timeout := time.AfterFunc(10*time.Second, cancelEv)
+	defer timeout.Stop()
+	udp, tcp := 0, 0
+	for (udp < 3 || tcp < 3) && lines.Scan() {
+		r, err := codec.Decode(lines.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != record.TypeDestroyed {
+			continue
+		}
+		if r.NetNS != ns.Ino {
+			t.Errorf("destroyed record of netns %d, want %d", r.NetNS, ns.Ino)
+		}
+		if r.Transport == record.TransportUDP {
+			udp++
+		} else {
+			tcp++
+		}
+	}
+	stop()
+	if udp < 3 || tcp < 3 {
+		t.Errorf("destroyed records: %d UDP, %d TCP; want the fixture's 3 and 3", udp, tcp)
+	}
+}

@@ -312,6 +312,10 @@ func (h *host) Snapshot(write func([]byte) error, overflows int) error {
 			skipped++
 			continue
 		}
+		if n.d.Warning != nil {
+			fmt.Fprintf(h.stderr, "sockdump: network namespace net:[%d]: %v\n", n.d.netns, n.d.Warning)
+			n.d.Warning = nil
+		}
 		ok[i] = true
 	}
 	took := time.Since(start)
