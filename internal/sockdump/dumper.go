@@ -31,6 +31,11 @@ type Dumper struct {
 	socks     []entry        // reused between snapshots
 	byCookie  map[uint64]int // index of socks by cookie, built when first needed
 	listeners Listeners
+	// The dump before the last: a destroy notification received after
+	// the dump that followed its socket's end is read against both.
+	prevSocks     []entry
+	prevByCookie  map[uint64]int
+	prevListeners Listeners
 	// listenersAt is when listeners were last read, by a dump or a refresh.
 	listenersAt time.Time
 	ips         map[ipKey]string // text of addresses seen, bounded
@@ -119,7 +124,7 @@ func sockstatDir(nsPath string) string {
 // NewDumper returns a dumper over conn; netns is the namespace's inode
 // written in every record (0 leaves it out).
 func NewDumper(conn *inetdiag.Conn, netns uint64, protocols []uint8) *Dumper {
-	return &Dumper{conn: conn, netns: netns, protocols: protocols, sockstat: "/proc/net", enc: codec.NewEncoder(), now: time.Now, listeners: Listeners{}, ips: map[ipKey]string{}}
+	return &Dumper{conn: conn, netns: netns, protocols: protocols, sockstat: "/proc/net", enc: codec.NewEncoder(), now: time.Now, listeners: Listeners{}, prevListeners: Listeners{}, ips: map[ipKey]string{}}
 }
 
 // Close closes the netlink socket.
@@ -153,13 +158,15 @@ func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
 // the kernel may list after the connections they accepted.
 func (d *Dumper) collect(start time.Time) error {
 	d.listenersAt = start
+	d.prevSocks, d.socks = d.socks, d.prevSocks
+	d.prevListeners, d.listeners = d.listeners, d.prevListeners
+	d.prevByCookie, d.byCookie = d.byCookie, nil
 	if d.socks == nil {
 		// Sized once from the kernel's count: growing the slice by
 		// doubling would copy and fault in twice the memory.
 		d.socks = make([]entry, 0, socketCountHint(d.sockstat, d.protocols))
 	}
 	d.socks = d.socks[:0]
-	d.byCookie = nil
 	clear(d.listeners)
 	collect := func(s *inetdiag.Socket) error {
 		d.socks = append(d.socks, entry{
@@ -303,14 +310,22 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 	}
 	var r record.Record
 	d.Record(s, t, &r)
+	lk := listenKey{s.Protocol, s.Src, s.SrcPort}
 	if unconnected {
-		if _, ok := d.listeners[listenKey{s.Protocol, s.Src, s.SrcPort}]; ok {
+		_, now := d.listeners[lk]
+		_, before := d.prevListeners[lk]
+		if now || before {
 			r.Direction = record.DirectionListening
 		}
-	} else if r.Direction == record.DirectionEgress && d.refreshListeners(t) {
-		// A listener opened since the last dump would make this egress
-		// socket an accepted one: look again, at most every 100 ms.
-		r.Direction = d.listeners.Direction(s)
+	} else if r.Direction == record.DirectionEgress {
+		// The socket may have gone with its listener before the last
+		// dump, if the notification came after it: the dump before
+		// tells. A listener opened since the last dump would make it an
+		// accepted one too: look again, at most every 100 ms.
+		if d.prevListeners.Direction(s) == record.DirectionIngress ||
+			d.refreshListeners(t) && d.listeners.Direction(s) == record.DirectionIngress {
+			r.Direction = record.DirectionIngress
+		}
 	}
 	r.Type = record.TypeDestroyed
 	r.HasUID, r.UID = false, 0
@@ -384,20 +399,30 @@ func (d *Dumper) refreshListeners(now time.Time) bool {
 	return true
 }
 
-// lookupCookie finds a socket of the last dump by its cookie.
+// lookupCookie finds a socket of the last dump, or of the one before, by
+// its cookie.
 func (d *Dumper) lookupCookie(c uint64) (entry, bool) {
 	if c == 0 {
 		return entry{}, false
 	}
-	if d.byCookie == nil {
-		d.byCookie = make(map[uint64]int, len(d.socks))
-		for i := range d.socks {
-			d.byCookie[d.socks[i].cookie] = i
+	if e, ok := findCookie(c, d.socks, &d.byCookie); ok {
+		return e, true
+	}
+	return findCookie(c, d.prevSocks, &d.prevByCookie)
+}
+
+// findCookie finds the socket of cookie c in socks, through the index
+// *by, built when first needed.
+func findCookie(c uint64, socks []entry, by *map[uint64]int) (entry, bool) {
+	if *by == nil {
+		*by = make(map[uint64]int, len(socks))
+		for i := range socks {
+			(*by)[socks[i].cookie] = i
 		}
 	}
-	i, ok := d.byCookie[c]
+	i, ok := (*by)[c]
 	if !ok {
 		return entry{}, false
 	}
-	return d.socks[i], true
+	return socks[i], true
 }

@@ -177,7 +177,7 @@ func TestIntegrationAllNetNSEvents(t *testing.T) {
 	// Several namespaces, dumped every 20 ms, whose sockets all go at
 	// once: notifications arrive while namespaces are being dumped, and
 	// must still get the direction of the dump that held their sockets.
-	const n = 4
+	const n = 20
 	want := map[sockID]bool{}
 	inos := map[uint64]bool{}
 	var fixtures []*testprog.Fixture
