@@ -1,4 +1,5 @@
-// Command sockdump writes every TCP socket of the host as NDJSON records.
+// Command sockdump writes every TCP (and UDP) socket of the host, or of
+// every network namespace of it, as NDJSON records.
 // Run "sockdump -h" for its flags, output and exit codes.
 package main
 

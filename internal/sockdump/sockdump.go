@@ -63,7 +63,7 @@ Exit codes:
   1  failure (I/O, an unexpected kernel error)
   2  bad flags
   3  permission denied by the kernel or a security policy
-  4  the kernel does not support sock_diag TCP dumps
+  4  the kernel does not support sock_diag dumps (of TCP, or of UDP alone)
 `
 
 // Run is the sockdump program.
