@@ -1,17 +1,17 @@
 package revdns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
+	"github.com/sockpipe/sockpipe/internal/atomicfile"
 	"github.com/sockpipe/sockpipe/internal/codec"
 )
 
@@ -192,73 +192,17 @@ func readCache(path string) (Snapshot, error) {
 // the target, syncs it, and renames it over the target, so a reader sees
 // the old file or the new one, whole.
 func (r *Resolver) SaveFile(path string) error {
-	unlock, err := lockFile(path + ".lock")
+	l, err := atomicfile.Lock(context.Background(), path, lockWait)
 	if err != nil {
-		return err
+		return fmt.Errorf("cache file %w", err)
 	}
-	defer unlock()
+	defer l.Unlock()
 	if s, err := readCache(path); err == nil {
 		r.Import(s)
 	}
-	return writeAtomic(path, EncodeCache(r.Export(), r.cfg.Now()))
-}
-
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	deadline := time.Now().Add(lockWait)
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: still held by another process after %s", path, lockWait)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func writeAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
+	data := EncodeCache(r.Export(), r.cfg.Now())
+	if err := atomicfile.Write(path, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
 		return fmt.Errorf("write cache: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write cache: %w", err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("write cache: %w", err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("write cache: %w", err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write cache: %w", err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync() // make the rename durable; not every filesystem supports it
-		d.Close()
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockpipe/sockpipe/internal/atomicfile"
 )
 
 var addrCmp = cmp.Comparer(func(x, y netip.Addr) bool { return x == y })
@@ -169,7 +171,7 @@ func TestCacheFileConcurrentSaves(t *testing.T) {
 	if len(s.Success) != n {
 		t.Errorf("%d entries, want %d", len(s.Success), n)
 	}
-	left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".cache.tmp*"))
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), atomicfile.TempPrefix(path)+"*"))
 	if len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package diff
+package atomicfile
 
 import (
 	"fmt"
