@@ -243,25 +243,15 @@ func (r *Record) Validate() error {
 	switch r.Type {
 	case "":
 		return errors.New(`missing "type"`)
-	case TypeSocket:
+	case TypeSocket, TypeDestroyed:
 		if r.Family != FamilyIPv4 && r.Family != FamilyIPv6 {
-			return fmt.Errorf("socket record: family %q is neither %q nor %q", r.Family, FamilyIPv4, FamilyIPv6)
+			return fmt.Errorf("%s record: family %q is neither %q nor %q", r.Type, r.Family, FamilyIPv4, FamilyIPv6)
 		}
 		if r.Local.IP == "" || r.Remote.IP == "" {
-			return errors.New("socket record: missing local.ip or remote.ip")
+			return fmt.Errorf("%s record: missing local.ip or remote.ip", r.Type)
 		}
 		if r.Time.IsZero() {
-			return errors.New(`socket record: missing "time"`)
-		}
-	case TypeDestroyed:
-		if r.Family != FamilyIPv4 && r.Family != FamilyIPv6 {
-			return fmt.Errorf("destroyed record: family %q is neither %q nor %q", r.Family, FamilyIPv4, FamilyIPv6)
-		}
-		if r.Local.IP == "" || r.Remote.IP == "" {
-			return errors.New("destroyed record: missing local.ip or remote.ip")
-		}
-		if r.Time.IsZero() {
-			return errors.New(`destroyed record: missing "time"`)
+			return fmt.Errorf(`%s record: missing "time"`, r.Type)
 		}
 	case TypeSnapshot:
 		if r.Time.IsZero() {
