@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/sockpipe/sockpipe/internal/cli"
 	"github.com/sockpipe/sockpipe/internal/sockdump"
 	"github.com/sockpipe/sockpipe/internal/sockecs"
+	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
 // asMain makes the test binary run sockecs itself (for TestUnprivileged).
@@ -47,30 +47,8 @@ func TestUnprivileged(t *testing.T) {
 		t.Skip("needs root to switch to nobody; as this user the other tests already run unprivileged")
 	}
 	// The test binary's own directory is private to root: copy it out.
-	dir, err := os.MkdirTemp("", "sockecs-nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "sockecs")
-	src, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
+	bin := testprog.CopySelf(t, "sockecs")
+	dir := filepath.Dir(bin)
 	in, err := os.ReadFile("../../internal/sockecs/testdata/input.ndjson")
 	if err != nil {
 		t.Fatal(err)

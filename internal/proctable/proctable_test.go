@@ -2,7 +2,6 @@ package proctable
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
 const fixtureBoot = 1700000000 // btime of the fixture trees
@@ -385,22 +385,8 @@ func TestUnreadableFDDir(t *testing.T) {
 // read, since the build directory may not be.
 func runAsNobody(t *testing.T, name string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "proctable-nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "test")
-	if err := copyFile(exe, bin); err != nil {
-		t.Fatal(err)
-	}
+	bin := testprog.CopySelf(t, "test")
+	dir := filepath.Dir(bin)
 	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.v", "-test.count=1")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "TMPDIR=/tmp")
@@ -410,23 +396,6 @@ func runAsNobody(t *testing.T, name string) {
 		t.Fatalf("%s as nobody: %v\n%s", name, err, out)
 	}
 	t.Logf("%s as nobody:\n%s", name, out)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 func TestNewBadRoot(t *testing.T) {

@@ -166,14 +166,7 @@ func TestIntegrationUnprivileged(t *testing.T) {
 	}
 	const nobody = 65534
 	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdiff")
-	base, err := os.MkdirTemp("", "sockdiff-state")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base := testprog.PublicDir(t)
 	own := filepath.Join(base, "own")
 	if err := os.Mkdir(own, 0o700); err != nil {
 		t.Fatal(err)

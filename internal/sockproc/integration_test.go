@@ -25,6 +25,7 @@ import (
 	"github.com/sockpipe/sockpipe/internal/proctable"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/sockdump"
+	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
 // The test binary doubles as the helper processes of the integration
@@ -118,26 +119,8 @@ func helperConnect(addr string) {
 // writes a passwd file beside it.
 func helperBin(t *testing.T) (bin, passwd string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "sockproc-it")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin = filepath.Join(dir, "sockproc-helper")
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin = testprog.CopySelf(t, "sockproc-helper")
+	dir := filepath.Dir(bin)
 	passwd = filepath.Join(dir, "passwd")
 	users := "root:x:0:0:Charlie Root,,,:/root:/bin/sh\nnobody:x:65534:65534:Nobody Here,Room 0:/nonexistent:/usr/sbin/nologin\n"
 	if err := os.WriteFile(passwd, []byte(users), 0o644); err != nil {

@@ -18,7 +18,20 @@ const Nobody = 65534
 // returns its path. The directory is removed when the test ends.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sockpipe-bin-")
+	dir := PublicDir(t)
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// PublicDir returns a new temporary directory that every user may read
+// and enter (a test's own temporary directories are private to it),
+// removed when the test ends.
+func PublicDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sockpipe-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,9 +40,25 @@ func Build(t testing.TB, pkg string) string {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, filepath.Base(pkg))
-	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	return dir
+}
+
+// CopySelf copies the running test binary, as name, into a PublicDir, so
+// that it can run as nobody (the build directory may be private), and
+// returns its path.
+func CopySelf(t testing.TB, name string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(PublicDir(t), name)
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
