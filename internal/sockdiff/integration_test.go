@@ -99,21 +99,7 @@ func TestIntegrationLoopback(t *testing.T) {
 		}
 	}
 
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	c, err := net.Dial("tcp4", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	l, c, s := testprog.TCPPair(t)
 	lk := record.Key{
 		NetNS: ownNetNS(), Transport: record.TransportTCP, Family: record.FamilyIPv4,
 		LocalIP: "127.0.0.1", LocalPort: uint16(l.Addr().(*net.TCPAddr).Port), RemoteIP: "0.0.0.0",

@@ -17,26 +17,13 @@ import (
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/revdns/dnstest"
 	"github.com/sockpipe/sockpipe/internal/sockdump"
+	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
 // TestIntegrationPipeline runs sockdump on the real kernel, with a
 // loopback connection open, and sockresolve over its output.
 func TestIntegrationPipeline(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ln, c, _ := testprog.TCPPair(t)
 	clientPort := c.LocalAddr().(*net.TCPAddr).Port
 
 	var dump, stderr bytes.Buffer

@@ -3,11 +3,13 @@
 package testprog
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Nobody is the uid and gid of the unprivileged user the tests run as.
@@ -71,4 +73,26 @@ func AsNobody(t testing.TB, cmd *exec.Cmd) {
 		t.Skip("needs root to switch to nobody")
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: Nobody, Gid: Nobody}}
+}
+
+// TCPPair opens a listener on an ephemeral port of 127.0.0.1, connects to
+// it and accepts, and returns the three sockets, closed when the test ends.
+func TCPPair(t testing.TB) (l net.Listener, client, server net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	client, err = net.DialTimeout("tcp4", l.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return l, client, server
 }
