@@ -3,6 +3,7 @@ package sockdump
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"slices"
@@ -26,7 +27,6 @@ type Dumper struct {
 	// size the first dump by; "" when unknown.
 	sockstat string
 	enc      *codec.Encoder
-	now      func() time.Time
 
 	socks     []entry        // reused between snapshots
 	byCookie  map[uint64]int // index of socks by cookie, built when first needed
@@ -124,32 +124,19 @@ func sockstatDir(nsPath string) string {
 // NewDumper returns a dumper over conn; netns is the namespace's inode
 // written in every record (0 leaves it out).
 func NewDumper(conn *inetdiag.Conn, netns uint64, protocols []uint8) *Dumper {
-	return &Dumper{conn: conn, netns: netns, protocols: protocols, sockstat: "/proc/net", enc: codec.NewEncoder(), now: time.Now, listeners: Listeners{}, prevListeners: Listeners{}, ips: map[ipKey]string{}}
+	return &Dumper{conn: conn, netns: netns, protocols: protocols, sockstat: "/proc/net", enc: codec.NewEncoder(), listeners: Listeners{}, prevListeners: Listeners{}, ips: map[ipKey]string{}}
 }
 
 // Close closes the netlink socket.
 func (d *Dumper) Close() error { return d.conn.Close() }
 
 // Snapshot dumps every socket of the dumper's protocols, IPv4 and IPv6,
-// and writes a socket record for each, then the snapshot record.
+// and writes a socket record for each, then the snapshot record: what
+// sockdump does for one namespace.
 func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
-	start := d.now()
-	if err := d.collect(start); err != nil {
-		return err
-	}
-	took := d.now().Sub(start)
-	if err := d.writeRecords(write, start); err != nil {
-		return err
-	}
-	snap := record.Record{
-		Type:           record.TypeSnapshot,
-		Time:           start,
-		Schema:         record.SchemaVersion,
-		Sockets:        len(d.socks),
-		Duration:       took,
-		EventOverflows: overflows,
-	}
-	return write(d.enc.Encode(&snap))
+	n := &namespace{d: d}
+	h := &host{self: n, nss: []*namespace{n}, stderr: io.Discard}
+	return h.Snapshot(write, overflows)
 }
 
 // collect dumps every socket of the dumper's protocols, IPv4 and IPv6,
