@@ -295,13 +295,19 @@ func TestIntegrationAllNetNSGone(t *testing.T) {
 	ns := testprog.NewNetNS(t)
 	// A TIME_WAIT socket stays in the namespace for a minute without any
 	// process: what a dump of it shows while sockdump holds it.
-	if out, err := exec.Command("ip", "netns", "exec", ns.Name, bin, "-timewait", "127.0.0.1:8080").CombinedOutput(); err != nil {
+	out, err := exec.Command("ip", "netns", "exec", ns.Name, bin, "-timewait", "127.0.0.1:8080").Output()
+	fs := strings.Fields(string(out))
+	if err != nil || len(fs) < 4 {
 		t.Fatalf("sockfix -timewait: %v: %s", err, out)
 	}
+	_, port, _ := net.SplitHostPort(fs[2])
 	lines, cancel, stop := startRun(t, "--all-netns", "--interval", "20ms")
 	timeout := time.AfterFunc(20*time.Second, cancel)
 	defer timeout.Stop()
-	tag := []byte(fmt.Sprintf(`"netns":%d`, ns.Ino))
+	// The namespace's inode may be given to a namespace made later (by
+	// other tests): its TIME_WAIT socket tells it apart.
+	tag := []byte(fmt.Sprintf(`"local":{"ip":"127.0.0.1","port":%s}`, port))
+	nsTag := []byte(fmt.Sprintf(`"netns":%d`, ns.Ino))
 	// dumps counts the snapshots since the namespace was deleted (-1:
 	// not yet); held whether the current dump showed the namespace.
 	dumps, held, seen := -1, false, false
@@ -309,7 +315,7 @@ func TestIntegrationAllNetNSGone(t *testing.T) {
 	for lines.Scan() {
 		line := lines.Bytes()
 		switch {
-		case bytes.Contains(line, tag):
+		case bytes.Contains(line, tag) && bytes.Contains(line, nsTag):
 			held, seen = true, true
 		case bytes.Contains(line, []byte(`"type":"snapshot"`)):
 			if dumps >= 0 {
