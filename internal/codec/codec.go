@@ -243,6 +243,12 @@ func (d *decoder) top(r *record.Record) func(*jsoniter.Iterator, string) bool {
 			return d.uint64(key, &r.Cookie)
 		case "netns":
 			return d.uint64(key, &r.NetNS)
+		case "owner":
+			if d.null() {
+				return true
+			}
+			r.Owner = new(record.Owner)
+			return d.object(key, d.owner(r.Owner))
 		case "event":
 			return d.str(key, &r.Event)
 		case "first_seen":
@@ -395,6 +401,28 @@ func (d *decoder) user(u *record.User) func(*jsoniter.Iterator, string) bool {
 			return d.str("user.full_name", &u.FullName)
 		}
 		return d.extra(&u.Extra, key)
+	}
+}
+
+func (d *decoder) owner(o *record.Owner) func(*jsoniter.Iterator, string) bool {
+	return func(_ *jsoniter.Iterator, key string) bool {
+		switch key {
+		case "pid":
+			return d.int("owner.pid", &o.PID)
+		case "name":
+			return d.str("owner.name", &o.Name)
+		case "uid":
+			return d.uint32("owner.uid", &o.UID)
+		case "gid":
+			return d.uint32("owner.gid", &o.GID)
+		case "cgroup_id":
+			return d.uint64("owner.cgroup_id", &o.CgroupID)
+		case "start":
+			return d.time("owner.start", &o.Start)
+		case "via":
+			return d.str("owner.via", &o.Via)
+		}
+		return d.extra(&o.Extra, key)
 	}
 }
 

@@ -71,6 +71,10 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 		if r.NetNS != 0 {
 			w.uint("netns", r.NetNS)
 		}
+		if o := r.Owner; o != nil {
+			w.key("owner")
+			owner(s, o)
+		}
 		if ti := r.Info; ti != nil {
 			w.key("tcp_info")
 			tcpInfo(s, ti)
@@ -166,6 +170,22 @@ func user(s *jsoniter.Stream, u *record.User) {
 	w.str("name", u.Name)
 	w.str("full_name", u.FullName)
 	w.extra(u.Extra)
+	s.WriteObjectEnd()
+}
+
+func owner(s *jsoniter.Stream, o *record.Owner) {
+	w := objWriter{s: s}
+	s.WriteObjectStart()
+	w.int("pid", int64(o.PID))
+	w.str("name", o.Name)
+	w.uint("uid", uint64(o.UID))
+	w.uint("gid", uint64(o.GID))
+	if o.CgroupID != 0 {
+		w.uint("cgroup_id", o.CgroupID)
+	}
+	w.time("start", o.Start)
+	w.str("via", o.Via)
+	w.extra(o.Extra)
 	s.WriteObjectEnd()
 }
 

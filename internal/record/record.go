@@ -129,6 +129,36 @@ type User struct {
 	Extra    []Field
 }
 
+// Ways an owner was recorded (Owner.Via).
+const (
+	// OwnerConnect: the process that called connect(2) on a TCP socket.
+	OwnerConnect = "connect"
+	// OwnerListen: the process that called listen(2) on a TCP socket.
+	OwnerListen = "listen"
+	// OwnerAccept: an accepted TCP connection, owned by the owner of
+	// the listener that accepted it (the kernel accepts it with no
+	// process of its own).
+	OwnerAccept = "accept"
+	// OwnerCreate: the process that created the socket with socket(2)
+	// (UDP, where cgroup v2 hooks can load).
+	OwnerCreate = "create"
+)
+
+// Owner is the process and user that created, connected or listened on a
+// socket, as sockdump's in-kernel owner table recorded them at that moment
+// (sockdump --events). It outlives the process: sockproc uses it when the
+// process is gone, or when no process holds the socket any more.
+type Owner struct {
+	PID      int       // process id (thread group id, init namespace)
+	Name     string    // the process's comm, at most 15 bytes
+	UID      uint32    // the socket's uid (the kernel's sk_uid)
+	GID      uint32    // the process's real gid
+	CgroupID uint64    // cgroup v2 id of the process; 0 when unknown
+	Start    time.Time // when the process started, to tell a reused pid apart
+	Via      string    // how it was recorded: OwnerConnect, OwnerListen, …
+	Extra    []Field
+}
+
 // Container is the container a socket's process runs in (sockproc).
 type Container struct {
 	// ID is the container's id as its runtime names it: 64 hex digits
@@ -159,6 +189,9 @@ type Record struct {
 	HasUID    bool     // whether the uid is known
 	Cookie    uint64   // kernel socket cookie; 0 when unknown
 	NetNS     uint64   // inode of the network namespace dumped; 0 when unknown
+	// Owner is who made the socket, from the kernel's owner table
+	// (sockdump --events), when the table knows it.
+	Owner *Owner
 
 	// Event fields (sockdiff).
 	Event     string    // EventExisting, EventOpened or EventClosed
