@@ -307,6 +307,13 @@ func (d *decoder) top(r *record.Record) func(*jsoniter.Iterator, string) bool {
 			}
 			r.Duration = time.Duration(v)
 			return true
+		case "interval_ns":
+			var v int
+			if !d.int(key, &v) {
+				return false
+			}
+			r.Interval = time.Duration(v)
+			return true
 		}
 		return d.extra(&r.Extra, key)
 	}

@@ -37,6 +37,9 @@ func (e *Encoder) Encode(r *record.Record) []byte {
 		w.int("schema", int64(r.Schema))
 		w.int("sockets", int64(r.Sockets))
 		w.int("duration_ns", int64(r.Duration))
+		if r.Interval != 0 {
+			w.int("interval_ns", int64(r.Interval))
+		}
 		if r.EventOverflows != 0 {
 			w.int("event_overflows", int64(r.EventOverflows))
 		}

@@ -217,6 +217,9 @@ type Record struct {
 	Schema   int           // SchemaVersion of the writer
 	Sockets  int           // number of socket records in the dump
 	Duration time.Duration // how long the dump took
+	// Interval is the period of the dumps (sockdump --interval); 0 for
+	// a one-shot dump.
+	Interval time.Duration
 	// EventOverflows counts, since the previous snapshot, the times the
 	// kernel reported (ENOBUFS) that destroy notifications were dropped
 	// because the receive buffer was full; each means one or more lost.

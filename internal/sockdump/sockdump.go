@@ -48,7 +48,8 @@ var about = `Output (NDJSON on stdout, one object a line, schema version ` + str
   when connected, else "closed", and an unconnected one is "listening".
   then one "snapshot" record that closes the dump (of every namespace):
     {"type":"snapshot","time":…,"schema":1,"sockets":N,"duration_ns":D}
-  with --all-netns also "namespaces" (dumped) and "namespaces_skipped"
+  with --interval also "interval_ns" (the period, in nanoseconds), with
+  --all-netns also "namespaces" (dumped) and "namespaces_skipped"
   (found but not entered: each is named once on stderr, with the reason).
   Output is flushed after each snapshot record.
 
@@ -113,7 +114,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	}
 	h := &host{
 		protocols: protocols, all: *allNetNS, procRoot: *procRoot,
-		ctx: ctx, stderr: stderr, eventBuf: *eventBuf,
+		ctx: ctx, stderr: stderr, eventBuf: *eventBuf, interval: *interval,
 		failed: map[uint64]bool{}, dumpSaid: map[uint64]bool{},
 	}
 	h.self = &namespace{d: d, path: *netns}
@@ -240,6 +241,7 @@ type host struct {
 	stderr    io.Writer
 	q         *eventQueue // nil without --events
 	eventBuf  int
+	interval  time.Duration // written in the snapshot records
 
 	self  *namespace   // sockdump's own namespace, or that of --netns
 	nss   []*namespace // every namespace dumped: self first, then by inode
@@ -324,6 +326,7 @@ func (h *host) Snapshot(write func([]byte) error, overflows int) error {
 		Time:           start,
 		Schema:         record.SchemaVersion,
 		Duration:       took,
+		Interval:       h.interval,
 		EventOverflows: overflows,
 	}
 	for i, n := range h.nss {

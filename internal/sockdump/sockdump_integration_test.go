@@ -505,6 +505,9 @@ func TestIntegrationEventsUnprivileged(t *testing.T) {
 	if n := bytes.Count(out, []byte(`"type":"snapshot"`)); n != 3 {
 		t.Errorf("%d snapshots, want 3", n)
 	}
+	if n := bytes.Count(out, []byte(`"interval_ns":10000000`)); n != 3 {
+		t.Errorf("%d snapshots say the 10ms period, want 3", n)
+	}
 	if s := stderr; s != "" && !strings.Contains(s, "going on with polling only") {
 		t.Errorf("stderr: %s", s)
 	}
