@@ -14,7 +14,10 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
+require gopkg.in/yaml.v3 v3.0.1 // indirect
+
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/mdlayher/socket v0.6.0 // indirect
 	github.com/modern-go/concurrent v0.0.0-20180228061459-e0a39a4cb421 // indirect
 	github.com/modern-go/reflect2 v1.0.2 // indirect
