@@ -169,6 +169,9 @@ func (s *State) end(e *entry, r *record.Record) (*record.Record, error) {
 		info := *r.Info
 		ev.Info = &info
 	}
+	if ev.Owner == nil {
+		ev.Owner = r.Owner
+	}
 	e.end = &ending{t: t, cookie: r.Cookie, twin: twin(ev)}
 	s.tombs++
 	if s.byCookie != nil && r.Cookie != 0 {

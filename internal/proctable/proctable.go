@@ -190,6 +190,43 @@ func (t *Table) Owner(inode uint64, seen time.Time, mayWalk bool) (*record.Proce
 	return nil, nil
 }
 
+// Process returns the live process pid if it is the one that started at
+// start (the boot time plus whole clock ticks, as an owner table or
+// Process.Start gives it), and its container; nil when the pid is gone or
+// now names another process. Both are shared with the cache and must not
+// be modified.
+func (t *Table) Process(pid int, start time.Time) (*record.Process, *record.Container) {
+	boot := t.bootTime()
+	if pid <= 0 || boot.IsZero() || start.Before(boot) {
+		return nil, nil
+	}
+	tick := time.Second / userHZ
+	ticks := uint64((start.Sub(boot) + tick/2) / tick)
+	t.stats.Lookups++
+	p := t.procs[pid]
+	if p != nil && p.start == ticks && p.checked == t.gen+1 {
+		t.stats.Hits++
+		return t.details(p)
+	}
+	st, err := t.stat(pid)
+	if err != nil || st.Start != ticks {
+		if p != nil && (err != nil || st.Start != p.start) {
+			delete(t.procs, pid) // gone, or reused
+		}
+		t.stats.NotFound++
+		return nil, nil
+	}
+	if p == nil || p.start != st.Start {
+		p = &proc{pid: pid, start: st.Start}
+		t.procs[pid] = p
+	}
+	p.checked = t.gen + 1
+	if st.PPID != p.ppid || st.Comm != p.comm {
+		p.ppid, p.comm, p.rec = st.PPID, st.Comm, nil
+	}
+	return t.details(p)
+}
+
 func (t *Table) mayWalk(seen time.Time) bool {
 	if t.walkedGen != t.gen+1 {
 		return true

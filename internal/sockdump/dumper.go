@@ -42,6 +42,9 @@ type Dumper struct {
 	// Warning, when not nil, is what the dumper had to leave out (UDP
 	// without udp_diag); its owner says it once and clears it.
 	Warning error
+	// owners, when not nil, gives the owner of sockets without an
+	// inode; shared by the dumpers of every namespace.
+	owners *owners
 	// perFamily is set when the kernel refused to dump TCP of both
 	// families at once: then IPv4 and IPv6 are dumped one after the other.
 	perFamily bool
@@ -218,6 +221,9 @@ func (d *Dumper) writeRecords(write func([]byte) error, t time.Time) error {
 	for i := range d.socks {
 		s = d.socks[i].socket()
 		d.Record(&s, t, &r)
+		if r.Inode == 0 {
+			r.Owner = d.owners.get(r.Cookie)
+		}
 		if err := write(d.enc.Encode(&r)); err != nil {
 			return err
 		}
@@ -316,6 +322,19 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 	}
 	r.Type = record.TypeDestroyed
 	r.HasUID, r.UID = false, 0
+	r.Owner = d.owners.get(s.Cookie)
+	if r.Owner != nil && !udp {
+		// The table knows what the socket was, where the listeners of the
+		// dumps may not (a listener that came and went between two).
+		switch r.Owner.Via {
+		case record.OwnerAccept:
+			r.Direction = record.DirectionIngress
+		case record.OwnerListen:
+			r.Direction = record.DirectionListening
+		case record.OwnerConnect:
+			r.Direction = record.DirectionEgress
+		}
+	}
 	if ti := s.Info; ti != nil && !udp {
 		r.Info = &record.TCPInfo{
 			BytesAcked: ti.BytesAcked, BytesReceived: ti.BytesRecv,

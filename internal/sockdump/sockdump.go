@@ -25,6 +25,7 @@ import (
 	"github.com/sockpipe/sockpipe/internal/cli"
 	"github.com/sockpipe/sockpipe/internal/inetdiag"
 	"github.com/sockpipe/sockpipe/internal/ndjson"
+	"github.com/sockpipe/sockpipe/internal/ownertable"
 	"github.com/sockpipe/sockpipe/internal/record"
 )
 
@@ -78,6 +79,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	udp := fs.Bool("udp", false, "dump UDP sockets too (--protocols tcp,udp)")
 	protoList := fs.String("protocols", "tcp", "the protocols to dump, a comma-separated `LIST` of tcp and udp")
 	withEvents := fs.Bool("events", false, "with --interval, also write a \"destroyed\" record for every socket the kernel destroys, as it happens (Linux 4.2+)")
+	noOwners := fs.Bool("no-owners", false, "with --events, do not load the kernel's owner table (see Owners)")
 	eventBuf := fs.Int("event-buffer", 32<<20, "receive buffer for --events, in `bytes`, per namespace (beyond net.core.rmem_max only with CAP_NET_ADMIN)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -138,6 +140,10 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		if err != nil {
 			fmt.Fprintf(stderr, "sockdump: --events: no destroy notifications (%v); going on with polling only\n", err)
 			h.q = nil
+		}
+		if !*noOwners {
+			h.owners = openOwners(ownertable.Options{}, stderr)
+			d.owners = h.owners
 		}
 	}
 	var tick <-chan time.Time
@@ -242,6 +248,7 @@ type host struct {
 	q         *eventQueue // nil without --events
 	eventBuf  int
 	interval  time.Duration // written in the snapshot records
+	owners    *owners       // nil without --events or the owner table
 
 	self  *namespace   // sockdump's own namespace, or that of --netns
 	nss   []*namespace // every namespace dumped: self first, then by inode
@@ -277,6 +284,7 @@ func (h *host) Close() {
 	for _, n := range h.nss {
 		n.close()
 	}
+	h.owners.Close()
 }
 
 // Snapshot dumps every namespace, writes their socket records and then one
@@ -339,6 +347,7 @@ func (h *host) Snapshot(write func([]byte) error, overflows int) error {
 		snap.Sockets += len(n.d.socks)
 		snap.Namespaces++
 	}
+	h.owners.endDump()
 	if !h.all {
 		snap.Namespaces = 0
 	}
@@ -457,6 +466,7 @@ func (h *host) enter(f nsFile) (*namespace, error) {
 		return nil, err
 	}
 	n := &namespace{d: NewDumper(conn, f.ino, h.protocols), path: f.path}
+	n.d.owners = h.owners
 	n.d.sockstat = ""
 	if f.proc != "" {
 		n.d.sockstat = f.proc + "/net"

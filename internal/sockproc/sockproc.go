@@ -195,7 +195,23 @@ func (p *processor) socket(r *record.Record) {
 		r.User = &record.User{ID: strconv.FormatUint(uint64(r.UID), 10), Name: e.Name, FullName: e.FullName}
 	}
 	closed := r.Event == record.EventClosed
-	if proc, ctr := p.tab.Owner(r.Inode, r.Time, !closed); proc != nil {
+	proc, ctr := p.tab.Owner(r.Inode, r.Time, !closed)
+	if o := r.Owner; proc == nil && o != nil {
+		// No process holds the socket's file any more: the owner table
+		// says who made it. The kernel reports a closing socket's uid
+		// as 0; the owner's is the socket's.
+		if r.Inode == 0 || !r.HasUID {
+			e, _ := p.users.Lookup(o.UID)
+			r.User = &record.User{ID: strconv.FormatUint(uint64(o.UID), 10), Name: e.Name, FullName: e.FullName}
+		}
+		if proc, ctr = p.tab.Process(o.PID, o.Start); proc == nil {
+			// Gone (or its pid reused by another process): what the
+			// table recorded is all there is.
+			r.Process, r.ProcessError = &record.Process{PID: o.PID, Name: o.Name, Start: o.Start}, ""
+			return
+		}
+	}
+	if proc != nil {
 		r.Process, r.ProcessError = proc, ""
 		switch {
 		case ctr == nil:

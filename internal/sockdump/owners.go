@@ -1,0 +1,73 @@
+package sockdump
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/sockpipe/sockpipe/internal/ownertable"
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// owners answers, from the kernel's owner table, who made a socket that a
+// record has no inode for: a destroyed one, or one whose file is closed.
+// What it read is kept for as long as dumps hold the socket (a TIME-WAIT
+// socket is dumped for a minute), so each socket costs one lookup in the
+// kernel's table, and stays known after the table evicted it.
+type owners struct {
+	t         *ownertable.Table
+	cur, prev map[uint64]*record.Owner // nil values: looked up, unknown
+	stderr    io.Writer
+	failSaid  bool
+}
+
+// openOwners loads the owner table; without it, it says why on stderr
+// once and returns nil.
+func openOwners(opts ownertable.Options, stderr io.Writer) *owners {
+	t, err := ownertable.Open(opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "sockdump: --events: no owner table (%v); connections that no dump saw come without their process and user\n", err)
+		return nil
+	}
+	if t.Warning != nil {
+		fmt.Fprintf(stderr, "sockdump: --events: owner table: %v\n", t.Warning)
+	}
+	return &owners{t: t, cur: map[uint64]*record.Owner{}, prev: map[uint64]*record.Owner{}, stderr: stderr}
+}
+
+// get returns the owner of the socket with the given cookie, or nil.
+func (o *owners) get(cookie uint64) *record.Owner {
+	if o == nil || cookie == 0 {
+		return nil
+	}
+	if v, ok := o.cur[cookie]; ok {
+		return v
+	}
+	v, ok := o.prev[cookie]
+	if !ok {
+		var err error
+		if v, err = o.t.Lookup(cookie); err != nil {
+			if !o.failSaid {
+				o.failSaid = true
+				fmt.Fprintf(o.stderr, "sockdump: owner table: %v\n", err)
+			}
+			return nil
+		}
+	}
+	o.cur[cookie] = v
+	return v
+}
+
+// endDump forgets the sockets that the last dump did not ask about.
+func (o *owners) endDump() {
+	if o == nil {
+		return
+	}
+	clear(o.prev)
+	o.prev, o.cur = o.cur, o.prev
+}
+
+func (o *owners) Close() {
+	if o != nil {
+		o.t.Close()
+	}
+}
