@@ -149,7 +149,7 @@ const (
 // (sockdump --events). It outlives the process: sockproc uses it when the
 // process is gone, or when no process holds the socket any more.
 type Owner struct {
-	PID      int       // process id (thread group id, init namespace)
+	PID      int       // process id (thread group id), in the pid namespace of sockdump
 	Name     string    // the process's comm, at most 15 bytes
 	UID      uint32    // the socket's uid (the kernel's sk_uid)
 	GID      uint32    // the process's real gid

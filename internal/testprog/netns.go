@@ -79,6 +79,21 @@ func StartFixture(t testing.TB, ns NetNS, bin string, args ...string) *Fixture {
 	} else {
 		cmd = exec.Command(bin, args...)
 	}
+	return startFixture(t, cmd, args)
+}
+
+// StartFixtureAsNobody runs sockfix as StartFixture does, in the test's
+// own network namespace, as the user nobody (bin must be in a PublicDir,
+// as Build makes it). The test is skipped when not root.
+func StartFixtureAsNobody(t testing.TB, bin string, args ...string) *Fixture {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	AsNobody(t, cmd)
+	return startFixture(t, cmd, args)
+}
+
+func startFixture(t testing.TB, cmd *exec.Cmd, args []string) *Fixture {
+	t.Helper()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

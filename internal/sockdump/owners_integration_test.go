@@ -1,0 +1,122 @@
+package sockdump
+
+import (
+	"math"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/procfs"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/testprog"
+)
+
+// TestIntegrationEventsOwners runs sockdump --events with its owner table
+// and two child processes, one as root and one as nobody, born after the
+// first dump: each holds a listener and a connection to it (both ends) and
+// then exits, so that no dump ever sees its sockets. Every destroyed record
+// of theirs names the child (pid, comm, uid, gid, start) and how the table
+// learnt it: listen, connect, or accept (the listener's owner).
+func TestIntegrationEventsOwners(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("the owner table needs root")
+	}
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
+	lines, cancel, stop := runEvents(t)
+	defer cancel()
+
+	// -from: the connections close with RST, so that each end is
+	// destroyed at once (no TIME_WAIT).
+	args := []string{"-from", "127.0.0.1:0", "-tcp", "127.0.0.1:0"}
+	kids := []*testprog.Fixture{
+		testprog.StartFixture(t, testprog.NetNS{}, bin, args...),
+		testprog.StartFixtureAsNobody(t, bin, args...),
+	}
+	uids := []uint32{0, testprog.Nobody}
+	type end struct {
+		kid int
+		via string
+	}
+	ends := map[string]end{}       // by local and remote endpoint
+	clients := map[string]string{} // the key of each client, by its local endpoint
+	starts := make([]time.Time, len(kids))
+	for i, f := range kids {
+		starts[i] = procStart(t, f.PID)
+		for _, s := range f.Socks {
+			via := map[string]string{"listener": record.OwnerListen, "client": record.OwnerConnect, "server": record.OwnerAccept}[s.Role]
+			remote := s.Remote
+			if remote == "-" {
+				remote = "0.0.0.0:0"
+			}
+			ends[s.Local+" "+remote] = end{i, via}
+			if s.Role == "client" {
+				clients[s.Local] = s.Local + " " + remote
+			}
+		}
+		f.Stop()
+	}
+
+	got := map[string]*record.Record{}
+	timeout := time.AfterFunc(10*time.Second, cancel)
+	defer timeout.Stop()
+	for len(got) < len(ends) && lines.Scan() {
+		r, err := codec.Decode(lines.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != record.TypeDestroyed {
+			continue
+		}
+		k := endpoints(r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port)
+		if _, ok := ends[k]; ok {
+			got[k] = r
+		} else if k, ok := clients[net.JoinHostPort(r.Local.IP, strconv.Itoa(int(r.Local.Port)))]; ok && r.Remote.Port == 0 {
+			// A client reset by its own RST loses its remote end: found
+			// by its local one.
+			got[k] = r
+		}
+	}
+	if stderr := stop(); stderr != "" {
+		t.Errorf("stderr: %s", stderr)
+	}
+	for k, e := range ends {
+		r := got[k]
+		if r == nil {
+			t.Errorf("%s (%s of child %d): no destroyed record", k, e.via, kids[e.kid].PID)
+			continue
+		}
+		o := r.Owner
+		want := kids[e.kid]
+		if o == nil || o.PID != want.PID || o.Name != "sockfix" || o.UID != uids[e.kid] || o.GID != uids[e.kid] ||
+			o.Via != e.via || o.Start.Sub(starts[e.kid]).Abs() > 10*time.Millisecond {
+			t.Errorf("%s: owner %+v, want pid %d sockfix uid/gid %d via %s start %v", k, o, want.PID, uids[e.kid], e.via, starts[e.kid])
+		}
+	}
+}
+
+// procStart is when process pid started, as /proc/PID/stat says.
+func procStart(t *testing.T, pid int) time.Time {
+	t.Helper()
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fs.Proc(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := st.StartTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, frac := math.Modf(s)
+	return time.Unix(int64(sec), int64(frac*1e9))
+}
