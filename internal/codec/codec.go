@@ -428,6 +428,8 @@ func (d *decoder) owner(o *record.Owner) func(*jsoniter.Iterator, string) bool {
 			return d.time("owner.start", &o.Start)
 		case "via":
 			return d.str("owner.via", &o.Via)
+		case "inode":
+			return d.uint64("owner.inode", &o.Inode)
 		}
 		return d.extra(&o.Extra, key)
 	}

@@ -20,6 +20,7 @@ var (
 	lostLine     = `{"type":"snapshot","time":"2026-11-26T04:34:58.623988142Z","schema":1,"sockets":4,"duration_ns":740889,"interval_ns":1000000000,"event_overflows":3}`
 	udpLine      = `{"type":"socket","time":"2026-11-26T04:35:00Z","family":"ipv6","transport":"udp","state":"established","local":{"ip":"fd00::2","port":5353},"remote":{"ip":"fd00::1","port":53},"direction":"egress","inode":88,"uid":0,"cookie":5,"netns":4026532301,"process":{"pid":7,"name":"dig"},"user":{"id":"0"},"container":{"id":"3b1f0c2a9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a","runtime":"docker"}}`
 	nsSnapLine   = `{"type":"snapshot","time":"2026-11-26T04:34:58.623988142Z","schema":1,"sockets":4,"duration_ns":740889,"namespaces":21,"namespaces_skipped":2}`
+	listenerLine = `{"type":"destroyed","time":"2026-11-26T04:35:00.5Z","family":"ipv4","transport":"tcp","state":"closed","local":{"ip":"127.0.0.1","port":80},"remote":{"ip":"127.0.0.1","port":40000},"direction":"ingress","inode":0,"cookie":78,"owner":{"uid":33,"via":"listener","inode":5150}}`
 	ownedLine    = `{"type":"destroyed","time":"2026-11-26T04:35:00.5Z","family":"ipv4","transport":"tcp","state":"closed","local":{"ip":"127.0.0.1","port":40000},"remote":{"ip":"127.0.0.1","port":80},"direction":"egress","inode":0,"cookie":77,"netns":4026531833,"owner":{"pid":4242,"name":"curl","uid":65534,"gid":65534,"cgroup_id":1,"start":"2026-11-26T04:34:58.61Z","via":"connect","x":1}}`
 	closedLine   = `{"type":"socket","time":"2026-11-26T04:35:00Z","family":"ipv4","transport":"tcp","state":"time-wait","local":{"ip":"127.0.0.1","port":1},"remote":{"ip":"127.0.0.1","port":2},"direction":"egress","inode":0,"event":"closed","process_error":"process has exited. inode=0, tcp_state=time-wait"}`
 )
@@ -27,7 +28,7 @@ var (
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	enc := NewEncoder()
-	for _, line := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine, destroyLine, shortLine, lostLine, udpLine, nsSnapLine, ownedLine} {
+	for _, line := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine, destroyLine, shortLine, lostLine, udpLine, nsSnapLine, ownedLine, listenerLine} {
 		r, err := Decode([]byte(line))
 		if err != nil {
 			t.Fatalf("Decode(%s): %v", line, err)
@@ -144,7 +145,7 @@ func TestEncodeEscapes(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine, destroyLine, shortLine, lostLine, ownedLine, udpLine, nsSnapLine, `{}`, `{"type":null}`, `{"local":{"port":1e3}}`} {
+	for _, s := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine, destroyLine, shortLine, lostLine, ownedLine, listenerLine, udpLine, nsSnapLine, `{}`, `{"type":null}`, `{"local":{"port":1e3}}`} {
 		f.Add([]byte(s))
 	}
 	enc := NewEncoder()

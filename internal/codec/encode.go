@@ -179,15 +179,23 @@ func user(s *jsoniter.Stream, u *record.User) {
 func owner(s *jsoniter.Stream, o *record.Owner) {
 	w := objWriter{s: s}
 	s.WriteObjectStart()
-	w.int("pid", int64(o.PID))
+	if o.PID != 0 {
+		w.int("pid", int64(o.PID))
+	}
 	w.str("name", o.Name)
 	w.uint("uid", uint64(o.UID))
-	w.uint("gid", uint64(o.GID))
+	if o.PID != 0 {
+		// The table records a process's gid; a listener's owner has none.
+		w.uint("gid", uint64(o.GID))
+	}
 	if o.CgroupID != 0 {
 		w.uint("cgroup_id", o.CgroupID)
 	}
 	w.time("start", o.Start)
 	w.str("via", o.Via)
+	if o.Inode != 0 {
+		w.uint("inode", o.Inode)
+	}
 	w.extra(o.Extra)
 	s.WriteObjectEnd()
 }

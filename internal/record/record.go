@@ -142,12 +142,19 @@ const (
 	// OwnerCreate: the process that created the socket with socket(2)
 	// (UDP, where cgroup v2 hooks can load).
 	OwnerCreate = "create"
+	// OwnerListener: an accepted TCP connection that the owner table
+	// does not know (no table, or a listener older than it), owned by the
+	// owner of its listener, named by the listener's inode and uid as the
+	// last dump saw them (Owner.Inode, Owner.UID; no PID): sockproc finds
+	// the listener's process by the inode.
+	OwnerListener = "listener"
 )
 
 // Owner is the process and user that created, connected or listened on a
 // socket, as sockdump's in-kernel owner table recorded them at that moment
 // (sockdump --events). It outlives the process: sockproc uses it when the
-// process is gone, or when no process holds the socket any more.
+// process is gone, or when no process holds the socket any more. An owner
+// via OwnerListener names only a listener's socket inode and uid.
 type Owner struct {
 	PID      int       // process id (thread group id), in the pid namespace of sockdump
 	Name     string    // the process's comm, at most 15 bytes
@@ -156,6 +163,7 @@ type Owner struct {
 	CgroupID uint64    // cgroup v2 id of the process; 0 when unknown
 	Start    time.Time // when the process started, to tell a reused pid apart
 	Via      string    // how it was recorded: OwnerConnect, OwnerListen, …
+	Inode    uint64    // via OwnerListener: the listener's socket inode
 	Extra    []Field
 }
 
@@ -190,7 +198,8 @@ type Record struct {
 	Cookie    uint64   // kernel socket cookie; 0 when unknown
 	NetNS     uint64   // inode of the network namespace dumped; 0 when unknown
 	// Owner is who made the socket, from the kernel's owner table
-	// (sockdump --events), when the table knows it.
+	// (sockdump --events), when the table knows it; or, for an accepted
+	// connection without an inode, its listener (OwnerListener).
 	Owner *Owner
 
 	// Event fields (sockdiff).

@@ -13,8 +13,14 @@ type listenKey struct {
 	port  uint16
 }
 
-// Listeners is the set of listening endpoints of one dump, per protocol.
-type Listeners map[listenKey]struct{}
+// Listeners is the set of listening endpoints of one dump, per protocol,
+// each with the socket that listens there: of several (SO_REUSEPORT, or
+// listeners of the same port in other namespaces), the one of the lowest
+// inode, the same in every dump.
+type Listeners map[listenKey]listener
+
+// listener is a listening socket of a dump.
+type listener struct{ inode, uid uint32 }
 
 // Listens reports whether s is a listener: a TCP socket in the LISTEN
 // state, or an unconnected UDP socket (TCP_CLOSE, no remote end).
@@ -35,9 +41,28 @@ func listenStates(proto uint8) uint32 {
 
 // Add records s if it listens.
 func (l Listeners) Add(s *inetdiag.Socket) {
-	if Listens(s) {
-		l[listenKey{s.Protocol, s.Src, s.SrcPort}] = struct{}{}
+	if !Listens(s) {
+		return
 	}
+	k := listenKey{s.Protocol, s.Src, s.SrcPort}
+	if old, ok := l[k]; !ok || old.inode == 0 || s.Inode != 0 && s.Inode < old.inode {
+		l[k] = listener{s.Inode, s.UID}
+	}
+}
+
+// Listener returns the listener that accepted s, by the rule of
+// Direction: the one of its local address and port, else the any-address
+// one of its port.
+func (l Listeners) Listener(s *inetdiag.Socket) (listener, bool) {
+	if v, ok := l[listenKey{s.Protocol, s.Src, s.SrcPort}]; ok {
+		return v, true
+	}
+	anyAddr := any4
+	if s.Family == inetdiag.AFInet6 {
+		anyAddr = any6
+	}
+	v, ok := l[listenKey{s.Protocol, anyAddr, s.SrcPort}]
+	return v, ok
 }
 
 var (
@@ -54,14 +79,7 @@ func (l Listeners) Direction(s *inetdiag.Socket) string {
 	if Listens(s) {
 		return record.DirectionListening
 	}
-	if _, ok := l[listenKey{s.Protocol, s.Src, s.SrcPort}]; ok {
-		return record.DirectionIngress
-	}
-	anyAddr := any4
-	if s.Family == inetdiag.AFInet6 {
-		anyAddr = any6
-	}
-	if _, ok := l[listenKey{s.Protocol, anyAddr, s.SrcPort}]; ok {
+	if _, ok := l.Listener(s); ok {
 		return record.DirectionIngress
 	}
 	return record.DirectionEgress

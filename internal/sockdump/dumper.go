@@ -45,6 +45,9 @@ type Dumper struct {
 	// owners, when not nil, gives the owner of sockets without an
 	// inode; shared by the dumpers of every namespace.
 	owners *owners
+	// listenerOwners are the owners made of listeners, shared by the
+	// records that name them (never modified).
+	listenerOwners map[listener]*record.Owner
 	// perFamily is set when the kernel refused to dump TCP of both
 	// families at once: then IPv4 and IPv6 are dumped one after the other.
 	perFamily bool
@@ -222,7 +225,9 @@ func (d *Dumper) writeRecords(write func([]byte) error, t time.Time) error {
 		s = d.socks[i].socket()
 		d.Record(&s, t, &r)
 		if r.Inode == 0 {
-			r.Owner = d.owners.get(r.Cookie)
+			if r.Owner = d.owners.get(r.Cookie); r.Owner == nil {
+				r.Owner = d.listenerOwner(&s, &r)
+			}
 		}
 		if err := write(d.enc.Encode(&r)); err != nil {
 			return err
@@ -323,6 +328,9 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 	r.Type = record.TypeDestroyed
 	r.HasUID, r.UID = false, 0
 	r.Owner = d.owners.get(s.Cookie)
+	if r.Owner == nil {
+		r.Owner = d.listenerOwner(s, &r)
+	}
 	if r.Owner != nil && !udp {
 		// The table knows what the socket was, where the listeners of the
 		// dumps may not (a listener that came and went between two).
@@ -344,6 +352,30 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 		}
 	}
 	return d.enc.Encode(&r)
+}
+
+// listenerOwner returns the owner of an accepted TCP connection that has
+// no inode and that the owner table does not know: its listener, as the
+// last dump (or the one before) saw it. Nil for any other socket.
+func (d *Dumper) listenerOwner(s *inetdiag.Socket, r *record.Record) *record.Owner {
+	if s.Protocol != inetdiag.ProtoTCP || r.Direction != record.DirectionIngress {
+		return nil
+	}
+	l, ok := d.listeners.Listener(s)
+	if !ok || l.inode == 0 {
+		if l, ok = d.prevListeners.Listener(s); !ok || l.inode == 0 {
+			return nil
+		}
+	}
+	if o := d.listenerOwners[l]; o != nil {
+		return o
+	}
+	if len(d.listenerOwners) >= maxIPCache || d.listenerOwners == nil {
+		d.listenerOwners = map[listener]*record.Owner{}
+	}
+	o := &record.Owner{UID: l.uid, Via: record.OwnerListener, Inode: uint64(l.inode)}
+	d.listenerOwners[l] = o
+	return o
 }
 
 // socketCountHint estimates how many sockets of the protocols a dump will

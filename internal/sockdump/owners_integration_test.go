@@ -4,7 +4,9 @@ import (
 	"math"
 	"net"
 	"os"
+	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,4 +121,40 @@ func procStart(t *testing.T, pid int) time.Time {
 	}
 	sec, frac := math.Modf(s)
 	return time.Unix(int64(sec), int64(frac*1e9))
+}
+
+// TestIntegrationEventsListenerOwner: a listener older than sockdump (so
+// its owner table never saw it listen) accepts a connection that no dump
+// sees; the destroyed record of the accepted end names the listener, by
+// the inode and uid the first dump saw, with or without the table.
+func TestIntegrationEventsListenerOwner(t *testing.T) {
+	for _, args := range [][]string{nil, {"--no-owners"}} {
+		t.Run(strings.Join(append([]string{"sockdump"}, args...), " "), func(t *testing.T) {
+			l := listen(t, "tcp4", "127.0.0.1:0")
+			lines, cancel, stop := runEvents(t, args...)
+			defer cancel()
+			c, s := connect(t, l, "tcp4", "127.0.0.1")
+			sk := key(s.LocalAddr(), s.RemoteAddr())
+			c.SetLinger(0) // the accepted end is reset: destroyed at once, addresses kept
+			c.Close()
+			s.Close()
+			var server *record.Record
+			timeout := time.AfterFunc(10*time.Second, cancel)
+			defer timeout.Stop()
+			for server == nil && lines.Scan() {
+				r, err := codec.Decode(lines.Bytes())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Type == record.TypeDestroyed && endpoints(r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port) == sk {
+					server = r
+				}
+			}
+			stop()
+			want := &record.Owner{UID: uint32(os.Getuid()), Via: record.OwnerListener, Inode: inodeOf(t, l)}
+			if server == nil || server.Direction != record.DirectionIngress || !reflect.DeepEqual(server.Owner, want) {
+				t.Errorf("accepted end %s: %+v, want owner %+v", sk, server, want)
+			}
+		})
+	}
 }

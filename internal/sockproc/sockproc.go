@@ -204,7 +204,11 @@ func (p *processor) socket(r *record.Record) {
 			e, _ := p.users.Lookup(o.UID)
 			r.User = &record.User{ID: strconv.FormatUint(uint64(o.UID), 10), Name: e.Name, FullName: e.FullName}
 		}
-		if proc, ctr = p.tab.Process(o.PID, o.Start); proc == nil {
+		if o.Via == record.OwnerListener {
+			// An accepted connection: the process of its listener, if
+			// it still holds it.
+			proc, ctr = p.tab.Owner(o.Inode, r.Time, !closed)
+		} else if proc, ctr = p.tab.Process(o.PID, o.Start); proc == nil {
 			// Gone (or its pid reused by another process): what the
 			// table recorded is all there is.
 			r.Process, r.ProcessError = &record.Process{PID: o.PID, Name: o.Name, Start: o.Start}, ""

@@ -141,6 +141,21 @@ func TestRun(t *testing.T) {
 			sockLine("established", 5555, -1, `,"event":"closed"`),
 		},
 	}, {
+		name:       "an accepted connection without an inode: its listener's process and uid",
+		privileged: true,
+		in: []string{
+			sockLine("time-wait", 0, 0, `,"owner":{"uid":33,"via":"listener","inode":1001}`),
+			sockLine("closed", 0, -1, `,"owner":{"uid":33,"via":"listener","inode":4444}`),
+			sockLine("closed", 0, -1, `,"owner":{"pid":100,"name":"nginx","uid":33,"gid":33,"start":"2023-11-14T22:13:25Z","via":"accept"}`),
+			sockLine("closed", 0, -1, `,"owner":{"pid":100,"name":"old","uid":0,"gid":0,"start":"2023-11-14T22:13:24Z","via":"connect"}`),
+		},
+		want: []string{
+			sockLine("time-wait", 0, 0, `,"owner":{"uid":33,"via":"listener","inode":1001},`+nginxJSON+`,"user":{"id":"33","name":"www","full_name":"Web Server"}`),
+			sockLine("closed", 0, -1, `,"owner":{"uid":33,"via":"listener","inode":4444},"process_error":"process has exited. inode=0, tcp_state=closed","user":{"id":"33","name":"www","full_name":"Web Server"}`),
+			sockLine("closed", 0, -1, `,"owner":{"pid":100,"name":"nginx","uid":33,"gid":33,"start":"2023-11-14T22:13:25Z","via":"accept"},`+nginxJSON+`,"user":{"id":"33","name":"www","full_name":"Web Server"}`),
+			sockLine("closed", 0, -1, `,"owner":{"pid":100,"name":"old","uid":0,"gid":0,"start":"2023-11-14T22:13:24Z","via":"connect"},"process":{"pid":100,"name":"old","start":"2023-11-14T22:13:24Z"},"user":{"id":"0","name":"root","full_name":"root"}`),
+		},
+	}, {
 		name:       "--nss asks the system for uids not in the file",
 		privileged: true,
 		args:       []string{"--nss"},
