@@ -107,7 +107,7 @@ func parseGoFlags(lines []string) []option {
 	var opts []option
 	for _, l := range lines {
 		if m := goFlagRE.FindStringSubmatch(l); m != nil {
-			tag := "-" + m[1]
+			tag := m[1]
 			if m[2] != "" {
 				tag += " " + m[2]
 			}
