@@ -294,16 +294,18 @@ func TestSystemdUnits(t *testing.T) {
 			}
 			files = append(files, f)
 		}
-		// The drop-in, where systemd looks for it beside the unit.
-		dropIn, err := os.ReadFile(filepath.Join(dir, "all-netns.conf"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The drop-ins, where systemd looks for them beside the unit.
 		if err := os.Mkdir(filepath.Join(tmp, "sockpipe.service.d"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(tmp, "sockpipe.service.d", "all-netns.conf"), dropIn, 0o644); err != nil {
-			t.Fatal(err)
+		for _, name := range []string{"all-netns.conf", "owners.conf"} {
+			dropIn, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(tmp, "sockpipe.service.d", name), dropIn, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		slices.Sort(files)
 		out, err := exec.Command(analyze, append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()

@@ -72,10 +72,13 @@
 //
 //   - system.socket.short_lived: true, for a connection born and gone
 //     between two dumps; it is an opened (socket_opened) or closed
-//     (socket_closed) event like any other, whose process is usually gone
-//     (error.code "process has exited. inode=0, tcp_state=closed", from
-//     sockproc), and whose closed event has no event.start (no snapshot
-//     saw it begin) and so no event.duration;
+//     (socket_closed) event like any other, whose process.* and user.*
+//     are those of the owner that sockdump's owner table recorded (the
+//     process may be gone: then process.pid, process.name and
+//     process.start only); without an owner, its error.code is "process
+//     has exited. inode=0, tcp_state=closed", from sockproc. Its closed
+//     event has no event.start (no snapshot saw it begin) and so no
+//     event.duration;
 //   - system.socket.tcp_info.*: the counters as the kernel gives them
 //     (bytes_acked, bytes_received, bytes_sent, bytes_retrans, segs_out,
 //     segs_in, total_retrans, rtt_us), custom fields;

@@ -30,15 +30,23 @@ Output: the same records; each socket record gets
               "start":"2026-11-26T04:00:00Z"}
     the process that holds the socket open, found through /proc/PID/fd;
     when several do (after fork), the one that started first, and among
-    those started in the same clock tick the lowest pid;
+    those started in the same clock tick the lowest pid. A socket that no
+    process holds any more (no inode: destroyed, closing, time-wait) and
+    whose record has an "owner" (sockdump --events) gets its owner's
+    process: from /proc while it lives (the same pid and start time, so a
+    reused pid is never taken for it), else the pid, name and start that
+    the owner table recorded; an owner "via":"listener" is found by the
+    listener's inode;
   "process_error": "process not found. inode=N, tcp_state=STATE"
     when sockproc can see every process and none holds the socket, or
-    "process has exited. inode=0, tcp_state=STATE" for a socket that no
-    has no inode (closing, time-wait, or a syn-recv request socket, as
-    the original metricset reports them); never on "closed" events;
+    "process has exited. inode=0, tcp_state=STATE" for a socket that
+    has no inode and no known owner (closing, time-wait, or a syn-recv
+    request socket, as the original metricset reports them); never on
+    "closed" events, nor when the owner's process is written;
   "user": {"id":"1000","name":"jaime","full_name":"Jaime Soriano Pastor"}
-    the socket's owner uid, with the login name and the GECOS full name
-    from the passwd file; uid 0 is "root"; unknown uids keep only "id";
+    the socket's owner uid (for a socket without inode, its "owner"'s
+    uid), with the login name and the GECOS full name from the passwd
+    file; uid 0 is "root"; unknown uids keep only "id";
   "container": {"id":"9e1987cf07ac…"}
     when the process was found and runs in a container: the container's
     64-hex-digit id, from /proc/PID/cgroup (read once per process), for
