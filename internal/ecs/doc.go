@@ -218,7 +218,8 @@ type Field struct {
 type Doc struct {
 	Fields []Field
 
-	related [2][3]string // backing arrays for related.ip and related.hosts/user
+	in      input        // what the builders share, during Build
+	rel     [2][3]string // backing arrays for related.ip and related.hosts/user
 	relUser [2]string
 
 	lastTimeNs int64  // the last date AppendJSON wrote…

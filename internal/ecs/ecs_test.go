@@ -508,3 +508,12 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// The builders run in name order, which is what keeps the fields sorted.
+func TestObjectOrder(t *testing.T) {
+	for i := 1; i < len(objects); i++ {
+		if a, b := objects[i-1].name, objects[i].name; a >= b {
+			t.Errorf("builder %q before %q", a, b)
+		}
+	}
+}
