@@ -73,7 +73,7 @@
 //   - system.socket.short_lived: true, for a connection born and gone
 //     between two dumps; it is an opened (socket_opened) or closed
 //     (socket_closed) event like any other, whose process is usually gone
-//     (error.code "process has exited. inode=0, tcp_state=closed", from
+//     (error.code "process has exited. inode=0, tcp_state=UNCONN", from
 //     sockproc), and whose closed event has no event.start (no snapshot
 //     saw it begin) and so no event.duration;
 //   - system.socket.tcp_info.*: the counters as the kernel gives them

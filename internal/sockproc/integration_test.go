@@ -359,12 +359,12 @@ func TestIntegrationProcesses(t *testing.T) {
 	if gone.Process != nil {
 		t.Errorf("socket of exited pid %d attributed to %+v", leaverPID, gone.Process)
 	}
-	if want := fmt.Sprintf("process not found. inode=%d, tcp_state=established", gone.Inode); gone.Inode == 0 || gone.ProcessError != want {
+	if want := fmt.Sprintf("process not found. inode=%d, tcp_state=ESTAB", gone.Inode); gone.Inode == 0 || gone.ProcessError != want {
 		t.Errorf("leaver: process_error %q, want %q", gone.ProcessError, want)
 	}
 	// The same connection once orphaned.
 	orphan := one(t, secondOut, "orphan", leavePort, lport)
-	if want := "process has exited. inode=0, tcp_state=" + orphan.State; orphan.Process != nil || orphan.ProcessError != want {
+	if want := "process has exited. inode=0, tcp_state=" + metricbeatState(orphan.State); orphan.Process != nil || orphan.ProcessError != want {
 		t.Errorf("orphan: process %+v, process_error %q, want %q", orphan.Process, orphan.ProcessError, want)
 	}
 	if diff := cmp.Diff(root, orphan.User); diff != "" {
