@@ -311,9 +311,10 @@ func (d *Doc) related(in *input) {
 	}
 	r := in.r
 	ips := d.rel[0][:0]
-	ips = append(ips, stripZone(r.Local.IP))
-	if in.hasRemote && r.Remote.IP != r.Local.IP {
-		ips = append(ips, stripZone(r.Remote.IP))
+	local := docIP(r.Local.IP)
+	ips = append(ips, local)
+	if remote := docIP(r.Remote.IP); in.hasRemote && remote != local {
+		ips = append(ips, remote)
 	}
 	hosts := d.rel[1][:0]
 	if in.hasRemote && in.remoteHost != "" {
@@ -338,7 +339,7 @@ func (d *Doc) system(in *input) {
 		// "unknown", and nothing here.
 		d.str("system.socket.direction", r.Direction)
 	}
-	d.str("system.socket.local.ip", stripZone(r.Local.IP))
+	d.str("system.socket.local.ip", docIP(r.Local.IP))
 	d.long("system.socket.local.port", int64(r.Local.Port))
 	if r.NetNS != 0 {
 		d.long("system.socket.netns", int64(r.NetNS))
@@ -348,7 +349,7 @@ func (d *Doc) system(in *input) {
 		d.str("system.socket.remote.etld_plus_one", r.Remote.ETLDPlusOne)
 		d.str("system.socket.remote.host", r.Remote.Host)
 		d.str("system.socket.remote.host_error", r.Remote.HostError)
-		d.str("system.socket.remote.ip", stripZone(r.Remote.IP))
+		d.str("system.socket.remote.ip", docIP(r.Remote.IP))
 		d.long("system.socket.remote.port", int64(r.Remote.Port))
 	}
 	if r.ShortLived {
@@ -430,12 +431,26 @@ func Check(r *record.Record) error {
 	return nil
 }
 
-// stripZone drops an IPv6 zone ("%eth0"), which ECS ip fields do not take.
-func stripZone(ip string) string {
+// docIP is an address as the documents write it: without an IPv6 zone
+// ("%eth0"), which ECS ip fields do not take, and an IPv4-mapped IPv6
+// address (::ffff:127.0.0.1, a dual-stack listener's IPv4 peer) dotted,
+// as Metricbeat writes it (Go prints them so); network.type stays ipv6.
+func docIP(ip string) string {
 	if i := strings.IndexByte(ip, '%'); i >= 0 {
-		return ip[:i]
+		ip = ip[:i]
 	}
-	return ip
+	const mapped = "::ffff:"
+	if len(ip) <= len(mapped) || !strings.EqualFold(ip[:len(mapped)], mapped) {
+		return ip
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4In6() {
+		return ip
+	}
+	if strings.IndexByte(ip, '.') >= 0 {
+		return ip[len(mapped):] // as sockdump writes them: no new string
+	}
+	return a.Unmap().String()
 }
 
 // userName is the user for related.user: the name, else the uid.

@@ -111,8 +111,10 @@
 // # Values
 //
 // IPv6 zones (fe80::1%eth0) are dropped from addresses, which ECS types
-// as ip; IPv4-mapped addresses (::ffff:10.0.0.5) are kept as written, which
-// Elasticsearch's ip type reads as the IPv4 address. Text that is not
+// as ip. IPv4-mapped addresses (::ffff:10.0.0.5, the IPv4 peers of a
+// dual-stack listener) are written dotted (10.0.0.5), in both modes, as
+// Metricbeat writes them; network.type stays ipv6, the socket's family,
+// and the record keeps the mapped form. Text that is not
 // valid UTF-8 (process arguments need not be) has its bad bytes replaced by
 // U+FFFD. Check tells the records whose documents Elasticsearch would
 // reject.

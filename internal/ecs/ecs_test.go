@@ -136,7 +136,13 @@ func TestBuild(t *testing.T) {
 			r:    corpusRecord(families[2], record.DirectionIngress, record.EventClosed, withProcess|withHost|withUser),
 			o:    Options{Strict: true, Hostname: "h1"},
 			now:  t0.Add(time.Hour),
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"name":"h1"},"client":{"domain":"localhost","ip":"::ffff:93.184.216.34","port":51234},"destination":{"ip":"::ffff:10.0.0.5","port":8080},"ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":10000000000,"end":"2026-11-26T04:30:00.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["connection","end"]},"host":{"hostname":"h1","name":"h1"},"metricset":{"name":"socket"},"network":{"direction":"ingress","iana_number":"6","transport":"tcp","type":"ipv6"},"process":{"args":["curl","-s","https://example.com/a b"],"command_line":"curl -s https://example.com/a b","executable":"/usr/bin/curl","name":"curl","pid":4321},"related":{"hosts":["localhost"],"ip":["::ffff:10.0.0.5","::ffff:93.184.216.34"],"user":["zoe"]},"server":{"ip":"::ffff:10.0.0.5","port":8080},"service":{"type":"system"},"source":{"domain":"localhost","ip":"::ffff:93.184.216.34","port":51234},"system":{"socket":{"direction":"ingress","local":{"ip":"::ffff:10.0.0.5","port":8080},"process":{"cmdline":"curl -s https://example.com/a b"},"remote":{"host":"localhost.","ip":"::ffff:93.184.216.34","port":51234}}},"user":{"full_name":"Zoë \"Z\" Ünal\t","id":"1001","name":"zoe"}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"name":"h1"},"client":{"domain":"localhost","ip":"93.184.216.34","port":51234},"destination":{"ip":"10.0.0.5","port":8080},"ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":10000000000,"end":"2026-11-26T04:30:00.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["connection","end"]},"host":{"hostname":"h1","name":"h1"},"metricset":{"name":"socket"},"network":{"direction":"ingress","iana_number":"6","transport":"tcp","type":"ipv6"},"process":{"args":["curl","-s","https://example.com/a b"],"command_line":"curl -s https://example.com/a b","executable":"/usr/bin/curl","name":"curl","pid":4321},"related":{"hosts":["localhost"],"ip":["10.0.0.5","93.184.216.34"],"user":["zoe"]},"server":{"ip":"10.0.0.5","port":8080},"service":{"type":"system"},"source":{"domain":"localhost","ip":"93.184.216.34","port":51234},"system":{"socket":{"direction":"ingress","local":{"ip":"10.0.0.5","port":8080},"process":{"cmdline":"curl -s https://example.com/a b"},"remote":{"host":"localhost.","ip":"93.184.216.34","port":51234}}},"user":{"full_name":"Zoë \"Z\" Ünal\t","id":"1001","name":"zoe"}}`,
+		},
+		{
+			name: "ipv4-mapped peer of a dual-stack listener, dotted",
+			r:    corpusRecord(families[2], record.DirectionIngress, record.EventOpened, 0),
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","destination":{"ip":"10.0.0.5","port":8080},"ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":0,"kind":"event","module":"system","type":["connection","start"]},"metricset":{"name":"socket"},"network":{"direction":"ingress","iana_number":"41","transport":"tcp","type":"ipv6"},"service":{"type":"system"},"source":{"ip":"93.184.216.34","port":51234},"system":{"socket":{"local":{"ip":"10.0.0.5","port":8080},"remote":{"ip":"93.184.216.34","port":51234}}}}`,
 		},
 		{
 			name: "strict listener opened, data stream",
@@ -514,6 +520,25 @@ func TestObjectOrder(t *testing.T) {
 	for i := 1; i < len(objects); i++ {
 		if a, b := objects[i-1].name, objects[i].name; a >= b {
 			t.Errorf("builder %q before %q", a, b)
+		}
+	}
+}
+
+func TestDocIP(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"127.0.0.1", "127.0.0.1"},
+		{"::ffff:127.0.0.1", "127.0.0.1"},
+		{"::FFFF:10.0.0.5", "10.0.0.5"},
+		{"::ffff:a00:5", "10.0.0.5"},
+		{"::ffff:1.2.3", "::ffff:1.2.3"}, // not an address: Check refuses it
+		{"::1", "::1"},
+		{"fe80::1%eth0", "fe80::1"},
+		{"::ffff:192.0.2.1%eth0", "192.0.2.1"},
+		{"64:ff9b::192.0.2.1", "64:ff9b::192.0.2.1"}, // NAT64, not mapped
+		{"", ""},
+	} {
+		if got := docIP(tt.in); got != tt.want {
+			t.Errorf("docIP(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
