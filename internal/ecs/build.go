@@ -344,7 +344,11 @@ func (d *Doc) system(in *input) {
 	if r.NetNS != 0 {
 		d.long("system.socket.netns", int64(r.NetNS))
 	}
-	d.str("system.socket.process.cmdline", in.cmdline)
+	if r.Process != nil {
+		// Written when empty too: Metricbeat writes it for every
+		// process it finds.
+		d.add(Field{Name: "system.socket.process.cmdline", Kind: String, Str: in.cmdline})
+	}
 	if in.hasRemote {
 		d.str("system.socket.remote.etld_plus_one", r.Remote.ETLDPlusOne)
 		d.str("system.socket.remote.host", r.Remote.Host)

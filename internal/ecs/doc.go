@@ -114,7 +114,9 @@
 // as ip. IPv4-mapped addresses (::ffff:10.0.0.5, the IPv4 peers of a
 // dual-stack listener) are written dotted (10.0.0.5), in both modes, as
 // Metricbeat writes them; network.type stays ipv6, the socket's family,
-// and the record keeps the mapped form. Text that is not
+// and the record keeps the mapped form. system.socket.process.cmdline is
+// written whenever the record has a process, "" when it has neither a
+// command line nor arguments, as Metricbeat writes it. Text that is not
 // valid UTF-8 (process arguments need not be) has its bad bytes replaced by
 // U+FFFD. Check tells the records whose documents Elasticsearch would
 // reject.

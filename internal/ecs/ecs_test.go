@@ -239,6 +239,16 @@ func TestBuild(t *testing.T) {
 			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"unknown","iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"],"user":["1000"]},"service":{"type":"system"},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"netns":4026531840,"remote":{"ip":"93.184.216.34","port":443}}},"user":{"id":"1000"}}`,
 		},
 		{
+			name: "process found without arguments: empty cmdline",
+			r: func() *record.Record {
+				r := corpusRecord(v4, record.DirectionEgress, record.EventOpened, 0)
+				r.Process = &record.Process{PID: 4242, Name: "curl"}
+				return r
+			}(),
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":0,"kind":"event","module":"system","type":["connection","start"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"4","transport":"tcp","type":"ipv4"},"process":{"name":"curl","pid":4242},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"process":{"cmdline":""},"remote":{"ip":"93.184.216.34","port":443}}}}`,
+		},
+		{
 			// A record from before transports were written is TCP's.
 			name: "no transport, container without id",
 			r: func() *record.Record {

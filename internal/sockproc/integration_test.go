@@ -319,7 +319,8 @@ func TestIntegrationProcesses(t *testing.T) {
 		Args:       []string{bin, "hold", "two words", "x"},
 		Cmdline:    bin + " hold two words x",
 	}
-	root := &record.User{ID: "0", Name: "root", FullName: "Charlie Root"}
+	// uid 0 is "root" whatever the passwd file says, as in Metricbeat.
+	root := &record.User{ID: "0", Name: "root", FullName: "root"}
 	ignoreStart := cmpopts.IgnoreFields(record.Process{}, "Start")
 	checkProc := func(what string, r *record.Record, want *record.Process, wantUser *record.User) {
 		t.Helper()

@@ -42,7 +42,8 @@ Output: the same records; each socket record gets
     "state" does; never on "closed" events;
   "user": {"id":"1000","name":"jaime","full_name":"Jaime Soriano Pastor"}
     the socket's owner uid, with the login name and the GECOS full name
-    from the passwd file; uid 0 is "root"; unknown uids keep only "id";
+    from the passwd file; uid 0 is always "root" (name and full name,
+    as in the original); unknown uids keep only "id";
   "container": {"id":"9e1987cf07ac…"}
     when the process was found and runs in a container: the container's
     64-hex-digit id, from /proc/PID/cgroup (read once per process), for
