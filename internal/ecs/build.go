@@ -334,10 +334,12 @@ func (d *Doc) service(*input) { d.str("service.type", "system") }
 
 func (d *Doc) system(in *input) {
 	r := in.r
-	if in.strict && (in.listener || in.conn) {
-		// A direction this version does not know is network.direction
-		// "unknown", and nothing here.
-		d.str("system.socket.direction", r.Direction)
+	if in.strict && in.listener {
+		// Where ECS's network.direction has no value for it. Not
+		// system.socket.direction: Metricbeat's fields define that as
+		// an alias of network.direction, and Elasticsearch refuses a
+		// document that writes to an alias.
+		d.add(Field{Name: "system.socket.listening", Kind: Bool, Int: 1})
 	}
 	d.str("system.socket.local.ip", docIP(r.Local.IP))
 	d.long("system.socket.local.port", int64(r.Local.Port))

@@ -28,8 +28,10 @@
 // With Options.Strict the document holds what ECS 9.4 expects instead:
 // network.iana_number "6" for TCP, "17" for UDP; no network.direction for
 // listeners, and "unknown" for a direction this version does not know;
-// the direction of every socket (listening, ingress or egress) under
-// system.socket.direction; host.hostname instead of agent.hostname; client and server beside source and
+// system.socket.listening: true for listeners instead (not
+// system.socket.direction, which Metricbeat's fields define as an alias of
+// network.direction: Elasticsearch refuses a document that writes to an
+// alias); host.hostname instead of agent.hostname; client and server beside source and
 // destination, as ECS's mapping of network events asks (ingress: the
 // remote end is client and source, the local end server and destination;
 // egress: the local end is client and source; a listener is a server);

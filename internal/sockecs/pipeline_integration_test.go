@@ -197,6 +197,9 @@ func TestIntegrationPipeline(t *testing.T) {
 			if f["network.type"] == record.FamilyIPv6 && f["system.socket.remote.ip"] == "127.0.0.1" {
 				seen["mapped"] = true
 			}
+			if f["system.socket.listening"] == true {
+				seen[`"direction":"listening"`] = true
+			}
 		}
 		for _, want := range []string{`"action":"existing_socket"`, `"action":"socket_opened"`, `"action":"socket_closed"`,
 			`"direction":"listening"`, `"direction":"ingress"`, `"direction":"egress"`, "mapped", `"ip":"::1"`,
@@ -304,7 +307,9 @@ func (u *udpSockets) describe(t *testing.T, f map[string]any, doc string) string
 	t.Helper()
 	dir, _ := f["network.direction"].(string)
 	if dir == "" {
-		dir, _ = f["system.socket.direction"].(string)
+		if f["system.socket.listening"] == true {
+			dir = record.DirectionListening
+		}
 	}
 	if iana := f["network.iana_number"]; iana != "17" && iana != "4" && iana != "41" {
 		t.Errorf("iana_number %v in %s", iana, doc)

@@ -62,11 +62,13 @@ destination.bytes/packets (and server.*) for the destination's, from
 tcp_info bytes_acked/segs_out (the local end) and bytes_received/segs_in
 (the remote end), and network.bytes/packets their sums.
 --strict-ecs writes what ECS 9.4 expects where the original departs from
-it: network.iana_number "6" for TCP and "17" for UDP (not the
-family's "4"/"41", which the default keeps for UDP too), no "listening" in
-network.direction (system.socket.direction has it), host.hostname instead
-of agent.hostname, client/server beside source/destination, related.*,
-*.domain and *.registered_domain, process.command_line, error.message.
+it: network.iana_number "6" for TCP and "17" for UDP (not the family's
+"4"/"41", which the default keeps for UDP too), no "listening" in
+network.direction (system.socket.listening: true instead: Metricbeat's
+fields make system.socket.direction an alias, which refuses values),
+host.hostname instead of agent.hostname, client/server beside
+source/destination, related.*, *.domain and *.registered_domain,
+process.command_line, error.message.
 --bulk writes an Elasticsearch _bulk body: a {"create":{"_index":…}} line
 before each document, which carries data_stream.* when the index is named
 TYPE-DATASET-NAMESPACE. Send it with
