@@ -180,6 +180,8 @@ func (d *Doc) agent(in *input) {
 		name = o.Hostname
 	}
 	d.str("agent.name", name)
+	d.str("agent.type", o.AgentType)
+	d.str("agent.version", o.AgentVersion)
 }
 
 func (d *Doc) container(in *input) {
@@ -259,7 +261,13 @@ func (d *Doc) host(in *input) {
 	d.str("host.name", in.o.Hostname)
 }
 
-func (d *Doc) metricset(*input) { d.str("metricset.name", "socket") }
+func (d *Doc) metricset(in *input) {
+	d.str("metricset.name", "socket")
+	if p := in.o.Period; p > 0 {
+		// Beats write the period in milliseconds.
+		d.long("metricset.period", p.Milliseconds())
+	}
+}
 
 func (d *Doc) network(in *input) {
 	r := in.r

@@ -142,6 +142,8 @@
 // file is. It is never negative (a clock stepped back gives 0).
 package ecs
 
+import "time"
+
 // Version is the ECS version the documents follow.
 const Version = "9.4.0"
 
@@ -155,6 +157,12 @@ type Options struct {
 	Hostname string
 	// AgentName is agent.name; empty means Hostname, as in Beats.
 	AgentName string
+	// AgentType and AgentVersion are agent.type and agent.version (the
+	// program that wrote the document); empty leaves them out.
+	AgentType, AgentVersion string
+	// Period is metricset.period (in milliseconds): how often the dumps
+	// that saw the sockets run. Zero, for a one-shot dump, leaves it out.
+	Period time.Duration
 	// DataStream, when set, adds the data_stream.* fields.
 	DataStream *DataStream
 }

@@ -249,6 +249,13 @@ func TestBuild(t *testing.T) {
 			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":0,"kind":"event","module":"system","type":["connection","start"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"4","transport":"tcp","type":"ipv4"},"process":{"name":"curl","pid":4242},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"process":{"cmdline":""},"remote":{"ip":"93.184.216.34","port":443}}}}`,
 		},
 		{
+			name: "agent type and version, the period of the dumps",
+			r:    corpusRecord(v4, record.DirectionListening, "", withProcess),
+			o:    Options{Hostname: "h1", AgentType: "sockpipe", AgentVersion: "1.2.3", Period: 10 * time.Second},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"hostname":"h1","name":"h1","type":"sockpipe","version":"1.2.3"},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["info"]},"host":{"name":"h1"},"metricset":{"name":"socket","period":10000},"network":{"direction":"listening","iana_number":"4","transport":"tcp","type":"ipv4"},"process":{"args":["curl","-s","https://example.com/a b"],"executable":"/usr/bin/curl","name":"curl","parent":{"pid":1},"pid":4321,"start":"2026-11-26T04:29:00.123Z"},"server":{"ip":"0.0.0.0","port":8080},"service":{"type":"system"},"system":{"socket":{"local":{"ip":"0.0.0.0","port":8080},"process":{"cmdline":"curl -s https://example.com/a b"}}},"user":{"id":"1000"}}`,
+		},
+		{
 			// A record from before transports were written is TCP's.
 			name: "no transport, container without id",
 			r: func() *record.Record {
