@@ -2,7 +2,9 @@
 //
 // Build is a pure function of a record, the time the document is built
 // and Options; it gives a Doc, an ordered list of dotted field names and
-// values, which AppendJSON writes as one nested JSON object.
+// values, which AppendJSON writes as one nested JSON object. It calls one
+// builder per top-level field or object, in name order, which keeps the
+// fields sorted.
 //
 // # Two modes
 //
@@ -13,6 +15,10 @@
 // event.type, event.action, event.start and event.end (closed events),
 // process.parent.pid and process.start, container.id, and the byte and
 // packet counts of connections that destroy notifications told of (below).
+// agent.type and agent.version (Options: the program that writes the
+// document) and metricset.period (Options.Period, in milliseconds, as Beats
+// write it) are Metricbeat's fields too. Where the default documents still
+// differ from Metricbeat's, on purpose, docs/metricbeat.md says why.
 //
 // Three of the original's fields depart from ECS 9.4, and the default mode
 // keeps them for compatibility:
