@@ -40,9 +40,9 @@ number and skipped (--strict stops at the first one).
 
 Output (NDJSON on stdout): one ECS document a line, as Metricbeat's
 system/socket metricset writes it (@timestamp, agent.*, event.*,
-metricset.name, network.*, server/source/destination, process.*, user.*,
-error.code, system.socket.*, metricset.period), plus ecs.version, host.name,
-network.transport, event.kind/category/type/action, process.parent.pid,
+metricset.name and period, network.*, server/source/destination,
+process.*, user.*, error.code, system.socket.*), plus ecs.version,
+host.name, network.transport, event.kind/category/type/action, process.parent.pid,
 process.start, event.start / event.end for closed sockets, container.id
 when the process runs in a container (sockproc), and
 system.socket.netns, the inode of the socket's network namespace, when
@@ -81,7 +81,10 @@ before each document, which carries data_stream.* when the index is named
 TYPE-DATASET-NAMESPACE. Send it with
   curl -H 'Content-Type: application/x-ndjson' --data-binary @- URL/_bulk
 (one request per run: use it on a finite input, such as one cron run).
-Output is flushed at every snapshot record and whenever the input pauses.
+Output is flushed at every snapshot record and whenever the input pauses
+(but for the first dump's documents, which wait for its period).
+Where the documents still differ from Metricbeat's, on purpose:
+docs/metricbeat.md.
 
 Privileges: none.
 
@@ -129,7 +132,7 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	index := fs.String("index", DefaultIndex, "with --bulk, the index or data stream `NAME`")
 	name := fs.String("name", "", "agent.name (default: the host name), as Beats' name setting")
 	hostname := fs.String("hostname", "", "the host the sockets belong to, for agent.hostname and host.name (default: this machine's host name)")
-	agentType := fs.String("agent-type", DefaultAgentType, "agent.type `NAME` (\"\" leaves it out; metricbeat for queries that filter on Metricbeat's)")
+	agentType := fs.String("agent-type", DefaultAgentType, "write `NAME` as agent.type (\"\" leaves it out; metricbeat for queries that filter on Metricbeat's)")
 	period := fs.Duration("period", 0, "metricset.period: the period `D` of the dumps, instead of what the snapshot records say (for a cron or timer run of a one-shot dump, its period)")
 	strict := fs.Bool("strict", false, "stop at the first bad input line instead of skipping it")
 	if err := cli.Parse(fs, args); err != nil {
