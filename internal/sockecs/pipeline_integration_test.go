@@ -171,6 +171,11 @@ func TestIntegrationPipeline(t *testing.T) {
 			if err != nil {
 				t.Fatalf("sockecs %v: %v in %s", args, err, doc)
 			}
+			// sockdump --interval 100ms, through sockdiff: every
+			// document, the first dump's too.
+			if got := f["metricset.period"]; got != float64(100) {
+				t.Errorf("sockecs %v: metricset.period %v, want 100, in %s", args, got, doc)
+			}
 			if got := f["system.socket.netns"]; got != float64(netns) {
 				t.Errorf("sockecs %v: system.socket.netns %v, want %d, in %s", args, got, netns, doc)
 			}
