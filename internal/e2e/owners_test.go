@@ -87,7 +87,7 @@ func testShortLivedOwners(t *testing.T, tr tree, owners bool) {
 				if owners {
 					s = proc(t, sock{Action: s.Action, Direction: s.Direction, Local: s.Local, Remote: s.Remote, PID: client.PID(), Name: "e2ehelper"}, nil, nobodyID, "nobody")
 				} else {
-					s.Error = "process has exited. inode=0, tcp_state=closed"
+					s.Error = "process has exited. inode=0, tcp_state=UNCONN"
 				}
 				want = append(want, s)
 			}

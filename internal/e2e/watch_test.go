@@ -196,6 +196,12 @@ func testStreaming(t *testing.T, tr tree, sig syscall.Signal, group bool) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("documents of the test's sockets (-want +got):\n%s\nstderr:\n%s", diff, stderr.String())
 	}
+	// watch 1s: every document says the period, as Metricbeat's do.
+	for _, l := range tl.lines {
+		if len(l) > 0 && !bytes.Contains(l, []byte(`"metricset":{"name":"socket","period":1000}`)) {
+			t.Errorf("no metricset.period of 1000 ms in %s", l)
+		}
+	}
 }
 
 // runOnce runs watch --once and returns its documents of locals.
