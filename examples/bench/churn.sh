@@ -10,7 +10,9 @@
 #   - the same churn again under plain polling, "sockdump --interval 1s |
 #     sockdiff --closed".
 # A connection is found when an "opened" event (or a "destroyed" record
-# that sockdiff passed through) exists for either of its ends. The
+# that sockdiff passed through) exists for either of its ends; it is owned
+# when such an opened event carries the owner (sockdump's owner table) that
+# the churn's truth log names: its pid, process name and uid. The
 # overflows are the sum of the snapshots' event_overflows (ENOBUFS: destroy
 # notifications the kernel dropped because sockdump's buffer was full).
 #
@@ -140,6 +142,7 @@ else
 	how="sockdiff passes destroyed records through (counted as found)"
 fi
 echo "events: $x of $n connections ($p%), overflows $k; polling only: $y of $n2 ($q%)"
+echo "owners (events): $(field "$OUT/events.score" owned) of $n connections have an opened event naming the process that made them, pid, name and uid ($(field "$OUT/events.score" owned_percent)%); another owner: $(field "$OUT/events.score" owner_wrong)"
 echo "($how; connections with two opened events: $(field "$OUT/events.score" double_opened);"
 echo " found from the client end alone, as for connections to a remote server: $(field "$OUT/events.score" client_end) of $n;"
 echo " server ends reported egress: $(field "$OUT/events.score" server_egress))"
