@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -202,8 +203,27 @@ func (s *scorer) add(r *record.Record) {
 	if r.Event == record.EventOpened && r.ShortLived {
 		s.seen[i] |= seenShortLived
 	}
-	if o, want := r.Owner, s.owner; r.Event == record.EventOpened && o != nil && want != nil {
-		if o.PID == want.PID && o.Name == want.Name && o.UID == want.UID {
+	if want := s.owner; r.Event == record.EventOpened && want != nil {
+		// sockproc's output: its process and user; sockdiff's: the owner.
+		var (
+			pid  int
+			name string
+			uid  string
+		)
+		switch {
+		case r.Process != nil || r.User != nil:
+			if r.Process != nil {
+				pid, name = r.Process.PID, r.Process.Name
+			}
+			if r.User != nil {
+				uid = r.User.ID
+			}
+		case r.Owner != nil:
+			pid, name, uid = r.Owner.PID, r.Owner.Name, strconv.FormatUint(uint64(r.Owner.UID), 10)
+		default:
+			return
+		}
+		if pid == want.PID && name == want.Name && uid == strconv.FormatUint(uint64(want.UID), 10) {
 			s.seen[i] |= seenOwned
 		} else {
 			s.seen[i] |= seenOwnerWrong
@@ -223,8 +243,8 @@ type result struct {
 	Closed        int // a closed event, either end
 	ClientWiped   int // a destroyed client end without its remote port
 	ServerEgress  int // an opened server end with direction egress (wrong)
-	Owned         int // an opened event with the right owner (pid, name, uid)
-	OwnerWrong    int // an opened event with another owner
+	Owned         int // an opened event with the right process and user (pid, name, uid), or owner
+	OwnerWrong    int // an opened event with another process, user or owner
 	OwnerScored   bool
 	Overflows     int // sum of the snapshots' event_overflows
 	Snapshots     int

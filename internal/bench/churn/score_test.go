@@ -169,6 +169,11 @@ func TestScoreOwners(t *testing.T) {
 		// No owner at all.
 		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20004}}`,
 	}, "\n")
+	// sockproc's output: the process and the user count, not the owner.
+	procs := strings.Join([]string{
+		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20000},"process":{"pid":4242,"name":"churn"},"user":{"id":"1000"}}`,
+		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20001},"owner":{"pid":4242,"name":"churn","uid":1000,"gid":0,"via":"accept"},"process":{"pid":4242,"name":"churn"},"user":{"id":"0"}}`,
+	}, "\n")
 	if _, err := scoreReader(s, strings.NewReader(input)); err != nil {
 		t.Fatal(err)
 	}
@@ -178,5 +183,14 @@ func TestScoreOwners(t *testing.T) {
 	}
 	if got, want := r.ownerString(), " owned=2 owned_percent=40.00 owner_wrong=2"; got != want {
 		t.Errorf("score %q, want %q", got, want)
+	}
+
+	s = newScorer(truth)
+	s.owner = owner
+	if _, err := scoreReader(s, strings.NewReader(procs)); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.result(); r.Owned != 1 || r.OwnerWrong != 1 {
+		t.Errorf("from sockproc: owned %d, wrong %d; want 1, 1", r.Owned, r.OwnerWrong)
 	}
 }
