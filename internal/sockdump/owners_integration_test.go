@@ -220,3 +220,56 @@ func TestIntegrationOwnersCapabilities(t *testing.T) {
 		t.Errorf("stderr: %s", stderr.String())
 	}
 }
+
+// TestIntegrationNewSocketOwner: with the owner table, a socket that is
+// new since the last dump carries its owner (its process may close it
+// before sockproc looks), and only in the first dump that sees it.
+func TestIntegrationNewSocketOwner(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("the owner table needs root")
+	}
+	lines, cancel, stop := startRun(t, "--interval", "300ms", "--events")
+	defer cancel()
+	timeout := time.AfterFunc(20*time.Second, cancel)
+	defer timeout.Stop()
+	// nextDump returns the socket records of the next complete dump.
+	nextDump := func() map[string]*record.Record {
+		t.Helper()
+		socks := map[string]*record.Record{}
+		for lines.Scan() {
+			r, err := codec.Decode(lines.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch r.Type {
+			case record.TypeSnapshot:
+				return socks
+			case record.TypeSocket:
+				socks[endpoints(r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port)] = r
+			}
+		}
+		t.Fatal("sockdump ended")
+		return nil
+	}
+	nextDump()
+	l := listen(t, "tcp4", "127.0.0.1:0")
+	c, s := connect(t, l, "tcp4", "127.0.0.1")
+	ck, sk := key(c.LocalAddr(), c.RemoteAddr()), key(s.LocalAddr(), s.RemoteAddr())
+	var first map[string]*record.Record
+	for i := 0; i < 3 && (first == nil || first[ck] == nil); i++ {
+		first = nextDump() // the dump under way may have missed them
+	}
+	for k, via := range map[string]string{ck: record.OwnerConnect, sk: record.OwnerAccept} {
+		r := first[k]
+		if r == nil || r.Inode == 0 || r.Owner == nil || r.Owner.PID != os.Getpid() || r.Owner.Via != via {
+			t.Errorf("%s in the first dump that holds it: %+v, want its owner via %s", k, r, via)
+		}
+	}
+	later := nextDump()
+	for _, k := range []string{ck, sk} {
+		if r := later[k]; r == nil || r.Owner != nil {
+			t.Errorf("%s in a later dump: %+v, want no owner", k, r)
+		}
+	}
+	stop()
+}
