@@ -65,7 +65,8 @@ each socket: TCP ones as they connect (via "connect") or listen ("listen"),
 the connections a listener accepts as its listener's ("accept"), and UDP
 ones as they are created ("create", where a cgroup v2 hierarchy is
 mounted). Records without an inode (destroyed sockets, closing and
-time-wait ones) carry it as "owner":
+time-wait ones), and those of sockets new since the last dump (whose
+process may close them before sockproc looks), carry it as "owner":
     "owner":{"pid":4242,"name":"curl","uid":1000,"gid":1000,"start":…,"via":"connect"}
 An accepted connection that the table does not know is owned by its
 listener, as the last dump saw it ("via":"listener", its "inode" and
