@@ -144,7 +144,7 @@ else
 	how="sockdiff passes destroyed records through (counted as found)"
 fi
 echo "events: $x of $n connections ($p%), overflows $k; polling only: $y of $n2 ($q%)"
-echo "owners (events): $(field "$OUT/events.score" owned) of $n connections have an opened event whose process and user are those that made them (pid, name, uid) ($(field "$OUT/events.score" owned_percent)%); another owner: $(field "$OUT/events.score" owner_wrong)"
+echo "owners (events): $(field "$OUT/events.score" owned) of $n connections have an opened event whose process and user are those that made them (pid, name, uid) ($(field "$OUT/events.score" owned_percent)% of all, $(field "$OUT/events.score" owned_of_opened_percent)% of those reported); another owner: $(field "$OUT/events.score" owner_wrong)"
 echo "($how; connections with two opened events: $(field "$OUT/events.score" double_opened);"
 echo " found from the client end alone, as for connections to a remote server: $(field "$OUT/events.score" client_end) of $n;"
 echo " server ends reported egress: $(field "$OUT/events.score" server_egress))"

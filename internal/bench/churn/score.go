@@ -323,16 +323,20 @@ func (r result) String() string {
 }
 
 // ownerString is the owner part of String: how many connections have an
-// opened event that names the process that made them, of all connections.
+// opened event that names the process that made them, of all connections
+// and of those reported (with an opened event).
 func (r result) ownerString() string {
 	if !r.OwnerScored {
 		return ""
 	}
-	p := 0.0
+	p, q := 0.0, 0.0
 	if r.Connections > 0 {
 		p = 100 * float64(r.Owned) / float64(r.Connections)
 	}
-	return fmt.Sprintf(" owned=%d owned_percent=%.2f owner_wrong=%d", r.Owned, p, r.OwnerWrong)
+	if r.Opened > 0 {
+		q = 100 * float64(r.Owned) / float64(r.Opened)
+	}
+	return fmt.Sprintf(" owned=%d owned_percent=%.2f owned_of_opened_percent=%.2f owner_wrong=%d", r.Owned, p, q, r.OwnerWrong)
 }
 
 // scoreReader feeds every decodable line of an NDJSON stream to s; bad

@@ -181,7 +181,7 @@ func TestScoreOwners(t *testing.T) {
 	if r.Owned != 2 || r.OwnerWrong != 2 || r.Opened != 5 {
 		t.Errorf("owned %d, wrong %d, opened %d; want 2, 2, 5", r.Owned, r.OwnerWrong, r.Opened)
 	}
-	if got, want := r.ownerString(), " owned=2 owned_percent=40.00 owner_wrong=2"; got != want {
+	if got, want := r.ownerString(), " owned=2 owned_percent=40.00 owned_of_opened_percent=40.00 owner_wrong=2"; got != want {
 		t.Errorf("score %q, want %q", got, want)
 	}
 
