@@ -445,6 +445,7 @@ func TestWatchUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"--help"}, nil, 0, "usage: watch [options] [PERIOD]"},
+		{[]string{"--version"}, nil, 0, "sockpipe-watch "},
 		{[]string{"1x"}, nil, 2, "PERIOD must be a duration"},
 		{nil, []string{"WATCH_PERIOD=soon"}, 2, "PERIOD must be a duration"},
 		{[]string{"--once"}, nil, 2, "--once needs --state-dir DIR"},
