@@ -90,6 +90,24 @@ struct {
 	__type(value, struct owner);
 } owners SEC(".maps");
 
+// fresh holds the cookies of the sockets recorded in owners since its
+// reader last drained it (once a dump): so that the reader learns which
+// sockets are new at a cost that follows the new sockets, not all of them.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);  // socket cookie
+	__type(value, __u8); // unused
+} fresh SEC(".maps");
+
+static __always_inline void record(__u64 cookie, struct owner *o)
+{
+	__u8 one = 1;
+
+	bpf_map_update_elem(&owners, &cookie, o, BPF_ANY);
+	bpf_map_update_elem(&fresh, &cookie, &one, BPF_ANY);
+}
+
 // listeners holds the owner of every listening socket on the socket
 // itself; the kernel copies it to each connection the listener accepts
 // (BPF_F_CLONE), where it is read as the accepted connection's owner.
@@ -164,7 +182,7 @@ int on_state(unsigned long long *ctx)
 		return 0;
 	}
 	cookie = bpf_get_socket_cookie(sk);
-	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+	record(cookie, &o);
 	return 0;
 }
 
@@ -180,7 +198,7 @@ int on_create(struct bpf_sock *sk)
 		return 1;
 	fill(&o, VIA_CREATE);
 	cookie = bpf_get_socket_cookie(sk);
-	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+	record(cookie, &o);
 	return 1; // allow
 }
 

@@ -28,6 +28,7 @@ type ownerOwner struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	ownerMapFresh     = "fresh"
 	ownerMapListeners = "listeners"
 	ownerMapOwners    = "owners"
 	ownerProgOnCreate = "on_create"
@@ -86,6 +87,7 @@ type ownerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ownerMapSpecs struct {
+	Fresh     *ebpf.MapSpec `ebpf:"fresh"`
 	Listeners *ebpf.MapSpec `ebpf:"listeners"`
 	Owners    *ebpf.MapSpec `ebpf:"owners"`
 }
@@ -118,12 +120,14 @@ func (o *ownerObjects) Close() error {
 //
 // It can be passed to loadOwnerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ownerMaps struct {
+	Fresh     *ebpf.Map `ebpf:"fresh"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
 	Owners    *ebpf.Map `ebpf:"owners"`
 }
 
 func (m *ownerMaps) Close() error {
 	return _OwnerClose(
+		m.Fresh,
 		m.Listeners,
 		m.Owners,
 	)

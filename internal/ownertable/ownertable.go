@@ -89,6 +89,10 @@ type Options struct {
 // Table is a loaded owner table.
 type Table struct {
 	owners *ebpf.Map
+	fresh  *ebpf.Map
+	// keys and vals are Fresh's buffers.
+	keys   []uint64
+	vals   []uint8
 	closer []interface{ Close() error }
 	boot   time.Time
 	// Warning, when not nil, says what the table does not cover (UDP
@@ -136,13 +140,14 @@ func Open(opts Options) (*Table, error) {
 	var objs struct {
 		OnState   *ebpf.Program `ebpf:"on_state"`
 		Owners    *ebpf.Map     `ebpf:"owners"`
+		Fresh     *ebpf.Map     `ebpf:"fresh"`
 		Listeners *ebpf.Map     `ebpf:"listeners"`
 	}
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, loadError(err)
 	}
-	t.owners = objs.Owners
-	t.closer = append(t.closer, objs.OnState, objs.Owners, objs.Listeners)
+	t.owners, t.fresh = objs.Owners, objs.Fresh
+	t.closer = append(t.closer, objs.OnState, objs.Owners, objs.Fresh, objs.Listeners)
 	l, err := link.AttachTracing(link.TracingOptions{Program: objs.OnState, AttachType: ebpf.AttachTraceRawTp})
 	if err != nil {
 		t.Close()
@@ -164,7 +169,7 @@ func (t *Table) attachUDP(spec *ebpf.CollectionSpec, cgroup string) error {
 	var objs struct {
 		OnCreate *ebpf.Program `ebpf:"on_create"`
 	}
-	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{ownerMapOwners: t.owners}}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{ownerMapOwners: t.owners, ownerMapFresh: t.fresh}}
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		return fmt.Errorf("UDP sockets get no owner: %w", loadError(err))
 	}
@@ -223,6 +228,37 @@ func (t *Table) Lookup(cookie uint64) (*record.Owner, error) {
 		return nil, err
 	}
 	return &o, nil
+}
+
+// FreshEntries is how many sockets Fresh remembers between two calls: of
+// more, the oldest are forgotten.
+const FreshEntries = 16384
+
+// Fresh calls fn with the cookie of each socket that the table recorded
+// since the last call (at most FreshEntries), and forgets them: a cost
+// that follows the number of new sockets, not of all sockets.
+func (t *Table) Fresh(fn func(cookie uint64)) error {
+	if t.keys == nil {
+		t.keys, t.vals = make([]uint64, 1024), make([]uint8, 1024)
+	}
+	var cursor ebpf.MapBatchCursor
+	// Bounded: sockets keep coming while it reads.
+	for range 4 * FreshEntries / 1024 {
+		n, err := t.fresh.BatchLookupAndDelete(&cursor, t.keys, t.vals, nil)
+		for _, k := range t.keys[:n] {
+			fn(k)
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil
+		case errors.Is(err, unix.ENOSPC) && len(t.keys) < FreshEntries:
+			// A hash bucket holds more than the buffer.
+			t.keys, t.vals = make([]uint64, 2*len(t.keys)), make([]uint8, 2*len(t.vals))
+		case err != nil:
+			return err
+		}
+	}
+	return nil
 }
 
 // Len counts the entries of the table (a full walk: for tests and

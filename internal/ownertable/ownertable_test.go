@@ -386,3 +386,40 @@ func FuzzCgroup2Root(f *testing.F) {
 		cgroup2Root(s)
 	})
 }
+
+// TestFresh: Fresh names the sockets recorded since its last call, once.
+func TestFresh(t *testing.T) {
+	tab := openTable(t, Options{})
+	if err := tab.Fresh(func(uint64) {}); err != nil { // what came before
+		t.Fatal(err)
+	}
+	l, c, s := testprog.TCPPair(t)
+	want := map[uint64]string{}
+	for what, x := range map[string]syscall.Conn{"listener": l.(*net.TCPListener), "client": c.(*net.TCPConn), "server": s.(*net.TCPConn)} {
+		k, err := cookie(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[k] = what
+	}
+	got := map[uint64]bool{}
+	if err := tab.Fresh(func(k uint64) { got[k] = true }); err != nil {
+		t.Fatal(err)
+	}
+	for k, what := range want {
+		if !got[k] {
+			t.Errorf("%s (cookie %d) not fresh: %v", what, k, got)
+		}
+	}
+	again := 0
+	if err := tab.Fresh(func(k uint64) {
+		if _, ok := want[k]; ok {
+			again++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if again != 0 {
+		t.Errorf("%d sockets fresh twice", again)
+	}
+}

@@ -223,8 +223,7 @@ func (d *Dumper) writeRecords(write func([]byte) error, t time.Time) error {
 	)
 	// With the owner table, a socket new since the last dump carries its
 	// owner too: its process may close it (or exit) before sockproc finds
-	// it in /proc. Those of the first dump mostly predate the table.
-	newOwners := d.owners != nil && d.prevSocks != nil
+	// it in /proc.
 	for i := range d.socks {
 		s = d.socks[i].socket()
 		d.Record(&s, t, &r)
@@ -233,10 +232,8 @@ func (d *Dumper) writeRecords(write func([]byte) error, t time.Time) error {
 			if r.Owner = d.owners.get(r.Cookie); r.Owner == nil {
 				r.Owner = d.listenerOwner(&s, &r)
 			}
-		case newOwners && s.Cookie != 0:
-			if _, known := findCookie(s.Cookie, d.prevSocks, &d.prevByCookie); !known {
-				r.Owner = d.owners.get(s.Cookie)
-			}
+		case d.owners.isNew(s.Cookie):
+			r.Owner = d.owners.get(s.Cookie)
 		}
 		if err := write(d.enc.Encode(&r)); err != nil {
 			return err

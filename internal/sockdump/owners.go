@@ -16,8 +16,11 @@ import (
 type owners struct {
 	t         *ownertable.Table
 	cur, prev map[uint64]*record.Owner // nil values: looked up, unknown
-	stderr    io.Writer
-	failSaid  bool
+	// fresh and freshPrev are the sockets that the table recorded before
+	// the last dump and the one before: the new ones.
+	fresh, freshPrev map[uint64]struct{}
+	stderr           io.Writer
+	failSaid         bool
 }
 
 // openOwners loads the owner table; without it, it says why on stderr
@@ -31,7 +34,8 @@ func openOwners(opts ownertable.Options, stderr io.Writer) *owners {
 	if t.Warning != nil {
 		fmt.Fprintf(stderr, "sockdump: --events: owner table: %v\n", t.Warning)
 	}
-	return &owners{t: t, cur: map[uint64]*record.Owner{}, prev: map[uint64]*record.Owner{}, stderr: stderr}
+	return &owners{t: t, cur: map[uint64]*record.Owner{}, prev: map[uint64]*record.Owner{},
+		fresh: map[uint64]struct{}{}, freshPrev: map[uint64]struct{}{}, stderr: stderr}
 }
 
 // get returns the owner of the socket with the given cookie, or nil.
@@ -55,6 +59,35 @@ func (o *owners) get(cookie uint64) *record.Owner {
 	}
 	o.cur[cookie] = v
 	return v
+}
+
+// drainFresh takes in the sockets that the table recorded since the last
+// call, once the kernel was dumped: those of the last two are new to the
+// dumps (a socket made while the dump before walked past it is new to
+// this one).
+func (o *owners) drainFresh() {
+	if o == nil {
+		return
+	}
+	o.fresh, o.freshPrev = o.freshPrev, o.fresh
+	clear(o.fresh)
+	if err := o.t.Fresh(func(c uint64) { o.fresh[c] = struct{}{} }); err != nil && !o.failSaid {
+		o.failSaid = true
+		fmt.Fprintf(o.stderr, "sockdump: owner table: %v\n", err)
+	}
+}
+
+// isNew reports whether the table recorded the socket of cookie c since
+// the dump before the last.
+func (o *owners) isNew(c uint64) bool {
+	if o == nil {
+		return false
+	}
+	_, ok := o.fresh[c]
+	if !ok {
+		_, ok = o.freshPrev[c]
+	}
+	return ok
 }
 
 // endDump forgets the sockets that the last dump did not ask about.
