@@ -90,6 +90,7 @@ type Options struct {
 type Table struct {
 	owners *ebpf.Map
 	fresh  *ebpf.Map
+	hooks  []*ebpf.Program // for the benchmarks' statistics
 	// keys and vals are Fresh's buffers.
 	keys   []uint64
 	vals   []uint8
@@ -147,6 +148,7 @@ func Open(opts Options) (*Table, error) {
 		return nil, loadError(err)
 	}
 	t.owners, t.fresh = objs.Owners, objs.Fresh
+	t.hooks = append(t.hooks, objs.OnState)
 	t.closer = append(t.closer, objs.OnState, objs.Owners, objs.Fresh, objs.Listeners)
 	l, err := link.AttachTracing(link.TracingOptions{Program: objs.OnState, AttachType: ebpf.AttachTraceRawTp})
 	if err != nil {
@@ -174,6 +176,7 @@ func (t *Table) attachUDP(spec *ebpf.CollectionSpec, cgroup string) error {
 		return fmt.Errorf("UDP sockets get no owner: %w", loadError(err))
 	}
 	t.closer = append(t.closer, objs.OnCreate)
+	t.hooks = append(t.hooks, objs.OnCreate)
 	l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupInetSockCreate, Program: objs.OnCreate})
 	if err != nil {
 		return fmt.Errorf("UDP sockets get no owner: attaching to the cgroup %s: %w", cgroup, err)
