@@ -604,8 +604,17 @@ func TestWatchClosedStreaming(t *testing.T) {
 	client.do("close " + c.ClientID)
 	server.do("close " + c.ServerID)
 	tl.waitFor(t, 30*time.Second, "closed documents of both sides", locals, count("socket_closed"))
-	// A few more periods, for any late duplicate.
-	time.Sleep(time.Second)
+	// Two more dumps through the whole pipeline, for any late duplicate:
+	// each is known to be out when the document of a listener opened
+	// after the one before comes.
+	for range 2 {
+		canary, err := net.Listen("tcp", serverIP+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl.waitFor(t, 30*time.Second, "document of a later listener", set(canary.Addr().String()), func(s []sock) bool { return len(s) > 0 })
+		canary.Close()
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err = <-done:
