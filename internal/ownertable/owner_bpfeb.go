@@ -22,6 +22,12 @@ type ownerOwner struct {
 	Cgroup uint64
 	Start  uint64
 	Comm   [16]int8
+	Family uint16
+	Lport  uint16
+	Rport  uint16
+	Pad    uint16
+	Laddr  [16]uint8
+	Raddr  [16]uint8
 }
 
 // Names of all BPF objects in the ELF.

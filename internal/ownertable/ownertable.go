@@ -42,6 +42,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -59,7 +60,7 @@ import (
 const MaxEntries = 65536
 
 // valueSize is the size of struct owner in owner.bpf.c.
-const valueSize = 48
+const valueSize = 88
 
 // Via values of struct owner, as in owner.bpf.c.
 const (
@@ -217,20 +218,57 @@ func (t *Table) Close() error {
 // Lookup returns the owner of the socket with the given cookie, if the
 // table has it.
 func (t *Table) Lookup(cookie uint64) (*record.Owner, error) {
+	o, _, err := t.LookupConn(cookie)
+	return o, err
+}
+
+// Conn is a connecting socket's addresses as the table recorded them
+// when it was established: what the kernel wipes from a socket that its
+// owner resets. The zero Conn is unknown.
+type Conn struct {
+	Local, Remote netip.AddrPort
+}
+
+// LookupConn is Lookup that also returns the socket's addresses, for a
+// socket that connected (via connect) and was established.
+func (t *Table) LookupConn(cookie uint64) (*record.Owner, Conn, error) {
 	if cookie == 0 {
-		return nil, nil
+		return nil, Conn{}, nil
 	}
 	if err := t.owners.Lookup(&cookie, t.buf[:]); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil, nil
+			return nil, Conn{}, nil
 		}
-		return nil, err
+		return nil, Conn{}, err
 	}
 	o, err := Decode(t.buf[:], t.boot)
 	if err != nil {
-		return nil, err
+		return nil, Conn{}, err
 	}
-	return &o, nil
+	return &o, DecodeConn(t.buf[:]), nil
+}
+
+// DecodeConn decodes the addresses of a value of the table; the zero Conn
+// when it holds none (or what it holds is not an address pair).
+func DecodeConn(b []byte) Conn {
+	if len(b) != valueSize {
+		return Conn{}
+	}
+	e := binary.NativeEndian
+	lport, rport := e.Uint16(b[50:]), e.Uint16(b[52:])
+	var la, ra netip.Addr
+	switch e.Uint16(b[48:]) {
+	case unix.AF_INET:
+		la, ra = netip.AddrFrom4([4]byte(b[56:60])), netip.AddrFrom4([4]byte(b[72:76]))
+	case unix.AF_INET6:
+		la, ra = netip.AddrFrom16([16]byte(b[56:72])), netip.AddrFrom16([16]byte(b[72:88]))
+	default:
+		return Conn{}
+	}
+	if lport == 0 || rport == 0 {
+		return Conn{}
+	}
+	return Conn{netip.AddrPortFrom(la, lport), netip.AddrPortFrom(ra, rport)}
 }
 
 // FreshEntries is how many sockets Fresh remembers between two calls: of

@@ -310,6 +310,11 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 		s.Info = nil
 		if e, ok := d.lookupCookie(s.Cookie); ok && e.srcPort == s.SrcPort {
 			s.Src, s.Dst, s.DstPort = addr(e.family, e.src), addr(e.family, e.dst), e.dstPort
+		} else if c := d.owners.conn(s.Cookie); c.Local.Port() == s.SrcPort && c.Remote.Port() != 0 &&
+			c.Local.Addr().Is4() == (s.Family == inetdiag.AFInet) {
+			// No dump held it: the owner table recorded its addresses
+			// when it was established.
+			s.Src, s.Dst, s.DstPort = c.Local.Addr(), c.Remote.Addr(), c.Remote.Port()
 		}
 	}
 	var r record.Record

@@ -72,7 +72,7 @@ An accepted connection that the table does not know is owned by its
 listener, as the last dump saw it ("via":"listener", its "inode" and
 "uid"). Without the privileges or BTF, sockdump says once on stderr why
 there are no owners and goes on; --no-owners does not load the table. It
-holds the latest 65536 sockets, in about 8.8 MiB of locked kernel memory.
+holds the latest 65536 sockets, in about 11.3 MiB of locked kernel memory.
 
 Privileges: none to dump every socket of sockdump's own network namespace
 and to subscribe to its destroy notifications. --netns needs
