@@ -156,17 +156,27 @@ func TestIntegrationShortLived(t *testing.T) {
 	}
 	got := byEvent(events)
 	second := snapshots[1].Time
+	// The kernel may give a client port that a reset freed to a later
+	// connection of the churn: such a 4-tuple has one event of each kind
+	// per connection.
+	uses := map[record.Key]int{}
+	for _, c := range done {
+		uses[c.server]++
+		uses[c.client]++
+	}
 	check := func(k record.Key, direction string, rst, wiped bool) {
 		t.Helper()
 		for _, ev := range []string{record.EventOpened, record.EventClosed} {
 			rs := got[evKey{k, ev}]
-			if len(rs) != 1 {
-				t.Errorf("%v: %d %s events, want 1 (rst %v)", k, len(rs), ev, rst)
+			if len(rs) == 0 || len(rs) > uses[k] {
+				t.Errorf("%v: %d %s events, want 1 per connection of it, %d (rst %v)", k, len(rs), ev, uses[k], rst)
 				continue
 			}
 			r := rs[0]
-			delete(got, evKey{k, ev})
-			if !r.ShortLived || r.Direction != direction || r.State != "closed" || (r.Info == nil) != wiped ||
+			if got[evKey{k, ev}] = rs[1:]; len(rs) == 1 {
+				delete(got, evKey{k, ev})
+			}
+			if !r.ShortLived || r.Direction != direction || r.State != "closed" || uses[k] == 1 && (r.Info == nil) != wiped ||
 				r.Time.Before(churnStart) || r.Time.After(second) || !r.FirstSeen.IsZero() {
 				t.Errorf("%v: %s event %+v, want short-lived, %s, closed, with tcp_info unless wiped (%v), between the dumps", k, ev, r, direction, wiped)
 				continue
