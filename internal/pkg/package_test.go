@@ -50,6 +50,7 @@ var wantFiles = map[string]os.FileMode{
 var built struct {
 	once     sync.Once
 	dir      string
+	opts     Options
 	deb, rpm string
 	err      error
 }
@@ -85,14 +86,15 @@ func packages(t *testing.T) (debPath, rpmPath string) {
 		if built.err = BuildPrograms(ctx, root, testVersion, runtime.GOARCH, bin); built.err != nil {
 			return
 		}
-		var paths []string
-		paths, built.err = Pack(Options{
+		built.opts = Options{
 			Root:    root,
 			Bin:     bin,
 			Version: testVersion,
 			Arch:    runtime.GOARCH,
 			MTime:   time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-		}, filepath.Join(built.dir, "out"))
+		}
+		var paths []string
+		paths, built.err = Pack(built.opts, filepath.Join(built.dir, "out"))
 		if built.err == nil {
 			built.deb, built.rpm = paths[0], paths[1]
 		}
@@ -473,6 +475,29 @@ func TestRPM(t *testing.T) {
 	for _, r := range strings.Split(run(t, "rpm", db, "-qpR", rpmPath), "\n") {
 		if r != "" && !strings.HasPrefix(r, "rpmlib(") {
 			t.Errorf("requires %q", r)
+		}
+	}
+}
+
+// TestReproducible packs the same programs again: the packages are the
+// same, byte for byte.
+func TestReproducible(t *testing.T) {
+	debPath, rpmPath := packages(t)
+	again, err := Pack(built.opts, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, first := range []string{debPath, rpmPath} {
+		a, err := os.ReadFile(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(again[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Base(first) != filepath.Base(again[i]) || !bytes.Equal(a, b) {
+			t.Errorf("%s and %s differ", first, again[i])
 		}
 	}
 }
