@@ -7,7 +7,9 @@
 // systemd units and the examples (see internal/pkg). Without -version the
 // version comes from git describe --tags --always --dirty: a tag v1.2.3
 // gives 1.2.3, commits past it 1.2.3+4.gabcdef0, and a history with no
-// tag 0.0.0-dev+<commit>. Run it at the top of the repository.
+// tag 0.0.0-dev+<commit>. Every file carries the time of the last commit
+// (or $SOURCE_DATE_EPOCH), so two builds of one commit give the same
+// packages. Run it at the top of the repository.
 package main
 
 import (
@@ -17,7 +19,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/sockpipe/sockpipe/internal/pkg"
 )
@@ -53,7 +57,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		*version = v
 	}
-	mtime, err := pkg.CommitTime(ctx, *root)
+	mtime, err := fileTime(ctx, *root)
 	if err != nil {
 		return err
 	}
@@ -83,4 +87,23 @@ func run(ctx context.Context, args []string) error {
 		fmt.Println(p)
 	}
 	return nil
+}
+
+// fileTime is the time every file in the packages carries, so that two
+// builds of one commit give the same packages: $SOURCE_DATE_EPOCH when
+// set, else the last commit's time; outside a checkout, now.
+func fileTime(ctx context.Context, root string) (time.Time, error) {
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		sec, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: %w", s, err)
+		}
+		return time.Unix(sec, 0).UTC(), nil
+	}
+	t, err := pkg.CommitTime(ctx, root)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v: the files carry the current time\n", err)
+		return time.Now().UTC().Truncate(time.Second), nil
+	}
+	return t, nil
 }
