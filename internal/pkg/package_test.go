@@ -354,7 +354,13 @@ func install(t *testing.T, debPath string) string {
 			t.Fatal(err)
 		}
 	}
-	run(t, "dpkg", "--root="+root, "--admindir="+admin, "--log="+filepath.Join(root, "dpkg.log"), "--force-not-root", "-i", debPath)
+	cmd := exec.Command("dpkg", "--root="+root, "--admindir="+admin, "--log="+filepath.Join(root, "dpkg.log"), "--force-not-root", "-i", debPath)
+	// dpkg wants ldconfig and start-stop-daemon on PATH, even for a
+	// package that needs neither.
+	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/sbin:/sbin")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i: %v\n%s", err, out)
+	}
 	return root
 }
 
