@@ -14,8 +14,10 @@
 // match_only_text for error.message and ECS's .text multi-fields. Those
 // are what Elastic's own ECS templates and integrations use, so queries
 // and dashboards written for ECS data work unchanged; they need
-// Elasticsearch's default distribution (free basic licence) and exist
-// since 7.14, before the oldest version the template targets.
+// Elasticsearch's default distribution (free basic licence; OpenSearch
+// has neither) and exist since 7.14. The template targets Elasticsearch
+// 8.7 and later, 9.x included: ignore_missing_component_templates is
+// from 8.7.
 //
 // The mapping is "dynamic": "false": a field the template does not know (one
 // a user adds with jq between the stages, or that a shipper such as
@@ -90,9 +92,11 @@ const (
 )
 
 // ComposedOf are the component templates the template uses, each one
-// listed in ignore_missing_component_templates too: metrics@settings
-// (built in since Elasticsearch 8.12) gives the metrics lifecycle policy
-// and compression that the built-in metrics template would have given;
+// listed in ignore_missing_component_templates too, so that the template
+// installs where one is missing: metrics@settings (built into recent 8.x
+// and 9.x releases; older 8.x ones name it metrics-settings) gives the
+// metrics lifecycle policy and compression that the built-in metrics
+// template would have given;
 // metrics-system.socket@custom is where a user adds settings and mappings
 // of their own, as Fleet's templates allow.
 var ComposedOf = []string{"metrics@settings", "metrics-system.socket@custom"}
