@@ -173,26 +173,6 @@ func openTable(t *testing.T, opts Options) *Table {
 	return tab
 }
 
-// startTime is the start of a process as /proc/PID/stat gives it, in the
-// table's terms.
-func startTime(t *testing.T, pid int) time.Time {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ticks, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot, err := bootTime("/proc/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return boot.Add(time.Duration(ticks) * (time.Second / userHZ)).UTC()
-}
-
 func mustLookup(t *testing.T, tab *Table, cookie uint64) record.Owner {
 	t.Helper()
 	o, err := tab.Lookup(cookie)
@@ -243,7 +223,7 @@ func TestConnectAndAccept(t *testing.T) {
 		if o.PID != c.pid || o.Name != "owner-child" || o.UID != c.uid || o.GID != c.uid || o.Via != c.via {
 			t.Errorf("%s: owner %+v, want pid %d, name owner-child, uid and gid %d, via %s", c.what, o, c.pid, c.uid, c.via)
 		}
-		if want := startTime(t, c.pid); !o.Start.Equal(want) {
+		if want := testprog.ProcStart(t, c.pid); !o.Start.Equal(want) {
 			t.Errorf("%s: start %v, want %v as in /proc/%d/stat", c.what, o.Start, want, c.pid)
 		}
 		if o.CgroupID == 0 {

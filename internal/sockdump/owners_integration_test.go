@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
@@ -53,7 +51,7 @@ func TestIntegrationEventsOwners(t *testing.T) {
 	clients := map[string]string{} // the key of each client, by its local endpoint
 	starts := make([]time.Time, len(kids))
 	for i, f := range kids {
-		starts[i] = procStart(t, f.PID)
+		starts[i] = testprog.ProcStart(t, f.PID)
 		for _, s := range f.Socks {
 			via := map[string]string{"listener": record.OwnerListen, "client": record.OwnerConnect, "server": record.OwnerAccept}[s.Role]
 			remote := s.Remote
@@ -104,29 +102,6 @@ func TestIntegrationEventsOwners(t *testing.T) {
 			t.Errorf("%s: owner %+v, want pid %d sockfix uid/gid %d via %s start %v", k, o, want.PID, uids[e.kid], e.via, starts[e.kid])
 		}
 	}
-}
-
-// procStart is when process pid started, as /proc/PID/stat says.
-func procStart(t *testing.T, pid int) time.Time {
-	t.Helper()
-	fs, err := procfs.NewDefaultFS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := fs.Proc(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := p.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := st.StartTime()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, frac := math.Modf(s)
-	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
 // TestIntegrationEventsListenerOwner: a listener older than sockdump (so

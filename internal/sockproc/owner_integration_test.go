@@ -3,14 +3,12 @@ package sockproc
 import (
 	"bytes"
 	"context"
-	"math"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/procfs"
 
 	"github.com/sockpipe/sockpipe/internal/proctable"
 	"github.com/sockpipe/sockpipe/internal/record"
@@ -34,7 +32,7 @@ func TestIntegrationOwnerPIDReuse(t *testing.T) {
 
 	owner := startChild(t, bin, nobodyCred, "hold", "owner")
 	pid := owner.cmd.Process.Pid
-	ownerStart := startOf(t, pid)
+	ownerStart := testprog.ProcStart(t, pid)
 	owner.stop()
 	time.Sleep(30 * time.Millisecond) // a later clock tick for the next one
 
@@ -53,7 +51,7 @@ func TestIntegrationOwnerPIDReuse(t *testing.T) {
 	if reuser == nil {
 		t.Fatalf("pid %d not reused in 200 tries", pid)
 	}
-	reuserStart := startOf(t, pid)
+	reuserStart := testprog.ProcStart(t, pid)
 	if reuserStart.Equal(ownerStart) {
 		t.Fatalf("the two processes of pid %d started in the same clock tick", pid)
 	}
@@ -107,23 +105,4 @@ func TestIntegrationOwnerPIDReuse(t *testing.T) {
 	if live.User == nil || live.User.ID != "0" || live.ProcessError != "" {
 		t.Errorf("a living owner: user %+v, process_error %q", live.User, live.ProcessError)
 	}
-}
-
-// startOf is when process pid started, as /proc/PID/stat says.
-func startOf(t *testing.T, pid int) time.Time {
-	t.Helper()
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := p.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := st.StartTime()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, frac := math.Modf(s)
-	return time.Unix(int64(sec), int64(math.Round(frac*100))*int64(10*time.Millisecond))
 }
