@@ -136,10 +136,15 @@ func (d *decoder) syntax(what string) error {
 	return fmt.Errorf("invalid JSON: %s at offset %d", what, d.pos)
 }
 
+// typeError is a known member of the wrong JSON type or range.
+type typeError struct{ msg string }
+
+func (e *typeError) Error() string { return e.msg }
+
 // want is a known member of the wrong JSON type or range.
 func (d *decoder) want(format string, args ...any) error {
 	name := strings.Join(d.path, ".")
-	return fmt.Errorf("%q: "+format, append([]any{name}, args...)...)
+	return &typeError{fmt.Sprintf("%q: "+format, append([]any{name}, args...)...)}
 }
 
 // lit consumes the literal s.
@@ -160,7 +165,11 @@ func (d *decoder) null() bool {
 }
 
 // decodeObject decodes an object of table t into v; null leaves v as it is.
+// A member of the wrong type is an error unless the object gives the
+// member again, rightly: of a member given twice the last counts, as when
+// encoding/json reads the object into a map.
 func decodeObject[T any](d *decoder, t *table[T], v *T) error {
+	var wrong []error // by member, when some member was of the wrong type
 	if d.null() {
 		return nil
 	}
@@ -195,10 +204,22 @@ func decodeObject[T any](d *decoder, t *table[T], v *T) error {
 		if i, ok := t.index[string(key)]; ok {
 			m := &t.members[i]
 			d.path = append(d.path, m.name)
-			if err := m.dec(d, v); err != nil {
+			start, depth := d.pos, d.depth
+			err := m.dec(d, v)
+			d.path = d.path[:len(d.path)-1]
+			if _, ok := err.(*typeError); ok {
+				if wrong == nil {
+					wrong = make([]error, len(t.members))
+				}
+				wrong[i] = err
+				d.pos, d.depth = start, depth
+				err = d.skip()
+			} else if wrong != nil {
+				wrong[i] = nil
+			}
+			if err != nil {
 				return err
 			}
-			d.path = d.path[:len(d.path)-1]
 		} else {
 			name := string(key)
 			start := d.pos
@@ -215,6 +236,11 @@ func decodeObject[T any](d *decoder, t *table[T], v *T) error {
 		case '}':
 			d.pos++
 			d.depth--
+			for _, err := range wrong {
+				if err != nil {
+					return err
+				}
+			}
 			return nil
 		default:
 			return d.syntax("want ',' or '}'")
