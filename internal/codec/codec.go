@@ -95,9 +95,10 @@ func DecodeInto(line []byte, r *record.Record) error {
 // maxDepth is how deeply encoding/json lets values nest.
 const maxDepth = 10000
 
-// internMax bounds the string cache; internLen, the strings it holds.
+// internMax is the size of the string cache; internLen, the longest
+// string it holds.
 const (
-	internMax = 4096
+	internMax = 1024
 	internLen = 64
 )
 
@@ -105,9 +106,9 @@ type decoder struct {
 	buf     []byte
 	pos     int
 	depth   int
-	path    []string // the member names down to the value being decoded
-	scratch []byte   // unescaped strings
-	intern  map[string]string
+	path    []string          // the member names down to the value being decoded
+	scratch []byte            // unescaped strings
+	intern  [internMax]string // direct-mapped by a hash of the bytes
 }
 
 func (d *decoder) ws() {
@@ -201,7 +202,7 @@ func decodeObject[T any](d *decoder, t *table[T], v *T) error {
 		}
 		d.pos++
 		d.ws()
-		if i, ok := t.index[string(key)]; ok {
+		if i := t.lookup(key); i >= 0 {
 			m := &t.members[i]
 			d.path = append(d.path, m.name)
 			start, depth := d.pos, d.depth
@@ -221,12 +222,15 @@ func decodeObject[T any](d *decoder, t *table[T], v *T) error {
 				return err
 			}
 		} else {
-			name := string(key)
+			name := d.text(key)
 			start := d.pos
 			if err := d.skip(); err != nil {
 				return err
 			}
 			ex := t.extra(v)
+			if *ex == nil {
+				*ex = make([]record.Field, 0, 2)
+			}
 			*ex = append(*ex, record.Field{Key: name, Value: append([]byte(nil), d.buf[start:d.pos]...)})
 		}
 		d.ws()
@@ -485,15 +489,16 @@ func (d *decoder) text(b []byte) string {
 	if len(b) > internLen {
 		return string(b)
 	}
-	if s, ok := d.intern[string(b)]; ok {
-		return s
+	h := uint32(2166136261)
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
 	}
-	if d.intern == nil || len(d.intern) >= internMax {
-		d.intern = make(map[string]string)
+	slot := &d.intern[h%internMax]
+	if *slot == string(b) {
+		return *slot
 	}
-	s := string(b)
-	d.intern[s] = s
-	return s
+	*slot = string(b)
+	return *slot
 }
 
 func (d *decoder) str(dst *string) error {
@@ -618,7 +623,7 @@ func (d *decoder) strs(dst *[]string) error {
 	if d.depth++; d.depth > maxDepth {
 		return d.syntax("exceeded max depth")
 	}
-	a := []string{}
+	a := make([]string, 0, 4)
 	d.ws()
 	if d.peek() == ']' {
 		d.pos++

@@ -47,14 +47,13 @@ func encodeObject[T any](w *writer, t *table[T], v *T) {
 		if !m.has(v) {
 			continue
 		}
+		// The names of the schema need no escaping.
 		if n > 0 {
-			w.b = append(w.b, ',')
+			w.b = append(w.b, m.key...)
+		} else {
+			w.b = append(w.b, m.key[1:]...)
 		}
 		n++
-		// The names of the schema need no escaping.
-		w.b = append(w.b, '"')
-		w.b = append(w.b, m.name...)
-		w.b = append(w.b, '"', ':')
 		m.enc(w, v)
 	}
 	for _, f := range *t.extra(v) {

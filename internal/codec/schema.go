@@ -15,6 +15,7 @@ import (
 // member is one known member of an object of Go type T.
 type member[T any] struct {
 	name string
+	key  string                       // ,"name":
 	dec  func(d *decoder, v *T) error // the value, at d.pos; null included
 	enc  func(w *writer, v *T)        // the value
 	has  func(v *T) bool              // whether the member is written
@@ -26,15 +27,61 @@ type table[T any] struct {
 	members []member[T]
 	extra   func(v *T) *[]record.Field
 	index   map[string]int
+	// slots finds a member by a hash of its name, cheaper than the
+	// map: slots[hash(name, seed)] is its index + 1, 0 for none. Nil
+	// when no seed tried separates the names (then index is used).
+	slots []uint8
+	seed  uint
+}
+
+const slotBits = 7
+
+func slotOf(name []byte, seed uint) uint {
+	n := uint(len(name))
+	if n == 0 {
+		return 0
+	}
+	h := n*seed + uint(name[0])*(seed>>8|1) + uint(name[n-1])*31 + uint(name[n/2])*7
+	return (h ^ h>>slotBits) & (1<<slotBits - 1)
+}
+
+// lookup returns the index of the member of that name, or -1.
+func (t *table[T]) lookup(name []byte) int {
+	if t.slots == nil {
+		if i, ok := t.index[string(name)]; ok {
+			return i
+		}
+		return -1
+	}
+	i := int(t.slots[slotOf(name, t.seed)]) - 1
+	if i >= 0 && t.members[i].name == string(name) {
+		return i
+	}
+	return -1
 }
 
 func newTable[T any](extra func(*T) *[]record.Field, ms ...member[T]) *table[T] {
 	t := &table[T]{members: ms, extra: extra, index: make(map[string]int, len(ms))}
-	for i, m := range ms {
+	for i := range ms {
+		m := &ms[i]
+		m.key = `,"` + m.name + `":`
 		if _, dup := t.index[m.name]; dup {
 			panic("codec: member " + m.name + " twice in a table")
 		}
 		t.index[m.name] = i
+	}
+seeds:
+	for seed := uint(1); seed < 1<<16; seed++ {
+		slots := make([]uint8, 1<<slotBits)
+		for i, m := range ms {
+			h := slotOf([]byte(m.name), seed)
+			if slots[h] != 0 {
+				continue seeds
+			}
+			slots[h] = uint8(i + 1)
+		}
+		t.slots, t.seed = slots, seed
+		break
 	}
 	return t
 }

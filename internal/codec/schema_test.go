@@ -114,3 +114,15 @@ func TestUnknownNamesEscaped(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+func TestTablesHashed(t *testing.T) {
+	t.Parallel()
+	for name, slots := range map[string][]uint8{
+		"record": recordTable.slots, "endpoint": endpointTable.slots, "owner": ownerTable.slots,
+		"process": processTable.slots, "user": userTable.slots, "tcp_info": tcpInfoTable.slots, "container": containerTable.slots,
+	} {
+		if slots == nil {
+			t.Errorf("%s: no seed separates the member names", name)
+		}
+	}
+}
