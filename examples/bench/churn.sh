@@ -1,16 +1,18 @@
 #!/bin/sh
-# Measures how many short-lived connections reach sockdiff's output, with
+# Measures how many short-lived connections reach the pipeline's output, with
 # and without kernel destroy notifications, on a host that holds many
 # established sockets:
 #   - HELD established loopback sockets are held by sockhold;
-#   - "sockdump --interval 1s --events | sockdiff --closed" runs while the
+#   - "sockdump --interval 1s --events | sockdiff --closed | sockproc" runs while the
 #     churn generator opens RATE connections a second for SECONDS seconds
 #     on loopback, each living 5 ms and closed with RST (no TIME_WAIT twin
 #     for a poll to find), and writes a ground-truth log;
 #   - the same churn again under plain polling, "sockdump --interval 1s |
-#     sockdiff --closed".
+#     sockdiff --closed | sockproc".
 # A connection is found when an "opened" event (or a "destroyed" record
-# that sockdiff passed through) exists for either of its ends. The
+# that sockdiff passed through) exists for either of its ends; it is owned
+# when such an opened event carries, from sockproc, the process (pid, name)
+# and the user (uid) that the churn's truth log names. The
 # overflows are the sum of the snapshots' event_overflows (ENOBUFS: destroy
 # notifications the kernel dropped because sockdump's buffer was full).
 #
@@ -75,11 +77,13 @@ measure() {
 	if [ "${CHURN_RAW:-1}" = 1 ]; then
 		grep -F -v '"type":"socket"' <"$BENCH_TMP/raw.fifo" >"$OUT/$name.raw.ndjson" &
 		raw_pid=$!
-		tee "$BENCH_TMP/raw.fifo" <"$BENCH_TMP/dump.fifo" | "$BIN/sockdiff" --closed >"$OUT/$name.ndjson" 2>"$OUT/$name.sockdiff.err" &
+		tee "$BENCH_TMP/raw.fifo" <"$BENCH_TMP/dump.fifo" | "$BIN/sockdiff" --closed 2>"$OUT/$name.sockdiff.err" |
+			"$BIN/sockproc" >"$OUT/$name.ndjson" 2>"$OUT/$name.sockproc.err" &
 	else
 		raw_pid=
 		: >"$OUT/$name.raw.ndjson"
-		"$BIN/sockdiff" --closed <"$BENCH_TMP/dump.fifo" >"$OUT/$name.ndjson" 2>"$OUT/$name.sockdiff.err" &
+		"$BIN/sockdiff" --closed <"$BENCH_TMP/dump.fifo" 2>"$OUT/$name.sockdiff.err" |
+			"$BIN/sockproc" >"$OUT/$name.ndjson" 2>"$OUT/$name.sockproc.err" &
 	fi
 	diff_pid=$!
 	PIDS="$dump_pid $diff_pid $raw_pid"
@@ -98,7 +102,7 @@ measure() {
 	sleep 2.5
 	kill -TERM "$dump_pid"
 	wait "$dump_pid" || echo "bench: sockdump exited with status $?" >&2
-	wait "$diff_pid" || echo "bench: sockdiff exited with status $?" >&2
+	wait "$diff_pid" || echo "bench: sockdiff | sockproc exited with status $?" >&2
 	if [ -n "$raw_pid" ]; then wait "$raw_pid" || true; fi
 	PIDS=
 	"$BIN/churn" -score "$OUT/$name.truth" "$OUT/$name.ndjson" >"$OUT/$name.score" 2>"$OUT/$name.misses" ||
@@ -124,7 +128,7 @@ for name in events polling; do
 	echo "== $name: $(cat "$OUT/$name.churn")"
 	echo "   sockdiff output: $(cat "$OUT/$name.score")"
 	if [ -s "$OUT/$name.raw.score" ]; then echo "   sockdump output: $(cat "$OUT/$name.raw.score")"; fi
-	sed 's/^/   /' "$OUT/$name.misses" "$OUT/$name.sockdump.err" "$OUT/$name.sockdiff.err"
+	sed 's/^/   /' "$OUT/$name.misses" "$OUT/$name.sockdump.err" "$OUT/$name.sockdiff.err" "$OUT/$name.sockproc.err"
 done
 
 n=$(field "$OUT/events.score" connections)
@@ -140,6 +144,7 @@ else
 	how="sockdiff passes destroyed records through (counted as found)"
 fi
 echo "events: $x of $n connections ($p%), overflows $k; polling only: $y of $n2 ($q%)"
+echo "owners (events): $(field "$OUT/events.score" owned) of $n connections have an opened event whose process and user are those that made them (pid, name, uid) ($(field "$OUT/events.score" owned_percent)% of all, $(field "$OUT/events.score" owned_of_opened_percent)% of those reported); another owner: $(field "$OUT/events.score" owner_wrong)"
 echo "($how; connections with two opened events: $(field "$OUT/events.score" double_opened);"
 echo " found from the client end alone, as for connections to a remote server: $(field "$OUT/events.score" client_end) of $n;"
 echo " server ends reported egress: $(field "$OUT/events.score" server_egress))"

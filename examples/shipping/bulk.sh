@@ -22,9 +22,21 @@
 #   ES_CACERT        the CA certificate of a private CA
 #   WATCH_STATE_DIR  where watch keeps its state; the spool is
 #                    $WATCH_STATE_DIR/spool (needed)
+#   ES_TEMPLATE      the index template to install first, e.g.
+#                    /usr/local/lib/sockpipe/index-template.json (this
+#                    directory's index-template.json): it is PUT to
+#                    $ES_URL/_index_template/metrics-system.socket before
+#                    the first send and again whenever the file changes, and
+#                    nothing is sent while Elasticsearch refuses it. Unset,
+#                    no template is installed (the API key then needs no
+#                    manage_index_templates privilege); install it once by
+#                    hand instead:
+#                      curl -X PUT -H 'Content-Type: application/json' \
+#                        --data-binary @index-template.json \
+#                        "$ES_URL/_index_template/metrics-system.socket"
 #   WATCH_INDEX      the data stream (default metrics-system.socket-default,
-#                    which Elasticsearch's built-in metrics-*-* template
-#                    maps)
+#                    which the template maps; without it, Elasticsearch's
+#                    built-in metrics-*-* template does, guessing types)
 #   WATCH            the watch script (default: ../watch beside this file)
 #   BULK_LINES       lines per request (default 10000: 5000 documents)
 # and every other variable of watch (watch --help).
@@ -47,6 +59,9 @@ watch=${WATCH:-$(dirname -- "$0")/../watch}
 case $ES_URL in
 *'"'* | *\\*) say "ES_URL must not hold quotes or backslashes"; exit 2 ;;
 esac
+if [ -n "${ES_TEMPLATE:-}" ] && [ ! -r "$ES_TEMPLATE" ]; then
+	say "cannot read ES_TEMPLATE $ES_TEMPLATE"; exit 2
+fi
 case ${ES_API_KEY:-} in
 *'"'* | *\\*) say "ES_API_KEY must not hold quotes or backslashes"; exit 2 ;;
 esac
@@ -97,13 +112,35 @@ trap 'exit 1' INT TERM HUP
 
 # curl's settings on its stdin, so that neither the URL (which may hold a
 # user and password) nor the API key shows in the process list.
+# usage: curl_config PATH CONTENT-TYPE
 curl_config() {
-	printf 'url = "%s/_bulk"\n' "${ES_URL%/}"
-	printf 'header = "Content-Type: application/x-ndjson"\n'
+	printf 'url = "%s/%s"\n' "${ES_URL%/}" "$1"
+	printf 'header = "Content-Type: %s"\n' "$2"
 	if [ -n "${ES_API_KEY:-}" ]; then
 		printf 'header = "Authorization: ApiKey %s"\n' "$ES_API_KEY"
 	fi
 }
+
+# The index template, before any document (one indexed under another
+# template would create the data stream with that template's mappings),
+# when it was never installed from here or the file changed since.
+installed=$WATCH_STATE_DIR/index-template.installed.json
+if [ -n "${ES_TEMPLATE:-}" ] && ! cmp -s -- "$ES_TEMPLATE" "$installed"; then
+	resp=$WATCH_STATE_DIR/index-template.response
+	set -- --config - --silent --show-error --max-time 60 --request PUT \
+		--output "$resp" --write-out '%{http_code}' --data-binary "@$ES_TEMPLATE"
+	[ -n "${ES_CACERT:-}" ] && set -- "$@" --cacert "$ES_CACERT"
+	code=$(curl_config _index_template/metrics-system.socket application/json | curl "$@") || code=000
+	case $code in
+	2??)
+		cp -- "$ES_TEMPLATE" "$installed" && rm -f -- "$resp"
+		;;
+	*)
+		say "Elasticsearch did not take the index template $ES_TEMPLATE (HTTP $code): see $resp; nothing sent"
+		exit 1
+		;;
+	esac
+fi
 
 for file in "$spool"/*.ndjson; do
 	[ -e "$file" ] || continue
@@ -111,7 +148,7 @@ for file in "$spool"/*.ndjson; do
 	set -- --config - --silent --show-error --max-time 300 \
 		--output "$resp" --write-out '%{http_code}' --data-binary "@$file"
 	[ -n "${ES_CACERT:-}" ] && set -- "$@" --cacert "$ES_CACERT"
-	code=$(curl_config | curl "$@") || code=000
+	code=$(curl_config _bulk application/x-ndjson | curl "$@") || code=000
 	case $code in
 	2??)
 		# Compact and pretty responses both say whether an item failed.

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sockpipe/sockpipe/internal/version"
 )
 
 // Exit codes shared by every program. Programs may add their own above 2.
@@ -44,6 +46,10 @@ func UsageError(format string, args ...any) error {
 	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
 }
 
+// ErrVersion is what Parse returns for --version: Main then prints the
+// program's name and version on stdout and exits 0.
+var ErrVersion = errors.New("--version")
+
 // RunFunc is the body of a program: its arguments (without the program
 // name), its standard streams, and a context cancelled by SIGINT or SIGTERM.
 type RunFunc func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
@@ -56,6 +62,9 @@ func Main(name string, run RunFunc) {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, ErrVersion) {
+		fmt.Fprintf(os.Stdout, "%s %s\n", name, version.String())
+	}
 	os.Exit(Code(name, err, os.Stderr))
 }
 
@@ -79,7 +88,7 @@ func Code(name string, err error, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp), errors.Is(err, ErrVersion):
 		return ExitOK
 	case IsClosedPipe(err), errors.Is(err, context.Canceled):
 		return ExitOK
@@ -103,6 +112,7 @@ func IsClosedPipe(err error) bool {
 func FlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Bool("version", false, "print the program's name and version, and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: %s\n\n", synopsis)
 		fmt.Fprintf(stderr, "Flags:\n")
@@ -122,6 +132,9 @@ func Parse(fs *flag.FlagSet, args []string) error {
 			return err
 		}
 		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	if f := fs.Lookup("version"); f != nil && f.Value.String() == "true" {
+		return ErrVersion
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()

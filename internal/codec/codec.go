@@ -11,6 +11,8 @@
 package codec
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -33,6 +35,33 @@ func Marshal(v any) ([]byte, error) { return api.Marshal(v) }
 
 // Unmarshal decodes JSON into v, as encoding/json would.
 func Unmarshal(data []byte, v any) error { return api.Unmarshal(data, v) }
+
+// numbers keeps numbers as their text, and writes maps with sorted keys.
+var numbers = jsoniter.Config{EscapeHTML: false, UseNumber: true, SortMapKeys: true}.Froze()
+
+// Number is a JSON number as its text, which UnmarshalNumbers gives for
+// numbers decoded into an any.
+type Number = json.Number
+
+// UnmarshalNumbers decodes JSON into v as Unmarshal does, but a number
+// decoded into an any is a Number, its exact text, not a float64 (which
+// holds integers exactly only up to 2^53).
+func UnmarshalNumbers(data []byte, v any) error { return numbers.Unmarshal(data, v) }
+
+// MarshalIndent encodes v as indented JSON, with the keys of maps sorted,
+// for files that people read and diff.
+func MarshalIndent(v any, indent string) ([]byte, error) {
+	// json-iterator's own indentation breaks on pointers held in maps.
+	b, err := numbers.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", indent); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
 
 // Valid reports whether data is one valid JSON value.
 func Valid(data []byte) bool { return api.Valid(data) }

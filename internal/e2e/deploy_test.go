@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/ecs/indextemplate"
 )
 
 var examples = filepath.Join(repoRoot, "examples")
@@ -294,16 +295,18 @@ func TestSystemdUnits(t *testing.T) {
 			}
 			files = append(files, f)
 		}
-		// The drop-in, where systemd looks for it beside the unit.
-		dropIn, err := os.ReadFile(filepath.Join(dir, "all-netns.conf"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The drop-ins, where systemd looks for them beside the unit.
 		if err := os.Mkdir(filepath.Join(tmp, "sockpipe.service.d"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(tmp, "sockpipe.service.d", "all-netns.conf"), dropIn, 0o644); err != nil {
-			t.Fatal(err)
+		for _, name := range []string{"all-netns.conf", "owners.conf"} {
+			dropIn, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(tmp, "sockpipe.service.d", name), dropIn, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		slices.Sort(files)
 		out, err := exec.Command(analyze, append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
@@ -423,16 +426,26 @@ func TestFilebeatConfig(t *testing.T) {
 	}
 }
 
-// fakeES is an Elasticsearch _bulk endpoint on 127.0.0.1 that answers
-// with the status and body it is told to.
+// fakeES is an Elasticsearch on 127.0.0.1: a _bulk endpoint that answers
+// with the status and body it is told to, and an _index_template endpoint
+// that takes a template of the shape PUT _index_template/NAME takes
+// (indextemplate.Validate) and then checks every document that _bulk
+// takes against its mappings, as Elasticsearch would map them
+// (indextemplate.Checker): a document it would refuse or not index
+// fails the bulk request's item, and its findings are kept.
 type fakeES struct {
-	mu       sync.Mutex
-	status   int
-	errors   bool
-	bodies   [][]byte
-	ctype    []string
-	auth     []string
-	requests int
+	mu        sync.Mutex
+	status    int
+	errors    bool
+	bodies    [][]byte
+	ctype     []string
+	auth      []string
+	requests  int
+	templates map[string][]byte // by name, as PUT
+	puts      int               // template requests
+	checker   *indextemplate.Checker
+	findings  []string
+	checked   int // documents checked against the template
 }
 
 func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -440,6 +453,22 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests++
+	if name, ok := strings.CutPrefix(r.URL.Path, "/_index_template/"); ok && r.Method == http.MethodPut {
+		f.puts++
+		t, err := indextemplate.Validate(body, "metrics-system.socket-default")
+		if err != nil || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, fmt.Sprintf(`{"error":%q}`, fmt.Sprint(err)), http.StatusBadRequest)
+			return
+		}
+		if f.templates == nil {
+			f.templates = map[string][]byte{}
+		}
+		f.templates[name] = body
+		f.checker = indextemplate.NewChecker(t)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"acknowledged":true}`)
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != "/_bulk" {
 		http.Error(w, "not _bulk", http.StatusNotFound)
 		return
@@ -451,8 +480,21 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"try later"}`, f.status)
 		return
 	}
+	refused := false
+	if f.checker != nil {
+		for i, line := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
+			if i%2 == 0 {
+				continue // the action
+			}
+			f.checked++
+			for _, finding := range f.checker.Check(line) {
+				refused = true
+				f.findings = append(f.findings, finding.String()+" in "+string(line))
+			}
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"took":3,"errors":%v,"items":[]}`, f.errors)
+	fmt.Fprintf(w, `{"took":3,"errors":%v,"items":[]}`, f.errors || refused)
 }
 
 func (f *fakeES) set(status int, errors bool) {
@@ -472,9 +514,11 @@ func (f *fakeES) last() (body []byte, ctype, auth string, n int) {
 }
 
 // TestBulkShipping runs examples/shipping/bulk.sh against a fake
-// Elasticsearch: what it sends is a _bulk body of create actions and
-// documents; a body that Elasticsearch cannot take now is kept and sent
-// on the next run, byte for byte; one it refuses in part is set aside.
+// Elasticsearch: it installs the index template (ES_TEMPLATE) once,
+// before any document; what it sends is a _bulk body of create actions
+// and documents, each of which the template maps; a body that
+// Elasticsearch cannot take now is kept and sent on the next run, byte
+// for byte; one it refuses in part is set aside.
 func TestBulkShipping(t *testing.T) {
 	tr := setup(t)
 	if _, err := exec.LookPath("curl"); err != nil {
@@ -491,13 +535,17 @@ func TestBulkShipping(t *testing.T) {
 	if err := copyFile(filepath.Join(examples, "shipping", "bulk.sh"), script); err != nil {
 		t.Fatal(err)
 	}
+	tplFile := filepath.Join(tr.Dir, "shipping", "index-template.json")
+	if err := copyFile(filepath.Join(examples, "shipping", "index-template.json"), tplFile); err != nil {
+		t.Fatal(err)
+	}
 	const apiKey = "c2VjcmV0OmtleQ=="
 	run := func() (int, string) {
 		t.Helper()
 		var stderr bytes.Buffer
 		cmd := exec.Command(script)
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + t.TempDir(), "ES_URL=" + srv.URL,
-			"ES_API_KEY=" + apiKey, "WATCH_STATE_DIR=" + state}
+			"ES_API_KEY=" + apiKey, "WATCH_STATE_DIR=" + state, "ES_TEMPLATE=" + tplFile}
 		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 		return exitCode(cmd.Run()), stderr.String()
 	}
@@ -523,6 +571,17 @@ func TestBulkShipping(t *testing.T) {
 	first, ctype, auth, _ := es.last()
 	if ctype != "application/x-ndjson" || auth != "ApiKey "+apiKey {
 		t.Errorf("Content-Type %q, Authorization %q", ctype, auth)
+	}
+	// The template went first, as the file holds it.
+	want, err := os.ReadFile(tplFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es.mu.Lock()
+	got, puts := es.templates[indextemplate.Name], es.puts
+	es.mu.Unlock()
+	if puts != 1 || !bytes.Equal(got, want) {
+		t.Errorf("template requests: %d, body as the file: %v; want 1, true", puts, bytes.Equal(got, want))
 	}
 	kept := spool()
 	if len(kept) == 0 || slices.ContainsFunc(kept, func(f string) bool { return !strings.HasSuffix(f, ".ndjson") }) {
@@ -561,6 +620,14 @@ func TestBulkShipping(t *testing.T) {
 	if s := spool(); len(s) != 0 {
 		t.Errorf("spool after a good send: %v", s)
 	}
+	// Every document had a mapping that takes it; the template, the
+	// same file, was not sent again.
+	es.mu.Lock()
+	if es.checked == 0 || len(es.findings) > 0 || es.puts != 1 {
+		t.Errorf("%d documents checked against the template, %d template requests; findings:\n%s",
+			es.checked, es.puts, strings.Join(es.findings, "\n"))
+	}
+	es.mu.Unlock()
 
 	// Some documents refused: the body is set aside, with the answer.
 	es.set(http.StatusOK, true)
@@ -582,6 +649,22 @@ func TestBulkShipping(t *testing.T) {
 			t.Errorf("spool after a refusal: %v, want pairs of NAME.rejected and NAME.rejected.response", s)
 			break
 		}
+	}
+
+	// A template Elasticsearch refuses (here: below the built-in
+	// template's priority): nothing is sent, the documents wait.
+	es.set(http.StatusOK, false)
+	if err := os.WriteFile(tplFile, bytes.Replace(want, []byte(`"priority": 200`), []byte(`"priority": 50`), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, before := es.last()
+	code, stderr = run()
+	_, _, _, after := es.last()
+	if code != 1 || !strings.Contains(stderr, "did not take the index template") || after != before {
+		t.Errorf("template refused: exit status %d, %d _bulk requests; want 1, none; stderr:\n%s", code, after-before, stderr)
+	}
+	if s := spool(); !slices.ContainsFunc(s, func(f string) bool { return strings.HasSuffix(f, ".ndjson") }) {
+		t.Errorf("spool after a refused template: %v, want the documents kept", s)
 	}
 }
 

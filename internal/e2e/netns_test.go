@@ -166,3 +166,33 @@ func TestSystemdAllNetNSDropIn(t *testing.T) {
 		t.Errorf("RestrictNamespaces=%q, want net (the unit's yes forbids setns)", got)
 	}
 }
+
+// TestSystemdOwnersDropIn checks examples/systemd/owners.conf: it turns
+// the owner table on and adds exactly what loading it needs (the
+// capabilities that TestIntegrationOwnersCapabilities in internal/sockdump
+// proves enough, and the bpf system call that the unit's filter denies).
+func TestSystemdOwnersDropIn(t *testing.T) {
+	help := watchHelp(t)
+	b, err := os.ReadFile(filepath.Join(examples, "systemd", "owners.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := parseUnit(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := u.words("Service", "Environment")
+	checkWatchEnv(t, "owners.conf", env, help)
+	if !slices.Contains(env, "WATCH_OWNERS=1") {
+		t.Errorf("Environment=%v lacks WATCH_OWNERS=1", env)
+	}
+	caps := []string{"CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"}
+	for _, k := range []string{"AmbientCapabilities", "CapabilityBoundingSet"} {
+		if got := u.words("Service", k); !slices.Equal(got, caps) {
+			t.Errorf("%s=%v, want %v added", k, got, caps)
+		}
+	}
+	if got := u.words("Service", "SystemCallFilter"); !slices.Equal(got, []string{"bpf"}) {
+		t.Errorf("SystemCallFilter=%v, want bpf added (the unit denies @privileged)", got)
+	}
+}

@@ -196,6 +196,12 @@ func testStreaming(t *testing.T, tr tree, sig syscall.Signal, group bool) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("documents of the test's sockets (-want +got):\n%s\nstderr:\n%s", diff, stderr.String())
 	}
+	// watch 1s: every document says the period, as Metricbeat's do.
+	for _, l := range tl.lines {
+		if len(l) > 0 && !bytes.Contains(l, []byte(`"metricset":{"name":"socket","period":1000}`)) {
+			t.Errorf("no metricset.period of 1000 ms in %s", l)
+		}
+	}
 }
 
 // runOnce runs watch --once and returns its documents of locals.
@@ -439,6 +445,7 @@ func TestWatchUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"--help"}, nil, 0, "usage: watch [options] [PERIOD]"},
+		{[]string{"--version"}, nil, 0, "sockpipe-watch "},
 		{[]string{"1x"}, nil, 2, "PERIOD must be a duration"},
 		{nil, []string{"WATCH_PERIOD=soon"}, 2, "PERIOD must be a duration"},
 		{[]string{"--once"}, nil, 2, "--once needs --state-dir DIR"},
@@ -597,8 +604,17 @@ func TestWatchClosedStreaming(t *testing.T) {
 	client.do("close " + c.ClientID)
 	server.do("close " + c.ServerID)
 	tl.waitFor(t, 30*time.Second, "closed documents of both sides", locals, count("socket_closed"))
-	// A few more periods, for any late duplicate.
-	time.Sleep(time.Second)
+	// Two more dumps through the whole pipeline, for any late duplicate:
+	// each is known to be out when the document of a listener opened
+	// after the one before comes.
+	for range 2 {
+		canary, err := net.Listen("tcp", serverIP+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl.waitFor(t, 30*time.Second, "document of a later listener", set(canary.Addr().String()), func(s []sock) bool { return len(s) > 0 })
+		canary.Close()
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err = <-done:

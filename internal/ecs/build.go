@@ -65,72 +65,152 @@ func rolesOf(direction string, strict bool) roles {
 // socket records make documents; Build does not look at r.Type.
 func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	d.Fields = d.Fields[:0]
-	strict := o.Strict
-	listener := r.Direction == record.DirectionListening
-	hasRemote := r.Remote.Port != 0 && !listener
-	rl := rolesOf(r.Direction, strict)
-	remoteHost := strings.TrimSuffix(r.Remote.Host, ".")
-	remoteDomain := strings.TrimSuffix(r.Remote.ETLDPlusOne, ".")
+	d.in.set(r, now, o)
+	for _, obj := range objects {
+		obj.add(d, &d.in)
+	}
+	d.in = input{}
+}
 
-	// Fields are added in sorted order: see Doc.
-	d.time("@timestamp", r.Time)
-	if !strict {
-		d.str("agent.hostname", o.Hostname)
-	}
-	agentName := o.AgentName
-	if agentName == "" {
-		agentName = o.Hostname
-	}
-	d.str("agent.name", agentName)
+// objects are the builders of a document's top-level fields and objects,
+// in name order, so that the fields come out sorted (see Doc).
+var objects = [...]struct {
+	name string
+	add  func(*Doc, *input)
+}{
+	{"@timestamp", (*Doc).timestamp},
+	{"agent", (*Doc).agent},
+	{"client", (*Doc).client},
+	{"container", (*Doc).container},
+	{"data_stream", (*Doc).dataStream},
+	{"destination", (*Doc).destination},
+	{"ecs", (*Doc).ecs},
+	{"error", (*Doc).error},
+	{"event", (*Doc).event},
+	{"host", (*Doc).host},
+	{"metricset", (*Doc).metricset},
+	{"network", (*Doc).network},
+	{"process", (*Doc).process},
+	{"related", (*Doc).related},
+	{"server", (*Doc).server},
+	{"service", (*Doc).service},
+	{"source", (*Doc).source},
+	{"system", (*Doc).system},
+	{"user", (*Doc).user},
+}
 
-	transport := r.Transport
-	if transport == "" {
-		transport = record.TransportTCP
-	}
-	// The kernel's counters are TCP's (struct tcp_info); a record of
+// input is what the builders of one document share: the record, the
+// options and what is derived from them once.
+type input struct {
+	r      *record.Record
+	o      *Options
+	now    time.Time
+	strict bool
+
+	listener  bool   // the socket listens
+	conn      bool   // ingress or egress
+	hasRemote bool   // the remote end is written
+	rl        roles  // the endpoint objects of each end
+	transport string // the record's, tcp when it has none
+	// info is the kernel's counters (TCP's struct tcp_info); a record of
 	// another transport that carries them is not believed.
-	info := r.Info
-	if transport != record.TransportTCP {
-		info = nil
-	}
-
+	info *record.TCPInfo
 	// What each end sent, from the kernel's counters of a destroyed
 	// connection: ECS's source.bytes is what the source sent.
-	var localSent, remoteSent flow
-	if ti := info; ti != nil && hasRemote && (r.Direction == record.DirectionIngress || r.Direction == record.DirectionEgress) {
-		localSent = flow{int64(ti.BytesAcked), int64(ti.SegsOut), true}
-		remoteSent = flow{int64(ti.BytesReceived), int64(ti.SegsIn), true}
+	localSent, remoteSent flow
+
+	remoteHost, remoteDomain string // without the trailing dot
+	cmdline                  string // the process's, or its args joined
+}
+
+func (in *input) set(r *record.Record, now time.Time, o *Options) {
+	*in = input{r: r, o: o, now: now, strict: o.Strict}
+	in.listener = r.Direction == record.DirectionListening
+	in.conn = r.Direction == record.DirectionIngress || r.Direction == record.DirectionEgress
+	in.hasRemote = r.Remote.Port != 0 && !in.listener
+	in.rl = rolesOf(r.Direction, in.strict)
+	in.remoteHost = strings.TrimSuffix(r.Remote.Host, ".")
+	in.remoteDomain = strings.TrimSuffix(r.Remote.ETLDPlusOne, ".")
+	in.transport = r.Transport
+	if in.transport == "" {
+		in.transport = record.TransportTCP
 	}
-	put := func(obj string) {
-		switch obj {
-		case rl.local[0], rl.local[1]:
-			d.endpoint(obj, &r.Local, "", "", strict, localSent)
-		case rl.remote[0], rl.remote[1]:
-			if hasRemote {
-				d.endpoint(obj, &r.Remote, remoteHost, remoteDomain, strict, remoteSent)
-			}
+	if in.transport == record.TransportTCP {
+		in.info = r.Info
+	}
+	if ti := in.info; ti != nil && in.hasRemote && in.conn {
+		in.localSent = flow{int64(ti.BytesAcked), int64(ti.SegsOut), true}
+		in.remoteSent = flow{int64(ti.BytesReceived), int64(ti.SegsIn), true}
+	}
+	if p := r.Process; p != nil {
+		in.cmdline = p.Cmdline
+		if in.cmdline == "" && len(p.Args) > 0 {
+			in.cmdline = strings.Join(p.Args, " ")
 		}
 	}
-	put("client")
-	if c := r.Container; c != nil {
+}
+
+// endpointOf adds the endpoint object obj when an end of the socket fills it.
+func (d *Doc) endpointOf(obj string, in *input) {
+	r := in.r
+	switch obj {
+	case in.rl.local[0], in.rl.local[1]:
+		d.endpoint(obj, &r.Local, "", "", in.strict, in.localSent)
+	case in.rl.remote[0], in.rl.remote[1]:
+		if in.hasRemote {
+			d.endpoint(obj, &r.Remote, in.remoteHost, in.remoteDomain, in.strict, in.remoteSent)
+		}
+	}
+}
+
+func (d *Doc) client(in *input)      { d.endpointOf("client", in) }
+func (d *Doc) destination(in *input) { d.endpointOf("destination", in) }
+func (d *Doc) server(in *input)      { d.endpointOf("server", in) }
+func (d *Doc) source(in *input)      { d.endpointOf("source", in) }
+
+func (d *Doc) timestamp(in *input) { d.time("@timestamp", in.r.Time) }
+
+func (d *Doc) agent(in *input) {
+	o := in.o
+	if !in.strict {
+		d.str("agent.hostname", o.Hostname)
+	}
+	name := o.AgentName
+	if name == "" {
+		name = o.Hostname
+	}
+	d.str("agent.name", name)
+	d.str("agent.type", o.AgentType)
+	d.str("agent.version", o.AgentVersion)
+}
+
+func (d *Doc) container(in *input) {
+	if c := in.r.Container; c != nil {
 		d.str("container.id", c.ID)
 	}
-	if ds := o.DataStream; ds != nil {
+}
+
+func (d *Doc) dataStream(in *input) {
+	if ds := in.o.DataStream; ds != nil {
 		d.str("data_stream.dataset", ds.Dataset)
 		d.str("data_stream.namespace", ds.Namespace)
 		d.str("data_stream.type", ds.Type)
 	}
-	put("destination")
+}
 
-	d.str("ecs.version", Version)
-	if r.ProcessError != "" {
-		d.str("error.code", r.ProcessError)
-		if strict {
-			d.str("error.message", r.ProcessError)
+func (d *Doc) ecs(*input) { d.str("ecs.version", Version) }
+
+func (d *Doc) error(in *input) {
+	if e := in.r.ProcessError; e != "" {
+		d.str("error.code", e)
+		if in.strict {
+			d.str("error.message", e)
 		}
 	}
+}
 
-	// event.*
+func (d *Doc) event(in *input) {
+	r := in.r
 	action, kind := ActionExisting, "state"
 	types := typeConnInfo
 	switch r.Event {
@@ -139,7 +219,7 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	case record.EventClosed:
 		action, kind, types = ActionClosed, "event", typeConnEnd
 	}
-	if listener {
+	if in.listener {
 		switch r.Event {
 		case record.EventOpened:
 			types = typeStart
@@ -158,7 +238,7 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 		}
 		duration = end.Sub(start)
 	} else {
-		duration = max(now.Sub(r.Time), 0)
+		duration = max(in.now.Sub(r.Time), 0)
 	}
 	d.str("event.action", action)
 	d.strs("event.category", categoryNetwork)
@@ -172,108 +252,124 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	d.str("event.module", "system")
 	d.time("event.start", start)
 	d.strs("event.type", types)
+}
 
-	if strict {
-		d.str("host.hostname", o.Hostname)
+func (d *Doc) host(in *input) {
+	if in.strict {
+		d.str("host.hostname", in.o.Hostname)
 	}
-	d.str("host.name", o.Hostname)
-	d.str("metricset.name", "socket")
+	d.str("host.name", in.o.Hostname)
+}
 
-	// network.*
-	if localSent.ok {
-		d.long("network.bytes", localSent.bytes+remoteSent.bytes)
+func (d *Doc) metricset(in *input) {
+	d.str("metricset.name", "socket")
+	if p := in.o.Period; p > 0 {
+		// Beats write the period in milliseconds.
+		d.long("metricset.period", p.Milliseconds())
+	}
+}
+
+func (d *Doc) network(in *input) {
+	r := in.r
+	if in.localSent.ok {
+		d.long("network.bytes", in.localSent.bytes+in.remoteSent.bytes)
 	}
 	switch {
-	case !strict:
+	case !in.strict, in.conn:
 		d.str("network.direction", r.Direction)
-	case r.Direction == record.DirectionIngress || r.Direction == record.DirectionEgress:
-		d.str("network.direction", r.Direction)
-	case listener:
+	case in.listener:
 	default:
 		d.str("network.direction", directionUnknown)
 	}
-	if strict {
-		d.str("network.iana_number", ianaByTransport[transport])
+	if in.strict {
+		d.str("network.iana_number", ianaByTransport[in.transport])
 	} else {
 		d.str("network.iana_number", ianaByFamily[r.Family])
 	}
-	if localSent.ok {
-		d.long("network.packets", localSent.packets+remoteSent.packets)
+	if in.localSent.ok {
+		d.long("network.packets", in.localSent.packets+in.remoteSent.packets)
 	}
-	d.str("network.transport", transport)
+	d.str("network.transport", in.transport)
 	d.str("network.type", r.Family)
+}
 
-	// process.*
-	p := r.Process
-	cmdline := ""
-	if p != nil {
-		cmdline = p.Cmdline
-		if cmdline == "" && len(p.Args) > 0 {
-			cmdline = strings.Join(p.Args, " ")
-		}
-		if len(p.Args) > 0 {
-			d.strs("process.args", p.Args)
-		}
-		if strict {
-			d.str("process.command_line", cmdline)
-		}
-		d.str("process.executable", p.Executable)
-		d.str("process.name", p.Name)
-		if p.PPID > 0 {
-			d.long("process.parent.pid", int64(p.PPID))
-		}
-		d.long("process.pid", int64(p.PID))
-		d.time("process.start", p.Start)
+func (d *Doc) process(in *input) {
+	p := in.r.Process
+	if p == nil {
+		return
 	}
-
-	// related.*
-	if strict {
-		ips := d.related[0][:0]
-		ips = append(ips, stripZone(r.Local.IP))
-		if hasRemote && r.Remote.IP != r.Local.IP {
-			ips = append(ips, stripZone(r.Remote.IP))
-		}
-		hosts := d.related[1][:0]
-		if hasRemote && remoteHost != "" {
-			hosts = append(hosts, remoteHost)
-		}
-		if len(hosts) > 0 {
-			d.strs("related.hosts", hosts)
-		}
-		d.strs("related.ip", ips)
-		if u := userName(r); u != "" {
-			d.relUser[0] = u
-			d.strs("related.user", d.relUser[:1])
-		}
+	if len(p.Args) > 0 {
+		d.strs("process.args", p.Args)
 	}
-
-	put("server")
-	d.str("service.type", "system")
-	put("source")
-
-	// system.socket.*
-	if strict && (listener || r.Direction == record.DirectionIngress || r.Direction == record.DirectionEgress) {
-		// A direction this version does not know is network.direction
-		// "unknown", and nothing here.
-		d.str("system.socket.direction", r.Direction)
+	if in.strict {
+		d.str("process.command_line", in.cmdline)
 	}
-	d.str("system.socket.local.ip", stripZone(r.Local.IP))
+	d.str("process.executable", p.Executable)
+	d.str("process.name", p.Name)
+	if p.PPID > 0 {
+		d.long("process.parent.pid", int64(p.PPID))
+	}
+	d.long("process.pid", int64(p.PID))
+	d.time("process.start", p.Start)
+}
+
+func (d *Doc) related(in *input) {
+	if !in.strict {
+		return
+	}
+	r := in.r
+	ips := d.rel[0][:0]
+	local := docIP(r.Local.IP)
+	ips = append(ips, local)
+	if remote := docIP(r.Remote.IP); in.hasRemote && remote != local {
+		ips = append(ips, remote)
+	}
+	hosts := d.rel[1][:0]
+	if in.hasRemote && in.remoteHost != "" {
+		hosts = append(hosts, in.remoteHost)
+	}
+	if len(hosts) > 0 {
+		d.strs("related.hosts", hosts)
+	}
+	d.strs("related.ip", ips)
+	if u := userName(r); u != "" {
+		d.relUser[0] = u
+		d.strs("related.user", d.relUser[:1])
+	}
+}
+
+func (d *Doc) service(*input) { d.str("service.type", "system") }
+
+func (d *Doc) system(in *input) {
+	r := in.r
+	if in.strict && in.listener {
+		// Where ECS's network.direction has no value for it. Not
+		// system.socket.direction: Metricbeat's fields define that as
+		// an alias of network.direction, and Elasticsearch refuses a
+		// document that writes to an alias.
+		d.add(Field{Name: "system.socket.listening", Kind: Bool, Int: 1})
+	}
+	d.str("system.socket.local.ip", docIP(r.Local.IP))
 	d.long("system.socket.local.port", int64(r.Local.Port))
 	if r.NetNS != 0 {
 		d.long("system.socket.netns", int64(r.NetNS))
 	}
-	d.str("system.socket.process.cmdline", cmdline)
-	if hasRemote {
+	if r.Process != nil {
+		// Written when empty too: Metricbeat writes it for every
+		// process it finds.
+		d.add(Field{Name: "system.socket.process.cmdline", Kind: String, Str: in.cmdline})
+	}
+	if in.hasRemote {
 		d.str("system.socket.remote.etld_plus_one", r.Remote.ETLDPlusOne)
 		d.str("system.socket.remote.host", r.Remote.Host)
 		d.str("system.socket.remote.host_error", r.Remote.HostError)
-		d.str("system.socket.remote.ip", stripZone(r.Remote.IP))
+		d.str("system.socket.remote.ip", docIP(r.Remote.IP))
 		d.long("system.socket.remote.port", int64(r.Remote.Port))
 	}
 	if r.ShortLived {
 		d.add(Field{Name: "system.socket.short_lived", Kind: Bool, Int: 1})
 	}
-	if ti := info; ti != nil {
+	if ti := in.info; ti != nil {
 		d.long("system.socket.tcp_info.bytes_acked", int64(ti.BytesAcked))
 		d.long("system.socket.tcp_info.bytes_received", int64(ti.BytesReceived))
 		d.long("system.socket.tcp_info.bytes_retrans", int64(ti.BytesRetrans))
@@ -283,8 +379,10 @@ func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 		d.long("system.socket.tcp_info.segs_out", int64(ti.SegsOut))
 		d.long("system.socket.tcp_info.total_retrans", int64(ti.TotalRetrans))
 	}
+}
 
-	// user.*
+func (d *Doc) user(in *input) {
+	r := in.r
 	if u := r.User; u != nil {
 		d.str("user.full_name", u.FullName)
 		if u.ID != "" {
@@ -347,12 +445,26 @@ func Check(r *record.Record) error {
 	return nil
 }
 
-// stripZone drops an IPv6 zone ("%eth0"), which ECS ip fields do not take.
-func stripZone(ip string) string {
+// docIP is an address as the documents write it: without an IPv6 zone
+// ("%eth0"), which ECS ip fields do not take, and an IPv4-mapped IPv6
+// address (::ffff:127.0.0.1, a dual-stack listener's IPv4 peer) dotted,
+// as Metricbeat writes it (Go prints them so); network.type stays ipv6.
+func docIP(ip string) string {
 	if i := strings.IndexByte(ip, '%'); i >= 0 {
-		return ip[:i]
+		ip = ip[:i]
 	}
-	return ip
+	const mapped = "::ffff:"
+	if len(ip) <= len(mapped) || !strings.EqualFold(ip[:len(mapped)], mapped) {
+		return ip
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4In6() {
+		return ip
+	}
+	if strings.IndexByte(ip, '.') >= 0 {
+		return ip[len(mapped):] // as sockdump writes them: no new string
+	}
+	return a.Unmap().String()
 }
 
 // userName is the user for related.user: the name, else the uid.

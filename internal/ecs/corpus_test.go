@@ -185,10 +185,10 @@ func corpusOptions() []Options {
 	ds := &DataStream{Type: "metrics", Dataset: "system.socket", Namespace: "default"}
 	return []Options{
 		{Hostname: "host.example.com"},
-		{Hostname: "host.example.com", AgentName: "edge", DataStream: ds},
+		{Hostname: "host.example.com", AgentName: "edge", AgentType: "sockpipe", AgentVersion: "1.2.3", DataStream: ds, Period: 10 * time.Second},
 		{},
 		{Strict: true, Hostname: "host.example.com"},
-		{Strict: true, Hostname: "host.example.com", AgentName: "edge", DataStream: ds},
+		{Strict: true, Hostname: "host.example.com", AgentName: "edge", AgentType: "metricbeat", AgentVersion: "1.2.3", DataStream: ds, Period: 1500 * time.Millisecond},
 		{Strict: true},
 	}
 }

@@ -2,7 +2,9 @@
 //
 // Build is a pure function of a record, the time the document is built
 // and Options; it gives a Doc, an ordered list of dotted field names and
-// values, which AppendJSON writes as one nested JSON object.
+// values, which AppendJSON writes as one nested JSON object. It calls one
+// builder per top-level field or object, in name order, which keeps the
+// fields sorted.
 //
 // # Two modes
 //
@@ -13,6 +15,10 @@
 // event.type, event.action, event.start and event.end (closed events),
 // process.parent.pid and process.start, container.id, and the byte and
 // packet counts of connections that destroy notifications told of (below).
+// agent.type and agent.version (Options: the program that writes the
+// document) and metricset.period (Options.Period, in milliseconds, as Beats
+// write it) are Metricbeat's fields too. Where the default documents still
+// differ from Metricbeat's, on purpose, docs/metricbeat.md says why.
 //
 // Three of the original's fields depart from ECS 9.4, and the default mode
 // keeps them for compatibility:
@@ -28,8 +34,10 @@
 // With Options.Strict the document holds what ECS 9.4 expects instead:
 // network.iana_number "6" for TCP, "17" for UDP; no network.direction for
 // listeners, and "unknown" for a direction this version does not know;
-// the direction of every socket (listening, ingress or egress) under
-// system.socket.direction; host.hostname instead of agent.hostname; client and server beside source and
+// system.socket.listening: true for listeners instead (not
+// system.socket.direction, which Metricbeat's fields define as an alias of
+// network.direction: Elasticsearch refuses a document that writes to an
+// alias); host.hostname instead of agent.hostname; client and server beside source and
 // destination, as ECS's mapping of network events asks (ingress: the
 // remote end is client and source, the local end server and destination;
 // egress: the local end is client and source; a listener is a server);
@@ -72,10 +80,13 @@
 //
 //   - system.socket.short_lived: true, for a connection born and gone
 //     between two dumps; it is an opened (socket_opened) or closed
-//     (socket_closed) event like any other, whose process is usually gone
-//     (error.code "process has exited. inode=0, tcp_state=closed", from
-//     sockproc), and whose closed event has no event.start (no snapshot
-//     saw it begin) and so no event.duration;
+//     (socket_closed) event like any other, whose process.* and user.*
+//     are those of the owner that sockdump's owner table recorded (the
+//     process may be gone: then process.pid, process.name and
+//     process.start only); without an owner, its error.code is "process
+//     has exited. inode=0, tcp_state=UNCONN", from sockproc. Its closed
+//     event has no event.start (no snapshot saw it begin) and so no
+//     event.duration;
 //   - system.socket.tcp_info.*: the counters as the kernel gives them
 //     (bytes_acked, bytes_received, bytes_sent, bytes_retrans, segs_out,
 //     segs_in, total_retrans, rtt_us), custom fields;
@@ -111,8 +122,12 @@
 // # Values
 //
 // IPv6 zones (fe80::1%eth0) are dropped from addresses, which ECS types
-// as ip; IPv4-mapped addresses (::ffff:10.0.0.5) are kept as written, which
-// Elasticsearch's ip type reads as the IPv4 address. Text that is not
+// as ip. IPv4-mapped addresses (::ffff:10.0.0.5, the IPv4 peers of a
+// dual-stack listener) are written dotted (10.0.0.5), in both modes, as
+// Metricbeat writes them; network.type stays ipv6, the socket's family,
+// and the record keeps the mapped form. system.socket.process.cmdline is
+// written whenever the record has a process, "" when it has neither a
+// command line nor arguments, as Metricbeat writes it. Text that is not
 // valid UTF-8 (process arguments need not be) has its bad bytes replaced by
 // U+FFFD. Check tells the records whose documents Elasticsearch would
 // reject.
@@ -136,6 +151,8 @@
 // file is. It is never negative (a clock stepped back gives 0).
 package ecs
 
+import "time"
+
 // Version is the ECS version the documents follow.
 const Version = "9.4.0"
 
@@ -149,6 +166,12 @@ type Options struct {
 	Hostname string
 	// AgentName is agent.name; empty means Hostname, as in Beats.
 	AgentName string
+	// AgentType and AgentVersion are agent.type and agent.version (the
+	// program that wrote the document); empty leaves them out.
+	AgentType, AgentVersion string
+	// Period is metricset.period (in milliseconds): how often the dumps
+	// that saw the sockets run. Zero, for a one-shot dump, leaves it out.
+	Period time.Duration
 	// DataStream, when set, adds the data_stream.* fields.
 	DataStream *DataStream
 }
@@ -218,7 +241,8 @@ type Field struct {
 type Doc struct {
 	Fields []Field
 
-	related [2][3]string // backing arrays for related.ip and related.hosts/user
+	in      input        // what the builders share, during Build
+	rel     [2][3]string // backing arrays for related.ip and related.hosts/user
 	relUser [2]string
 
 	lastTimeNs int64  // the last date AppendJSON wrote…

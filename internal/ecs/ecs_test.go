@@ -136,21 +136,27 @@ func TestBuild(t *testing.T) {
 			r:    corpusRecord(families[2], record.DirectionIngress, record.EventClosed, withProcess|withHost|withUser),
 			o:    Options{Strict: true, Hostname: "h1"},
 			now:  t0.Add(time.Hour),
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"name":"h1"},"client":{"domain":"localhost","ip":"::ffff:93.184.216.34","port":51234},"destination":{"ip":"::ffff:10.0.0.5","port":8080},"ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":10000000000,"end":"2026-11-26T04:30:00.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["connection","end"]},"host":{"hostname":"h1","name":"h1"},"metricset":{"name":"socket"},"network":{"direction":"ingress","iana_number":"6","transport":"tcp","type":"ipv6"},"process":{"args":["curl","-s","https://example.com/a b"],"command_line":"curl -s https://example.com/a b","executable":"/usr/bin/curl","name":"curl","pid":4321},"related":{"hosts":["localhost"],"ip":["::ffff:10.0.0.5","::ffff:93.184.216.34"],"user":["zoe"]},"server":{"ip":"::ffff:10.0.0.5","port":8080},"service":{"type":"system"},"source":{"domain":"localhost","ip":"::ffff:93.184.216.34","port":51234},"system":{"socket":{"direction":"ingress","local":{"ip":"::ffff:10.0.0.5","port":8080},"process":{"cmdline":"curl -s https://example.com/a b"},"remote":{"host":"localhost.","ip":"::ffff:93.184.216.34","port":51234}}},"user":{"full_name":"Zoë \"Z\" Ünal\t","id":"1001","name":"zoe"}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"name":"h1"},"client":{"domain":"localhost","ip":"93.184.216.34","port":51234},"destination":{"ip":"10.0.0.5","port":8080},"ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":10000000000,"end":"2026-11-26T04:30:00.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["connection","end"]},"host":{"hostname":"h1","name":"h1"},"metricset":{"name":"socket"},"network":{"direction":"ingress","iana_number":"6","transport":"tcp","type":"ipv6"},"process":{"args":["curl","-s","https://example.com/a b"],"command_line":"curl -s https://example.com/a b","executable":"/usr/bin/curl","name":"curl","pid":4321},"related":{"hosts":["localhost"],"ip":["10.0.0.5","93.184.216.34"],"user":["zoe"]},"server":{"ip":"10.0.0.5","port":8080},"service":{"type":"system"},"source":{"domain":"localhost","ip":"93.184.216.34","port":51234},"system":{"socket":{"local":{"ip":"10.0.0.5","port":8080},"process":{"cmdline":"curl -s https://example.com/a b"},"remote":{"host":"localhost.","ip":"93.184.216.34","port":51234}}},"user":{"full_name":"Zoë \"Z\" Ünal\t","id":"1001","name":"zoe"}}`,
+		},
+		{
+			name: "ipv4-mapped peer of a dual-stack listener, dotted",
+			r:    corpusRecord(families[2], record.DirectionIngress, record.EventOpened, 0),
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","destination":{"ip":"10.0.0.5","port":8080},"ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":0,"kind":"event","module":"system","type":["connection","start"]},"metricset":{"name":"socket"},"network":{"direction":"ingress","iana_number":"41","transport":"tcp","type":"ipv6"},"service":{"type":"system"},"source":{"ip":"93.184.216.34","port":51234},"system":{"socket":{"local":{"ip":"10.0.0.5","port":8080},"remote":{"ip":"93.184.216.34","port":51234}}}}`,
 		},
 		{
 			name: "strict listener opened, data stream",
 			r:    corpusRecord(families[1], record.DirectionListening, record.EventOpened, withProcess),
 			o:    Options{Strict: true, DataStream: &DataStream{"metrics", "system.socket", "prod"}},
 			now:  t0.Add(time.Microsecond),
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","data_stream":{"dataset":"system.socket","namespace":"prod","type":"metrics"},"ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":1000,"kind":"event","module":"system","type":["start"]},"metricset":{"name":"socket"},"network":{"iana_number":"6","transport":"tcp","type":"ipv6"},"process":{"args":["curl","-s","https://example.com/a b"],"command_line":"curl -s https://example.com/a b","executable":"/usr/bin/curl","name":"curl","parent":{"pid":1},"pid":4321,"start":"2026-11-26T04:29:00.123Z"},"related":{"ip":["::"],"user":["1000"]},"server":{"ip":"::","port":8080},"service":{"type":"system"},"system":{"socket":{"direction":"listening","local":{"ip":"::","port":8080},"process":{"cmdline":"curl -s https://example.com/a b"}}},"user":{"id":"1000"}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","data_stream":{"dataset":"system.socket","namespace":"prod","type":"metrics"},"ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":1000,"kind":"event","module":"system","type":["start"]},"metricset":{"name":"socket"},"network":{"iana_number":"6","transport":"tcp","type":"ipv6"},"process":{"args":["curl","-s","https://example.com/a b"],"command_line":"curl -s https://example.com/a b","executable":"/usr/bin/curl","name":"curl","parent":{"pid":1},"pid":4321,"start":"2026-11-26T04:29:00.123Z"},"related":{"ip":["::"],"user":["1000"]},"server":{"ip":"::","port":8080},"service":{"type":"system"},"system":{"socket":{"listening":true,"local":{"ip":"::","port":8080},"process":{"cmdline":"curl -s https://example.com/a b"}}},"user":{"id":"1000"}}`,
 		},
 		{
 			name: "strict egress with host names",
 			r:    corpusRecord(v4, record.DirectionEgress, record.EventExisting, withHost),
 			o:    Options{Strict: true},
 			now:  t0,
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"10.0.0.5","port":40000},"destination":{"domain":"edge-1.example.com","ip":"93.184.216.34","port":443,"registered_domain":"example.com"},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"hosts":["edge-1.example.com"],"ip":["10.0.0.5","93.184.216.34"],"user":["1000"]},"server":{"domain":"edge-1.example.com","ip":"93.184.216.34","port":443,"registered_domain":"example.com"},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"direction":"egress","local":{"ip":"10.0.0.5","port":40000},"remote":{"etld_plus_one":"example.com.","host":"edge-1.example.com.","ip":"93.184.216.34","port":443}}},"user":{"id":"1000"}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"10.0.0.5","port":40000},"destination":{"domain":"edge-1.example.com","ip":"93.184.216.34","port":443,"registered_domain":"example.com"},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"hosts":["edge-1.example.com"],"ip":["10.0.0.5","93.184.216.34"],"user":["1000"]},"server":{"domain":"edge-1.example.com","ip":"93.184.216.34","port":443,"registered_domain":"example.com"},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"remote":{"etld_plus_one":"example.com.","host":"edge-1.example.com.","ip":"93.184.216.34","port":443}}},"user":{"id":"1000"}}`,
 		},
 		{
 			name: "unknown direction",
@@ -175,7 +181,7 @@ func TestBuild(t *testing.T) {
 			r:    destroyedRecord(v4, record.DirectionIngress, record.EventOpened, withError, true),
 			o:    Options{Strict: true, Hostname: "h1"},
 			now:  t0.Add(time.Millisecond),
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"name":"h1"},"client":{"bytes":53000,"ip":"93.184.216.34","packets":40,"port":51234},"destination":{"bytes":1201,"ip":"10.0.0.5","packets":12,"port":8080},"ecs":{"version":"9.4.0"},"error":{"code":"process has exited. inode=0, tcp_state=closed","message":"process has exited. inode=0, tcp_state=closed"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":1000000,"kind":"event","module":"system","type":["connection","start"]},"host":{"hostname":"h1","name":"h1"},"metricset":{"name":"socket"},"network":{"bytes":54201,"direction":"ingress","iana_number":"6","packets":52,"transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"bytes":1201,"ip":"10.0.0.5","packets":12,"port":8080},"service":{"type":"system"},"source":{"bytes":53000,"ip":"93.184.216.34","packets":40,"port":51234},"system":{"socket":{"direction":"ingress","local":{"ip":"10.0.0.5","port":8080},"remote":{"host_error":"lookup 93.184.216.34: no such host","ip":"93.184.216.34","port":51234},"short_lived":true,"tcp_info":{"bytes_acked":1201,"bytes_received":53000,"bytes_retrans":0,"bytes_sent":1201,"rtt_us":250,"segs_in":40,"segs_out":12,"total_retrans":1}}}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"name":"h1"},"client":{"bytes":53000,"ip":"93.184.216.34","packets":40,"port":51234},"destination":{"bytes":1201,"ip":"10.0.0.5","packets":12,"port":8080},"ecs":{"version":"9.4.0"},"error":{"code":"process has exited. inode=0, tcp_state=closed","message":"process has exited. inode=0, tcp_state=closed"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":1000000,"kind":"event","module":"system","type":["connection","start"]},"host":{"hostname":"h1","name":"h1"},"metricset":{"name":"socket"},"network":{"bytes":54201,"direction":"ingress","iana_number":"6","packets":52,"transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"bytes":1201,"ip":"10.0.0.5","packets":12,"port":8080},"service":{"type":"system"},"source":{"bytes":53000,"ip":"93.184.216.34","packets":40,"port":51234},"system":{"socket":{"local":{"ip":"10.0.0.5","port":8080},"remote":{"host_error":"lookup 93.184.216.34: no such host","ip":"93.184.216.34","port":51234},"short_lived":true,"tcp_info":{"bytes_acked":1201,"bytes_received":53000,"bytes_retrans":0,"bytes_sent":1201,"rtt_us":250,"segs_in":40,"segs_out":12,"total_retrans":1}}}}`,
 		},
 		{
 			// A listener has no flow: the counters stay custom.
@@ -183,7 +189,7 @@ func TestBuild(t *testing.T) {
 			r:    destroyedRecord(v4, record.DirectionListening, record.EventClosed, 0, false),
 			o:    Options{Strict: true},
 			now:  t0,
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":9000000000,"end":"2026-11-26T04:29:59.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["end"]},"metricset":{"name":"socket"},"network":{"iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["0.0.0.0"]},"server":{"ip":"0.0.0.0","port":8080},"service":{"type":"system"},"system":{"socket":{"direction":"listening","local":{"ip":"0.0.0.0","port":8080},"tcp_info":{"bytes_acked":1201,"bytes_received":53000,"bytes_retrans":0,"bytes_sent":1201,"rtt_us":250,"segs_in":40,"segs_out":12,"total_retrans":1}}}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":9000000000,"end":"2026-11-26T04:29:59.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["end"]},"metricset":{"name":"socket"},"network":{"iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["0.0.0.0"]},"server":{"ip":"0.0.0.0","port":8080},"service":{"type":"system"},"system":{"socket":{"listening":true,"local":{"ip":"0.0.0.0","port":8080},"tcp_info":{"bytes_acked":1201,"bytes_received":53000,"bytes_retrans":0,"bytes_sent":1201,"rtt_us":250,"segs_in":40,"segs_out":12,"total_retrans":1}}}}`,
 		},
 		{
 			// An unconnected UDP socket: a listener, as the original's
@@ -199,7 +205,7 @@ func TestBuild(t *testing.T) {
 			r:    udp(corpusRecord(families[1], record.DirectionListening, record.EventOpened, withNetNS)),
 			o:    Options{Strict: true},
 			now:  t0,
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":0,"kind":"event","module":"system","type":["start"]},"metricset":{"name":"socket"},"network":{"iana_number":"17","transport":"udp","type":"ipv6"},"related":{"ip":["::"],"user":["1000"]},"server":{"ip":"::","port":8080},"service":{"type":"system"},"system":{"socket":{"direction":"listening","local":{"ip":"::","port":8080},"netns":4026531840}},"user":{"id":"1000"}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":0,"kind":"event","module":"system","type":["start"]},"metricset":{"name":"socket"},"network":{"iana_number":"17","transport":"udp","type":"ipv6"},"related":{"ip":["::"],"user":["1000"]},"server":{"ip":"::","port":8080},"service":{"type":"system"},"system":{"socket":{"listening":true,"local":{"ip":"::","port":8080},"netns":4026531840}},"user":{"id":"1000"}}`,
 		},
 		{
 			name: "udp connected over ipv6 in a container",
@@ -213,7 +219,7 @@ func TestBuild(t *testing.T) {
 			r:    udp(corpusRecord(families[1], record.DirectionIngress, record.EventExisting, withContainer)),
 			o:    Options{Strict: true},
 			now:  t0,
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"2001:db8:1::99","port":51234},"container":{"id":"` + containerID + `"},"destination":{"ip":"2001:db8::5","port":8080},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"ingress","iana_number":"17","transport":"udp","type":"ipv6"},"related":{"ip":["2001:db8::5","2001:db8:1::99"],"user":["1000"]},"server":{"ip":"2001:db8::5","port":8080},"service":{"type":"system"},"source":{"ip":"2001:db8:1::99","port":51234},"system":{"socket":{"direction":"ingress","local":{"ip":"2001:db8::5","port":8080},"netns":4026532561,"remote":{"ip":"2001:db8:1::99","port":51234}}},"user":{"id":"1000"}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"2001:db8:1::99","port":51234},"container":{"id":"` + containerID + `"},"destination":{"ip":"2001:db8::5","port":8080},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"ingress","iana_number":"17","transport":"udp","type":"ipv6"},"related":{"ip":["2001:db8::5","2001:db8:1::99"],"user":["1000"]},"server":{"ip":"2001:db8::5","port":8080},"service":{"type":"system"},"source":{"ip":"2001:db8:1::99","port":51234},"system":{"socket":{"local":{"ip":"2001:db8::5","port":8080},"netns":4026532561,"remote":{"ip":"2001:db8:1::99","port":51234}}},"user":{"id":"1000"}}`,
 		},
 		{
 			// The kernel's counters are TCP's: not believed of UDP.
@@ -221,16 +227,33 @@ func TestBuild(t *testing.T) {
 			r:    udp(destroyedRecord(v4, record.DirectionEgress, record.EventClosed, 0, false)),
 			o:    Options{Strict: true},
 			now:  t0,
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"10.0.0.5","port":40000},"destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":9000000000,"end":"2026-11-26T04:29:59.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["connection","end"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"17","transport":"udp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"ip":"93.184.216.34","port":443},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"direction":"egress","local":{"ip":"10.0.0.5","port":40000},"remote":{"ip":"93.184.216.34","port":443}}}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"10.0.0.5","port":40000},"destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"socket_closed","category":["network"],"dataset":"system.socket","duration":9000000000,"end":"2026-11-26T04:29:59.123Z","kind":"event","module":"system","start":"2026-11-26T04:29:50.123Z","type":["connection","end"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"17","transport":"udp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"ip":"93.184.216.34","port":443},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"remote":{"ip":"93.184.216.34","port":443}}}}`,
 		},
 		{
 			// A direction this version does not know: "unknown", and
-			// no system.socket.direction.
+			// no system.socket.listening.
 			name: "strict, a direction this version does not know",
 			r:    corpusRecord(v4, "sideways", "", withNetNS),
 			o:    Options{Strict: true},
 			now:  t0,
 			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"unknown","iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"],"user":["1000"]},"service":{"type":"system"},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"netns":4026531840,"remote":{"ip":"93.184.216.34","port":443}}},"user":{"id":"1000"}}`,
+		},
+		{
+			name: "process found without arguments: empty cmdline",
+			r: func() *record.Record {
+				r := corpusRecord(v4, record.DirectionEgress, record.EventOpened, 0)
+				r.Process = &record.Process{PID: 4242, Name: "curl"}
+				return r
+			}(),
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"socket_opened","category":["network"],"dataset":"system.socket","duration":0,"kind":"event","module":"system","type":["connection","start"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"4","transport":"tcp","type":"ipv4"},"process":{"name":"curl","pid":4242},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"process":{"cmdline":""},"remote":{"ip":"93.184.216.34","port":443}}}}`,
+		},
+		{
+			name: "agent type and version, the period of the dumps",
+			r:    corpusRecord(v4, record.DirectionListening, "", withProcess),
+			o:    Options{Hostname: "h1", AgentType: "sockpipe", AgentVersion: "1.2.3", Period: 10 * time.Second},
+			now:  t0,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","agent":{"hostname":"h1","name":"h1","type":"sockpipe","version":"1.2.3"},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["info"]},"host":{"name":"h1"},"metricset":{"name":"socket","period":10000},"network":{"direction":"listening","iana_number":"4","transport":"tcp","type":"ipv4"},"process":{"args":["curl","-s","https://example.com/a b"],"executable":"/usr/bin/curl","name":"curl","parent":{"pid":1},"pid":4321,"start":"2026-11-26T04:29:00.123Z"},"server":{"ip":"0.0.0.0","port":8080},"service":{"type":"system"},"system":{"socket":{"local":{"ip":"0.0.0.0","port":8080},"process":{"cmdline":"curl -s https://example.com/a b"}}},"user":{"id":"1000"}}`,
 		},
 		{
 			// A record from before transports were written is TCP's.
@@ -242,7 +265,7 @@ func TestBuild(t *testing.T) {
 			}(),
 			o:    Options{Strict: true},
 			now:  t0,
-			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"10.0.0.5","port":40000},"destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"ip":"93.184.216.34","port":443},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"direction":"egress","local":{"ip":"10.0.0.5","port":40000},"remote":{"ip":"93.184.216.34","port":443}}}}`,
+			want: `{"@timestamp":"2026-11-26T04:30:00.123Z","client":{"ip":"10.0.0.5","port":40000},"destination":{"ip":"93.184.216.34","port":443},"ecs":{"version":"9.4.0"},"event":{"action":"existing_socket","category":["network"],"dataset":"system.socket","duration":0,"kind":"state","module":"system","type":["connection","info"]},"metricset":{"name":"socket"},"network":{"direction":"egress","iana_number":"6","transport":"tcp","type":"ipv4"},"related":{"ip":["10.0.0.5","93.184.216.34"]},"server":{"ip":"93.184.216.34","port":443},"service":{"type":"system"},"source":{"ip":"10.0.0.5","port":40000},"system":{"socket":{"local":{"ip":"10.0.0.5","port":40000},"remote":{"ip":"93.184.216.34","port":443}}}}`,
 		},
 	}
 	for _, tt := range tests {
@@ -355,8 +378,8 @@ func TestCheckerFindings(t *testing.T) {
 			"system.socket.anything: not an ECS field",
 		}},
 		// The custom fields are checked against their definitions.
-		{`{"@timestamp":"2026-11-26T04:30:00Z","ecs":{"version":"9.4.0"},"system":{"socket":{"netns":"4026531840","direction":"sideways","short_lived":1,"local":{"ip":"::1%lo","port":22}}}}`, []string{
-			`system.socket.direction: not an expected value: "sideways"`,
+		{`{"@timestamp":"2026-11-26T04:30:00Z","ecs":{"version":"9.4.0"},"system":{"socket":{"netns":"4026531840","listening":"yes","short_lived":1,"local":{"ip":"::1%lo","port":22}}}}`, []string{
+			`system.socket.listening: want true or false: "yes"`,
 			`system.socket.local.ip: not an IP address: "::1%lo"`,
 			`system.socket.netns: want an integer: "4026531840"`,
 			"system.socket.short_lived: want true or false: 1",
@@ -505,6 +528,34 @@ func TestCheck(t *testing.T) {
 		}
 		if got != tt.want {
 			t.Errorf("%s: Check = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// The builders run in name order, which is what keeps the fields sorted.
+func TestObjectOrder(t *testing.T) {
+	for i := 1; i < len(objects); i++ {
+		if a, b := objects[i-1].name, objects[i].name; a >= b {
+			t.Errorf("builder %q before %q", a, b)
+		}
+	}
+}
+
+func TestDocIP(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"127.0.0.1", "127.0.0.1"},
+		{"::ffff:127.0.0.1", "127.0.0.1"},
+		{"::FFFF:10.0.0.5", "10.0.0.5"},
+		{"::ffff:a00:5", "10.0.0.5"},
+		{"::ffff:1.2.3", "::ffff:1.2.3"}, // not an address: Check refuses it
+		{"::1", "::1"},
+		{"fe80::1%eth0", "fe80::1"},
+		{"::ffff:192.0.2.1%eth0", "192.0.2.1"},
+		{"64:ff9b::192.0.2.1", "64:ff9b::192.0.2.1"}, // NAT64, not mapped
+		{"", ""},
+	} {
+		if got := docIP(tt.in); got != tt.want {
+			t.Errorf("docIP(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -50,7 +50,7 @@ func (d *Doc) endpoint(obj string, e *record.Endpoint, domain, registered string
 	if strict {
 		d.str(n[0], domain)
 	}
-	d.str(n[1], stripZone(e.IP))
+	d.str(n[1], docIP(e.IP))
 	if sent.ok {
 		d.long(n[5], sent.packets)
 	}

@@ -21,6 +21,7 @@ typedef __u32 __wsum;
 
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_SK_STORAGE 24
@@ -29,9 +30,12 @@ typedef __u32 __wsum;
 #define BPF_SK_STORAGE_GET_F_CREATE 1
 #define BPF_ANY 0
 
+#define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
 #define TCP_LISTEN 10
+#define AF_INET 2
+#define AF_INET6 10
 #define IPPROTO_UDP 17
 #define IPPROTO_UDPLITE 136
 
@@ -40,7 +44,24 @@ typedef struct {
 	__u32 val;
 } kuid_t;
 
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+} __attribute__((preserve_access_index));
+
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+} __attribute__((preserve_access_index));
+
 struct sock {
+	struct sock_common __sk_common;
 	kuid_t sk_uid;
 } __attribute__((preserve_access_index));
 
@@ -81,6 +102,15 @@ struct owner {
 	__u64 cgroup;  // cgroup v2 id
 	__u64 start;   // the thread group leader's start, ns since boot
 	char comm[16]; // the thread group leader's name
+	// A connecting socket's addresses, once it is established (the
+	// kernel wipes them from a socket reset by its owner before it
+	// destroys it); family 0 until then.
+	__u16 family;  // AF_INET, AF_INET6
+	__u16 lport;   // host order
+	__u16 rport;   // host order
+	__u16 pad;
+	__u8 laddr[16]; // AF_INET: the first 4 bytes
+	__u8 raddr[16];
 };
 
 struct {
@@ -89,6 +119,24 @@ struct {
 	__type(key, __u64); // socket cookie
 	__type(value, struct owner);
 } owners SEC(".maps");
+
+// fresh holds the cookies of the sockets recorded in owners since its
+// reader last drained it (once a dump): so that the reader learns which
+// sockets are new at a cost that follows the new sockets, not all of them.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);  // socket cookie
+	__type(value, __u8); // unused
+} fresh SEC(".maps");
+
+static __always_inline void record(__u64 cookie, struct owner *o)
+{
+	__u8 one = 1;
+
+	bpf_map_update_elem(&owners, &cookie, o, BPF_ANY);
+	bpf_map_update_elem(&fresh, &cookie, &one, BPF_ANY);
+}
 
 // listeners holds the owner of every listening socket on the socket
 // itself; the kernel copies it to each connection the listener accepts
@@ -138,6 +186,27 @@ int on_state(unsigned long long *ctx)
 	__u64 cookie;
 
 	switch (newstate) {
+	case TCP_ESTABLISHED: { // a connect(2) answered: its addresses
+		if (oldstate != TCP_SYN_SENT)
+			return 0;
+		cookie = bpf_get_socket_cookie(sk);
+		struct owner *c = bpf_map_lookup_elem(&owners, &cookie);
+		if (!c)
+			return 0;
+		c->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		c->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (c->family == AF_INET6) {
+			BPF_CORE_READ_INTO(&c->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+			BPF_CORE_READ_INTO(&c->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		} else {
+			__be32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+			__be32 b = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+			__builtin_memcpy(c->laddr, &a, 4);
+			__builtin_memcpy(c->raddr, &b, 4);
+		}
+		return 0;
+	}
 	case TCP_SYN_SENT: // connect(2), in the connecting process
 		fill(&o, VIA_CONNECT);
 		o.uid = BPF_CORE_READ(sk, sk_uid.val);
@@ -164,7 +233,7 @@ int on_state(unsigned long long *ctx)
 		return 0;
 	}
 	cookie = bpf_get_socket_cookie(sk);
-	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+	record(cookie, &o);
 	return 0;
 }
 
@@ -180,7 +249,7 @@ int on_create(struct bpf_sock *sk)
 		return 1;
 	fill(&o, VIA_CREATE);
 	cookie = bpf_get_socket_cookie(sk);
-	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+	record(cookie, &o);
 	return 1; // allow
 }
 

@@ -22,12 +22,19 @@ type ownerOwner struct {
 	Cgroup uint64
 	Start  uint64
 	Comm   [16]int8
+	Family uint16
+	Lport  uint16
+	Rport  uint16
+	Pad    uint16
+	Laddr  [16]uint8
+	Raddr  [16]uint8
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	ownerMapFresh     = "fresh"
 	ownerMapListeners = "listeners"
 	ownerMapOwners    = "owners"
 	ownerProgOnCreate = "on_create"
@@ -86,6 +93,7 @@ type ownerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ownerMapSpecs struct {
+	Fresh     *ebpf.MapSpec `ebpf:"fresh"`
 	Listeners *ebpf.MapSpec `ebpf:"listeners"`
 	Owners    *ebpf.MapSpec `ebpf:"owners"`
 }
@@ -118,12 +126,14 @@ func (o *ownerObjects) Close() error {
 //
 // It can be passed to loadOwnerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ownerMaps struct {
+	Fresh     *ebpf.Map `ebpf:"fresh"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
 	Owners    *ebpf.Map `ebpf:"owners"`
 }
 
 func (m *ownerMaps) Close() error {
 	return _OwnerClose(
+		m.Fresh,
 		m.Listeners,
 		m.Owners,
 	)

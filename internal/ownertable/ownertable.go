@@ -42,6 +42,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -59,7 +60,7 @@ import (
 const MaxEntries = 65536
 
 // valueSize is the size of struct owner in owner.bpf.c.
-const valueSize = 48
+const valueSize = 88
 
 // Via values of struct owner, as in owner.bpf.c.
 const (
@@ -89,6 +90,11 @@ type Options struct {
 // Table is a loaded owner table.
 type Table struct {
 	owners *ebpf.Map
+	fresh  *ebpf.Map
+	hooks  []*ebpf.Program // for the benchmarks' statistics
+	// keys and vals are Fresh's buffers.
+	keys   []uint64
+	vals   []uint8
 	closer []interface{ Close() error }
 	boot   time.Time
 	// Warning, when not nil, says what the table does not cover (UDP
@@ -136,13 +142,15 @@ func Open(opts Options) (*Table, error) {
 	var objs struct {
 		OnState   *ebpf.Program `ebpf:"on_state"`
 		Owners    *ebpf.Map     `ebpf:"owners"`
+		Fresh     *ebpf.Map     `ebpf:"fresh"`
 		Listeners *ebpf.Map     `ebpf:"listeners"`
 	}
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, loadError(err)
 	}
-	t.owners = objs.Owners
-	t.closer = append(t.closer, objs.OnState, objs.Owners, objs.Listeners)
+	t.owners, t.fresh = objs.Owners, objs.Fresh
+	t.hooks = append(t.hooks, objs.OnState)
+	t.closer = append(t.closer, objs.OnState, objs.Owners, objs.Fresh, objs.Listeners)
 	l, err := link.AttachTracing(link.TracingOptions{Program: objs.OnState, AttachType: ebpf.AttachTraceRawTp})
 	if err != nil {
 		t.Close()
@@ -164,11 +172,12 @@ func (t *Table) attachUDP(spec *ebpf.CollectionSpec, cgroup string) error {
 	var objs struct {
 		OnCreate *ebpf.Program `ebpf:"on_create"`
 	}
-	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{ownerMapOwners: t.owners}}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{ownerMapOwners: t.owners, ownerMapFresh: t.fresh}}
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		return fmt.Errorf("UDP sockets get no owner: %w", loadError(err))
 	}
 	t.closer = append(t.closer, objs.OnCreate)
+	t.hooks = append(t.hooks, objs.OnCreate)
 	l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupInetSockCreate, Program: objs.OnCreate})
 	if err != nil {
 		return fmt.Errorf("UDP sockets get no owner: attaching to the cgroup %s: %w", cgroup, err)
@@ -209,20 +218,88 @@ func (t *Table) Close() error {
 // Lookup returns the owner of the socket with the given cookie, if the
 // table has it.
 func (t *Table) Lookup(cookie uint64) (*record.Owner, error) {
+	o, _, err := t.LookupConn(cookie)
+	return o, err
+}
+
+// Conn is a connecting socket's addresses as the table recorded them
+// when it was established: what the kernel wipes from a socket that its
+// owner resets. The zero Conn is unknown.
+type Conn struct {
+	Local, Remote netip.AddrPort
+}
+
+// LookupConn is Lookup that also returns the socket's addresses, for a
+// socket that connected (via connect) and was established.
+func (t *Table) LookupConn(cookie uint64) (*record.Owner, Conn, error) {
 	if cookie == 0 {
-		return nil, nil
+		return nil, Conn{}, nil
 	}
 	if err := t.owners.Lookup(&cookie, t.buf[:]); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil, nil
+			return nil, Conn{}, nil
 		}
-		return nil, err
+		return nil, Conn{}, err
 	}
 	o, err := Decode(t.buf[:], t.boot)
 	if err != nil {
-		return nil, err
+		return nil, Conn{}, err
 	}
-	return &o, nil
+	return &o, DecodeConn(t.buf[:]), nil
+}
+
+// DecodeConn decodes the addresses of a value of the table; the zero Conn
+// when it holds none (or what it holds is not an address pair).
+func DecodeConn(b []byte) Conn {
+	if len(b) != valueSize {
+		return Conn{}
+	}
+	e := binary.NativeEndian
+	lport, rport := e.Uint16(b[50:]), e.Uint16(b[52:])
+	var la, ra netip.Addr
+	switch e.Uint16(b[48:]) {
+	case unix.AF_INET:
+		la, ra = netip.AddrFrom4([4]byte(b[56:60])), netip.AddrFrom4([4]byte(b[72:76]))
+	case unix.AF_INET6:
+		la, ra = netip.AddrFrom16([16]byte(b[56:72])), netip.AddrFrom16([16]byte(b[72:88]))
+	default:
+		return Conn{}
+	}
+	if lport == 0 || rport == 0 {
+		return Conn{}
+	}
+	return Conn{netip.AddrPortFrom(la, lport), netip.AddrPortFrom(ra, rport)}
+}
+
+// FreshEntries is how many sockets Fresh remembers between two calls: of
+// more, the oldest are forgotten.
+const FreshEntries = 16384
+
+// Fresh calls fn with the cookie of each socket that the table recorded
+// since the last call (at most FreshEntries), and forgets them: a cost
+// that follows the number of new sockets, not of all sockets.
+func (t *Table) Fresh(fn func(cookie uint64)) error {
+	if t.keys == nil {
+		t.keys, t.vals = make([]uint64, 1024), make([]uint8, 1024)
+	}
+	var cursor ebpf.MapBatchCursor
+	// Bounded: sockets keep coming while it reads.
+	for range 4 * FreshEntries / 1024 {
+		n, err := t.fresh.BatchLookupAndDelete(&cursor, t.keys, t.vals, nil)
+		for _, k := range t.keys[:n] {
+			fn(k)
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil
+		case errors.Is(err, unix.ENOSPC) && len(t.keys) < FreshEntries:
+			// A hash bucket holds more than the buffer.
+			t.keys, t.vals = make([]uint64, 2*len(t.keys)), make([]uint8, 2*len(t.vals))
+		case err != nil:
+			return err
+		}
+	}
+	return nil
 }
 
 // Len counts the entries of the table (a full walk: for tests and

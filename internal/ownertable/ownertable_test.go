@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -76,7 +77,11 @@ func child(mode, addr string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%d %d\n", os.Getpid(), c)
+	if tc, ok := conn.(*net.TCPConn); ok {
+		fmt.Printf("%d %d %s\n", os.Getpid(), c, tc.LocalAddr())
+	} else {
+		fmt.Printf("%d %d\n", os.Getpid(), c)
+	}
 	io.Copy(io.Discard, os.Stdin)
 	return nil
 }
@@ -208,8 +213,20 @@ func TestConnectAndAccept(t *testing.T) {
 	server := start(t, bin, "listen", "", false)
 	spid, lcookie, addr := server.line(t)
 	client := start(t, bin, "connect", addr, true)
-	cpid, ccookie, _ := client.line(t)
+	cpid, ccookie, caddr := client.line(t)
 	_, acookie, _ := server.line(t)
+
+	// The connecting end's addresses, as it was established.
+	_, conn, err := tab.LookupConn(ccookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn.Local.String() != caddr || conn.Remote.String() != addr {
+		t.Errorf("client's addresses %v, want %s -> %s", conn, caddr, addr)
+	}
+	if _, conn, _ := tab.LookupConn(acookie); conn != (Conn{}) {
+		t.Errorf("accepted end's addresses %v, want none", conn)
+	}
 
 	for _, c := range []struct {
 		what   string
@@ -316,6 +333,36 @@ func value(pid, uid, gid, via uint32, cg, start uint64, comm string) []byte {
 	return b
 }
 
+// withConn sets the addresses of a value.
+func withConn(b []byte, family, lport, rport uint16, laddr, raddr []byte) []byte {
+	e := binary.NativeEndian
+	e.PutUint16(b[48:], family)
+	e.PutUint16(b[50:], lport)
+	e.PutUint16(b[52:], rport)
+	copy(b[56:72], laddr)
+	copy(b[72:88], raddr)
+	return b
+}
+
+func TestDecodeConn(t *testing.T) {
+	v6 := netip.MustParseAddr("2001:db8::1").As16()
+	for _, c := range []struct {
+		b    []byte
+		want string
+	}{
+		{withConn(value(1, 0, 0, viaConnect, 0, 0, "x"), 2, 40000, 80, []byte{127, 0, 0, 3}, []byte{127, 0, 0, 2}), "{127.0.0.3:40000 127.0.0.2:80}"},
+		{withConn(value(1, 0, 0, viaConnect, 0, 0, "x"), 10, 40000, 443, v6[:], v6[:]), "{[2001:db8::1]:40000 [2001:db8::1]:443}"},
+		{value(1, 0, 0, viaConnect, 0, 0, "x"), "{invalid AddrPort invalid AddrPort}"},
+		{withConn(value(1, 0, 0, viaConnect, 0, 0, "x"), 2, 0, 80, nil, nil), "{invalid AddrPort invalid AddrPort}"},
+		{withConn(value(1, 0, 0, viaConnect, 0, 0, "x"), 7, 1, 1, nil, nil), "{invalid AddrPort invalid AddrPort}"},
+		{nil, "{invalid AddrPort invalid AddrPort}"},
+	} {
+		if got := fmt.Sprint(DecodeConn(c.b)); got != c.want {
+			t.Errorf("DecodeConn = %s, want %s", got, c.want)
+		}
+	}
+}
+
 func TestDecode(t *testing.T) {
 	boot := time.Unix(1_700_000_000, 0)
 	o, err := Decode(value(42, 1000, 100, viaAccept, 7, 12_345_678_901, "nginx"), boot)
@@ -350,7 +397,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add(value(1, 0, 0, viaCreate, 0, 0, "a\xffb"))
 	f.Add([]byte{})
 	boot := time.Unix(1_700_000_000, 0)
+	f.Add(withConn(value(1, 0, 0, viaConnect, 0, 0, "curl"), 2, 40000, 80, []byte{127, 0, 0, 1}, []byte{127, 0, 0, 2}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if c := DecodeConn(b); c != (Conn{}) && (!c.Local.IsValid() || !c.Remote.IsValid() || c.Local.Port() == 0 || c.Remote.Port() == 0) {
+			t.Errorf("DecodeConn(%x) = %v", b, c)
+		}
 		o, err := Decode(b, boot)
 		if err != nil {
 			return
@@ -385,4 +436,41 @@ func FuzzCgroup2Root(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		cgroup2Root(s)
 	})
+}
+
+// TestFresh: Fresh names the sockets recorded since its last call, once.
+func TestFresh(t *testing.T) {
+	tab := openTable(t, Options{})
+	if err := tab.Fresh(func(uint64) {}); err != nil { // what came before
+		t.Fatal(err)
+	}
+	l, c, s := testprog.TCPPair(t)
+	want := map[uint64]string{}
+	for what, x := range map[string]syscall.Conn{"listener": l.(*net.TCPListener), "client": c.(*net.TCPConn), "server": s.(*net.TCPConn)} {
+		k, err := cookie(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[k] = what
+	}
+	got := map[uint64]bool{}
+	if err := tab.Fresh(func(k uint64) { got[k] = true }); err != nil {
+		t.Fatal(err)
+	}
+	for k, what := range want {
+		if !got[k] {
+			t.Errorf("%s (cookie %d) not fresh: %v", what, k, got)
+		}
+	}
+	again := 0
+	if err := tab.Fresh(func(k uint64) {
+		if _, ok := want[k]; ok {
+			again++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if again != 0 {
+		t.Errorf("%d sockets fresh twice", again)
+	}
 }

@@ -1,7 +1,7 @@
 // Package record defines the records that sockpipe's stages exchange as
 // NDJSON, one JSON object a line: socket, snapshot and destroyed records,
 // and the fields that each stage adds. The schema, its version and its
-// versioning rule are documented for users in README.md ("The record");
+// versioning rule are documented for users in docs/record.md;
 // this package is its code, and the codec package turns it into bytes and
 // back.
 //

@@ -11,8 +11,9 @@ import (
 var (
 	// ErrNXDomain: the server says the reverse name does not exist.
 	ErrNXDomain = errors.New("no PTR record (NXDOMAIN)")
-	// ErrEmptyAnswer: the name exists but has no PTR record.
-	ErrEmptyAnswer = errors.New("empty answer (no PTR record)")
+	// ErrEmptyAnswer: the name exists but has no PTR record. The text is
+	// Metricbeat's, so that a query on its host_error finds ours.
+	ErrEmptyAnswer = errors.New("empty dns response")
 	// ErrNotFound: no PTR record, where the system resolver does not say
 	// whether the name did not exist or had no PTR record.
 	ErrNotFound = errors.New("no PTR record (NXDOMAIN or empty answer)")

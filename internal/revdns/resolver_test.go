@@ -127,7 +127,7 @@ func TestResolverAnswers(t *testing.T) {
 		{"::ffff:192.0.2.1", Result{Host: "host-1.example.com."}},
 		{"192.0.2.2", Result{Host: "first.example.org."}},
 		{"192.0.2.3", Result{Error: "no PTR record (NXDOMAIN)"}},
-		{"192.0.2.4", Result{Error: "empty answer (no PTR record)"}},
+		{"192.0.2.4", Result{Error: "empty dns response"}},
 		{"192.0.2.5", Result{Error: "server refused the query (REFUSED)"}},
 		{"192.0.2.6", Result{Error: "server failure (SERVFAIL)"}},
 		{"192.0.2.7", Result{Error: "server error (NOTIMP)"}},

@@ -221,13 +221,19 @@ func (d *Dumper) writeRecords(write func([]byte) error, t time.Time) error {
 		r record.Record
 		s inetdiag.Socket
 	)
+	// With the owner table, a socket new since the last dump carries its
+	// owner too: its process may close it (or exit) before sockproc finds
+	// it in /proc.
 	for i := range d.socks {
 		s = d.socks[i].socket()
 		d.Record(&s, t, &r)
-		if r.Inode == 0 {
+		switch {
+		case r.Inode == 0:
 			if r.Owner = d.owners.get(r.Cookie); r.Owner == nil {
 				r.Owner = d.listenerOwner(&s, &r)
 			}
+		case d.owners.isNew(s.Cookie):
+			r.Owner = d.owners.get(s.Cookie)
 		}
 		if err := write(d.enc.Encode(&r)); err != nil {
 			return err
@@ -304,6 +310,11 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 		s.Info = nil
 		if e, ok := d.lookupCookie(s.Cookie); ok && e.srcPort == s.SrcPort {
 			s.Src, s.Dst, s.DstPort = addr(e.family, e.src), addr(e.family, e.dst), e.dstPort
+		} else if c := d.owners.conn(s.Cookie); c.Local.Port() == s.SrcPort && c.Remote.Port() != 0 &&
+			c.Local.Addr().Is4() == (s.Family == inetdiag.AFInet) {
+			// No dump held it: the owner table recorded its addresses
+			// when it was established.
+			s.Src, s.Dst, s.DstPort = c.Local.Addr(), c.Remote.Addr(), c.Remote.Port()
 		}
 	}
 	var r record.Record

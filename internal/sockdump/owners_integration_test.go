@@ -1,16 +1,22 @@
 package sockdump
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/record"
@@ -157,4 +163,115 @@ func TestIntegrationEventsListenerOwner(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIntegrationOwnersCapabilities: as an unprivileged user with only
+// CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (what the systemd drop-in
+// grants), sockdump --events loads the owner table and names the owners.
+func TestIntegrationOwnersCapabilities(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a child as nobody with capabilities")
+	}
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/cmd/sockdump")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--interval", "1h", "--events")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential:  &syscall.Credential{Uid: testprog.Nobody, Gid: testprog.Nobody},
+		AmbientCaps: []uintptr{unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_NET_ADMIN},
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := bufio.NewScanner(out)
+	lines.Buffer(nil, 1<<20)
+	for lines.Scan() && !bytes.Contains(lines.Bytes(), []byte(`"type":"snapshot"`)) {
+	}
+
+	l := listen(t, "tcp4", "127.0.0.1:0") // after the table loaded
+	c, s := connect(t, l, "tcp4", "127.0.0.1")
+	sk := key(s.LocalAddr(), s.RemoteAddr())
+	c.SetLinger(0)
+	c.Close()
+	s.Close()
+	var server *record.Record
+	for server == nil && lines.Scan() {
+		r, err := codec.Decode(lines.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Type == record.TypeDestroyed && endpoints(r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port) == sk {
+			server = r
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if server == nil || server.Owner == nil || server.Owner.PID != os.Getpid() || server.Owner.Via != record.OwnerAccept {
+		t.Errorf("accepted end %s: %+v, want the owner table's owner (this process, via accept); stderr: %s", sk, server, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "no owner table") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+}
+
+// TestIntegrationNewSocketOwner: with the owner table, a socket that is
+// new since the last dump carries its owner (its process may close it
+// before sockproc looks), in the first dump that holds it (and perhaps the
+// next), not later.
+func TestIntegrationNewSocketOwner(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("the owner table needs root")
+	}
+	lines, cancel, stop := startRun(t, "--interval", "300ms", "--events")
+	defer cancel()
+	timeout := time.AfterFunc(20*time.Second, cancel)
+	defer timeout.Stop()
+	// nextDump returns the socket records of the next complete dump.
+	nextDump := func() map[string]*record.Record {
+		t.Helper()
+		socks := map[string]*record.Record{}
+		for lines.Scan() {
+			r, err := codec.Decode(lines.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch r.Type {
+			case record.TypeSnapshot:
+				return socks
+			case record.TypeSocket:
+				socks[endpoints(r.Local.IP, r.Local.Port, r.Remote.IP, r.Remote.Port)] = r
+			}
+		}
+		t.Fatal("sockdump ended")
+		return nil
+	}
+	nextDump()
+	l := listen(t, "tcp4", "127.0.0.1:0")
+	c, s := connect(t, l, "tcp4", "127.0.0.1")
+	ck, sk := key(c.LocalAddr(), c.RemoteAddr()), key(s.LocalAddr(), s.RemoteAddr())
+	var first map[string]*record.Record
+	for i := 0; i < 3 && (first == nil || first[ck] == nil); i++ {
+		first = nextDump() // the dump under way may have missed them
+	}
+	for k, via := range map[string]string{ck: record.OwnerConnect, sk: record.OwnerAccept} {
+		r := first[k]
+		if r == nil || r.Inode == 0 || r.Owner == nil || r.Owner.PID != os.Getpid() || r.Owner.Via != via {
+			t.Errorf("%s in the first dump that holds it: %+v, want its owner via %s", k, r, via)
+		}
+	}
+	nextDump()
+	later := nextDump()
+	for _, k := range []string{ck, sk} {
+		if r := later[k]; r == nil || r.Owner != nil {
+			t.Errorf("%s in a later dump: %+v, want no owner", k, r)
+		}
+	}
+	stop()
 }

@@ -54,6 +54,26 @@ var about = `Output (NDJSON on stdout, one object a line, schema version ` + str
   (found but not entered: each is named once on stderr, with the reason).
   Output is flushed after each snapshot record.
 
+With --events, also one "destroyed" record for every socket the kernel
+destroys, as it happens, with its last counters (tcp_info); see the record
+schema (docs/record.md) for its fields and how sockdiff uses it.
+
+Owners: with --events, sockdump also loads the kernel's owner table (eBPF;
+root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, and a kernel with BTF),
+which records the process (pid, name, start), user and cgroup that made
+each socket: TCP ones as they connect (via "connect") or listen ("listen"),
+the connections a listener accepts as its listener's ("accept"), and UDP
+ones as they are created ("create", where a cgroup v2 hierarchy is
+mounted). Records without an inode (destroyed sockets, closing and
+time-wait ones), and those of sockets new since the last dump (whose
+process may close them before sockproc looks), carry it as "owner":
+    "owner":{"pid":4242,"name":"curl","uid":1000,"gid":1000,"start":…,"via":"connect"}
+An accepted connection that the table does not know is owned by its
+listener, as the last dump saw it ("via":"listener", its "inode" and
+"uid"). Without the privileges or BTF, sockdump says once on stderr why
+there are no owners and goes on; --no-owners does not load the table. It
+holds the latest 65536 sockets, in about 11.3 MiB of locked kernel memory.
+
 Privileges: none to dump every socket of sockdump's own network namespace
 and to subscribe to its destroy notifications. --netns needs
 CAP_SYS_ADMIN; --all-netns needs CAP_SYS_ADMIN to enter the other
@@ -79,7 +99,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	udp := fs.Bool("udp", false, "dump UDP sockets too (--protocols tcp,udp)")
 	protoList := fs.String("protocols", "tcp", "the protocols to dump, a comma-separated `LIST` of tcp and udp")
 	withEvents := fs.Bool("events", false, "with --interval, also write a \"destroyed\" record for every socket the kernel destroys, as it happens (Linux 4.2+)")
-	noOwners := fs.Bool("no-owners", false, "with --events, do not load the kernel's owner table (see Owners)")
+	noOwners := fs.Bool("no-owners", false, "with --events, do not load the kernel's owner table (see Owners below)")
 	eventBuf := fs.Int("event-buffer", 32<<20, "receive buffer for --events, in `bytes`, per namespace (beyond net.core.rmem_max only with CAP_NET_ADMIN)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -329,6 +349,7 @@ func (h *host) Snapshot(write func([]byte) error, overflows int) error {
 		ok[i] = true
 	}
 	took := time.Since(start)
+	h.owners.drainFresh()
 	snap := record.Record{
 		Type:           record.TypeSnapshot,
 		Time:           start,

@@ -105,9 +105,9 @@ func TestIntegrationNamespaces(t *testing.T) {
 			if fixtures[uint64(ns)] == nil {
 				continue
 			}
-			dir, _ := f["system.socket.direction"].(string)
-			if dir == "" {
-				dir, _ = f["network.direction"].(string)
+			dir, _ := f["network.direction"].(string)
+			if f["system.socket.listening"] == true {
+				dir = record.DirectionListening
 			}
 			k := key{uint64(ns), str(f["network.transport"]), endpoint(f, "local"), endpoint(f, "remote"), dir}
 			got[k] = append(got[k], f)

@@ -19,13 +19,14 @@ import (
 	"github.com/sockpipe/sockpipe/internal/ndjson"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/stage"
+	"github.com/sockpipe/sockpipe/internal/version"
 )
 
 // DefaultIndex is where --bulk sends documents unless --index says
 // otherwise: the data stream Metricbeat's system integration uses.
 const DefaultIndex = "metrics-system.socket-default"
 
-const synopsis = "sockecs [--strict-ecs] [--bulk [--index NAME]] [--name NAME] [--hostname NAME] [--strict]"
+const synopsis = "sockecs [--strict-ecs] [--bulk [--index NAME]] [--name NAME] [--hostname NAME] [--agent-type NAME] [--period D] [--strict]"
 
 const about = `Input (NDJSON on stdin): socket records, from sockdump, sockdiff, sockproc
 and sockresolve in any combination. Only "socket" records become
@@ -39,13 +40,19 @@ number and skipped (--strict stops at the first one).
 
 Output (NDJSON on stdout): one ECS document a line, as Metricbeat's
 system/socket metricset writes it (@timestamp, agent.*, event.*,
-metricset.name, network.*, server/source/destination, process.*, user.*,
-error.code, system.socket.*), plus ecs.version, host.name,
-network.transport, event.kind/category/type/action, process.parent.pid,
+metricset.name and period, network.*, server/source/destination,
+process.*, user.*, error.code, system.socket.*), plus ecs.version,
+host.name, network.transport, event.kind/category/type/action, process.parent.pid,
 process.start, event.start / event.end for closed sockets, container.id
 when the process runs in a container (sockproc), and
 system.socket.netns, the inode of the socket's network namespace, when
 the record has it.
+agent.type is "sockpipe" (--agent-type changes it, "" leaves it out) and
+agent.version the version that --version prints. metricset.period (ms) is
+the period of the dumps, from the snapshot record that follows each dump's
+sockets (sockdump --interval); the first dump's documents wait for it (at
+most until the input has been quiet for 5s); a one-shot dump has none,
+unless --period gives it (a cron or timer run: its period).
 UDP sockets map as TCP ones do: network.transport "udp"; an unconnected
 one is a listener (network.direction "listening", its local end the
 server), a connected one ingress or egress.
@@ -62,17 +69,22 @@ destination.bytes/packets (and server.*) for the destination's, from
 tcp_info bytes_acked/segs_out (the local end) and bytes_received/segs_in
 (the remote end), and network.bytes/packets their sums.
 --strict-ecs writes what ECS 9.4 expects where the original departs from
-it: network.iana_number "6" for TCP and "17" for UDP (not the
-family's "4"/"41", which the default keeps for UDP too), no "listening" in
-network.direction (system.socket.direction has it), host.hostname instead
-of agent.hostname, client/server beside source/destination, related.*,
-*.domain and *.registered_domain, process.command_line, error.message.
+it: network.iana_number "6" for TCP and "17" for UDP (not the family's
+"4"/"41", which the default keeps for UDP too), no "listening" in
+network.direction (system.socket.listening: true instead: Metricbeat's
+fields make system.socket.direction an alias, which refuses values),
+host.hostname instead of agent.hostname, client/server beside
+source/destination, related.*, *.domain and *.registered_domain,
+process.command_line, error.message.
 --bulk writes an Elasticsearch _bulk body: a {"create":{"_index":…}} line
 before each document, which carries data_stream.* when the index is named
 TYPE-DATASET-NAMESPACE. Send it with
   curl -H 'Content-Type: application/x-ndjson' --data-binary @- URL/_bulk
 (one request per run: use it on a finite input, such as one cron run).
-Output is flushed at every snapshot record and whenever the input pauses.
+Output is flushed at every snapshot record and whenever the input pauses
+(but for the first dump's documents, which wait for its period).
+Where the documents still differ from Metricbeat's, on purpose:
+docs/metricbeat.md.
 
 Privileges: none.
 
@@ -82,12 +94,30 @@ Exit codes:
   2  bad flags
 `
 
-// Env holds what Run takes from outside: the clock and the host name.
-// The zero value uses the real ones.
+// Env holds what Run takes from outside: the clock, the host name and the
+// program's version. The zero value uses the real ones.
 type Env struct {
 	Now      func() time.Time       // default time.Now
 	Hostname func() (string, error) // default os.Hostname
+	Version  func() string          // agent.version; default version.String
+
+	// hold is how long the input must stay quiet before the records of
+	// a first dump with no snapshot record yet are written without the
+	// period; default defaultHold.
+	hold time.Duration
 }
+
+// defaultHold is Env.hold by default: longer than sockresolve makes a
+// record wait for its lookup (--timeout, 2 s by default).
+const defaultHold = 5 * time.Second
+
+// DefaultAgentType is agent.type unless --agent-type says otherwise.
+const DefaultAgentType = "sockpipe"
+
+// maxHeld is how many socket records of the first dump wait for its
+// snapshot record, which says the period, before they are written
+// without it.
+const maxHeld = 1 << 17
 
 // Run is the sockecs program with the real clock and host name.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -102,6 +132,8 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	index := fs.String("index", DefaultIndex, "with --bulk, the index or data stream `NAME`")
 	name := fs.String("name", "", "agent.name (default: the host name), as Beats' name setting")
 	hostname := fs.String("hostname", "", "the host the sockets belong to, for agent.hostname and host.name (default: this machine's host name)")
+	agentType := fs.String("agent-type", DefaultAgentType, "write `NAME` as agent.type (\"\" leaves it out; metricbeat for queries that filter on Metricbeat's)")
+	period := fs.Duration("period", 0, "metricset.period: the period `D` of the dumps, instead of what the snapshot records say (for a cron or timer run of a one-shot dump, its period)")
 	strict := fs.Bool("strict", false, "stop at the first bad input line instead of skipping it")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -118,13 +150,19 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	if *bulk && *index == "" {
 		return cli.UsageError("--index must not be empty")
 	}
+	if *period < 0 {
+		return cli.UsageError("--period must not be negative")
+	}
 	if env.Now == nil {
 		env.Now = time.Now
 	}
 	if env.Hostname == nil {
 		env.Hostname = os.Hostname
 	}
-	opts := ecs.Options{Strict: *strictECS, Hostname: *hostname, AgentName: *name}
+	if env.Version == nil {
+		env.Version = version.String
+	}
+	opts := ecs.Options{Strict: *strictECS, Hostname: *hostname, AgentName: *name, AgentType: *agentType, AgentVersion: env.Version()}
 	if opts.Hostname == "" {
 		h, err := env.Hostname()
 		if err != nil {
@@ -144,12 +182,52 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	out := ndjson.NewWriter(stdout)
 	enc := newEncoder(Writer{Options: opts, Action: action, Now: env.Now}, out)
 	in := stage.NewInput(ctx, stdin, 0)
+	if env.hold == 0 {
+		env.hold = defaultHold
+	}
+
+	// The period of the dumps is in the snapshot record that follows
+	// each dump's sockets (--period overrides it). Until the first one,
+	// socket records wait for it, as long as they are of one dump (they
+	// share its time), at most maxHeld of them, and until the input has
+	// been quiet for env.hold (a stream without snapshot records); after
+	// it, each snapshot record says the period for what follows.
+	known := *period > 0
+	enc.period = *period
+	var held []*record.Record
+	quiet := 0 // calls of in.Wait since the last line
+	release := func() error {
+		known, in.Rewait = true, 0
+		for _, r := range held {
+			if err := enc.add(r); err != nil {
+				return err
+			}
+		}
+		held = nil
+		return nil
+	}
 	// Before the input blocks, everything read is written out, so a live
-	// pipeline never holds a document back.
-	in.Name, in.Stderr, in.Strict, in.Wait = "sockecs", stderr, *strict, func() error { return enc.flush(true) }
+	// pipeline never holds a document back, but for the first dump's
+	// while it waits for its period.
+	in.Name, in.Stderr, in.Strict = "sockecs", stderr, *strict
+	in.Wait = func() error {
+		if len(held) > 0 {
+			if quiet++; quiet > 1 {
+				if err := release(); err != nil {
+					return err
+				}
+			}
+		}
+		return enc.flush(true)
+	}
 	for {
 		line, err := in.Next()
+		quiet = 0
 		if err != nil {
+			if rerr := release(); rerr != nil {
+				enc.close()
+				return rerr
+			}
 			cerr := enc.close()
 			switch {
 			case errors.Is(err, io.EOF):
@@ -172,6 +250,10 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 				in.Bad++
 				le := &ndjson.LineError{Line: line.Num, Err: err}
 				if *strict {
+					if rerr := release(); rerr != nil {
+						enc.close()
+						return rerr
+					}
 					if cerr := enc.close(); cerr != nil {
 						return cerr
 					}
@@ -180,11 +262,29 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 				fmt.Fprintf(stderr, "sockecs: %v (skipped)\n", le)
 				continue
 			}
+			if !known {
+				if len(held) == 0 || (line.Rec.Time.Equal(held[0].Time) && len(held) < maxHeld) {
+					held = append(held, line.Rec)
+					in.Rewait = env.hold
+					continue
+				}
+				if err := release(); err != nil {
+					enc.close()
+					return err
+				}
+			}
 			if err := enc.add(line.Rec); err != nil {
 				enc.close()
 				return err
 			}
 		case record.TypeSnapshot:
+			if *period == 0 {
+				enc.setPeriod(line.Rec.Interval)
+			}
+			if err := release(); err != nil {
+				enc.close()
+				return err
+			}
 			if err := enc.flush(false); err != nil {
 				enc.close()
 				return err
@@ -203,12 +303,15 @@ type encoder struct {
 	dead  chan struct{} // closed at the first write error
 	err   error         // that error; read only after dead or done is closed
 	batch []*record.Record
+	// period is metricset.period for the records of the batch.
+	period time.Duration
 }
 
 type job struct {
-	recs  []*record.Record
-	flush bool          // flush the output after the records
-	ack   chan struct{} // closed once the job is done, when not nil
+	recs   []*record.Record
+	period time.Duration // metricset.period of the records
+	flush  bool          // flush the output after the records
+	ack    chan struct{} // closed once the job is done, when not nil
 }
 
 const batchSize = 256
@@ -229,6 +332,7 @@ func (e *encoder) run() {
 		}
 	}
 	for j := range e.jobs {
+		e.w.Options.Period = j.period
 		for _, r := range j.recs {
 			if failed {
 				break
@@ -263,15 +367,19 @@ func (e *encoder) add(r *record.Record) error {
 	if len(e.batch) < batchSize {
 		return nil
 	}
-	j := job{recs: e.batch}
+	j := job{recs: e.batch, period: e.period}
 	e.batch = make([]*record.Record, 0, batchSize)
 	return e.send(j)
 }
 
+// setPeriod sets metricset.period for the records not yet sent: those
+// of the dump that a snapshot record closes, and those after it.
+func (e *encoder) setPeriod(p time.Duration) { e.period = p }
+
 // flush queues what is pending and a flush of the output; with wait, it
 // returns once they are done.
 func (e *encoder) flush(wait bool) error {
-	j := job{recs: e.batch, flush: true}
+	j := job{recs: e.batch, period: e.period, flush: true}
 	e.batch = nil
 	if wait {
 		j.ack = make(chan struct{})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,7 @@ const inputDocs = 9
 var fixedEnv = Env{
 	Now:      func() time.Time { return t0.Add(2*time.Second + 1500*time.Microsecond) },
 	Hostname: func() (string, error) { return "web-1", nil },
+	Version:  func() string { return "1.2.3" },
 }
 
 func run(t testing.TB, env Env, args []string, stdin []byte) (stdout, stderr string, err error) {
@@ -141,6 +143,7 @@ func TestRunErrors(t *testing.T) {
 		{name: "strict stops at a bad line", args: []string{"--strict"}, stdin: in, wantCode: cli.ExitFailure, wantErr: "line 6: not a JSON object"},
 		{name: "strict stops at a bad address", args: []string{"--strict"}, stdin: []byte(`{"type":"socket","time":"2026-11-26T04:30:02Z","family":"ipv4","local":{"ip":"1.2.3","port":1},"remote":{"ip":"1.2.3.4","port":2}}` + "\n"), wantCode: cli.ExitFailure, wantErr: `sockecs: line 1: local.ip: "1.2.3" is not an IP address`},
 		{name: "empty input", stdin: nil, wantCode: cli.ExitOK},
+		{name: "negative period", args: []string{"--period", "-1s"}, wantCode: cli.ExitUsage, wantErr: "--period must not be negative"},
 		{name: "only snapshots", stdin: []byte(`{"type":"snapshot","time":"2026-11-26T04:30:00Z","sockets":0}` + "\n"), wantCode: cli.ExitOK},
 	}
 	for _, tt := range tests {
@@ -176,7 +179,7 @@ func TestHostnameFailure(t *testing.T) {
 	if !strings.Contains(stderr, "sockecs: host name: uname: no (agent.hostname and host.name left out)") {
 		t.Errorf("stderr: %s", stderr)
 	}
-	if strings.Contains(stdout, `"agent":{`) || strings.Contains(stdout, `"host":{`) || strings.Count(stdout, "\n") != inputDocs {
+	if strings.Contains(stdout, `"agent":{"hostname"`) || strings.Contains(stdout, `"agent":{"name"`) || strings.Contains(stdout, `"host":{`) || strings.Count(stdout, "\n") != inputDocs {
 		t.Errorf("stdout:\n%s", stdout)
 	}
 }
@@ -232,8 +235,12 @@ func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out lockedBuffer
 	done := make(chan error, 1)
-	go func() { done <- fixedEnv.Run(ctx, nil, pr, &out, &bytes.Buffer{}) }()
-	// The document is flushed as soon as the input pauses.
+	// A stream without snapshot records: the record waits for one (for
+	// its period) until the input has been quiet for env.hold.
+	env := fixedEnv
+	env.hold = 10 * time.Millisecond
+	go func() { done <- env.Run(ctx, nil, pr, &out, &bytes.Buffer{}) }()
+	// The document is flushed once the input has paused that long.
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(out.String(), "\n") {
 		if time.Now().After(deadline) {
@@ -249,5 +256,80 @@ func TestCancel(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not end after cancel")
+	}
+}
+
+// TestAgentAndPeriod checks agent.type, agent.version and metricset.period:
+// the period is what the snapshot record after a dump's sockets says
+// (sockdump --interval), --period overrides it, and a one-shot dump, or a
+// stream without snapshot records, has none.
+func TestAgentAndPeriod(t *testing.T) {
+	sock := func(sec, port int) string {
+		return fmt.Sprintf(`{"type":"socket","time":"2026-11-26T04:30:%02dZ","family":"ipv4","transport":"tcp","state":"listening","local":{"ip":"0.0.0.0","port":%d},"remote":{"ip":"0.0.0.0","port":0},"direction":"listening"}`, sec, port) + "\n"
+	}
+	snap := func(sec int, interval string) string {
+		return fmt.Sprintf(`{"type":"snapshot","time":"2026-11-26T04:30:%02dZ","schema":1,"sockets":2,"duration_ns":1%s}`, sec, interval) + "\n"
+	}
+	watch := sock(0, 1) + sock(0, 2) + snap(0, `,"interval_ns":10000000000`) + sock(10, 3) + snap(10, `,"interval_ns":10000000000`)
+	tests := []struct {
+		name  string
+		args  []string
+		in    string
+		agent string
+		want  []string // metricset per document
+	}{
+		{
+			name:  "watch 10s: every document, the first dump's too",
+			in:    watch,
+			agent: `"agent":{"hostname":"web-1","name":"web-1","type":"sockpipe","version":"1.2.3"}`,
+			want:  []string{`"metricset":{"name":"socket","period":10000}`, `"metricset":{"name":"socket","period":10000}`, `"metricset":{"name":"socket","period":10000}`},
+		},
+		{
+			name:  "one-shot dump",
+			args:  []string{"--agent-type", "metricbeat"},
+			in:    sock(0, 1) + snap(0, ""),
+			agent: `"agent":{"hostname":"web-1","name":"web-1","type":"metricbeat","version":"1.2.3"}`,
+			want:  []string{`"metricset":{"name":"socket"}`},
+		},
+		{
+			name:  "--period overrides the snapshot records",
+			args:  []string{"--period", "1m", "--agent-type", ""},
+			in:    watch,
+			agent: `"agent":{"hostname":"web-1","name":"web-1","version":"1.2.3"}`,
+			want:  []string{`"metricset":{"name":"socket","period":60000}`, `"metricset":{"name":"socket","period":60000}`, `"metricset":{"name":"socket","period":60000}`},
+		},
+		{
+			name:  "no snapshot records",
+			in:    sock(0, 1) + sock(1, 2),
+			agent: `"agent":{"hostname":"web-1","name":"web-1","type":"sockpipe","version":"1.2.3"}`,
+			want:  []string{`"metricset":{"name":"socket"}`, `"metricset":{"name":"socket"}`},
+		},
+		{
+			name:  "the period changes at a snapshot record",
+			in:    sock(0, 1) + snap(0, `,"interval_ns":1000000000`) + sock(1, 2) + snap(1, `,"interval_ns":2500000000`),
+			agent: `"agent":{"hostname":"web-1","name":"web-1","type":"sockpipe","version":"1.2.3"}`,
+			want:  []string{`"metricset":{"name":"socket","period":1000}`, `"metricset":{"name":"socket","period":2500}`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, err := run(t, fixedEnv, tt.args, []byte(tt.in))
+			if err != nil || stderr != "" {
+				t.Fatalf("err %v, stderr %s", err, stderr)
+			}
+			docs := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+			var got []string
+			for _, d := range docs {
+				if !strings.Contains(d, tt.agent) {
+					t.Errorf("no %s in %s", tt.agent, d)
+				}
+				i := strings.Index(d, `"metricset":`)
+				j := strings.Index(d[i:], "}")
+				got = append(got, d[i:i+j+1])
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("metricset (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

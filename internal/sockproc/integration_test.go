@@ -319,7 +319,8 @@ func TestIntegrationProcesses(t *testing.T) {
 		Args:       []string{bin, "hold", "two words", "x"},
 		Cmdline:    bin + " hold two words x",
 	}
-	root := &record.User{ID: "0", Name: "root", FullName: "Charlie Root"}
+	// uid 0 is "root" whatever the passwd file says, as in Metricbeat.
+	root := &record.User{ID: "0", Name: "root", FullName: "root"}
 	ignoreStart := cmpopts.IgnoreFields(record.Process{}, "Start")
 	checkProc := func(what string, r *record.Record, want *record.Process, wantUser *record.User) {
 		t.Helper()
@@ -359,12 +360,12 @@ func TestIntegrationProcesses(t *testing.T) {
 	if gone.Process != nil {
 		t.Errorf("socket of exited pid %d attributed to %+v", leaverPID, gone.Process)
 	}
-	if want := fmt.Sprintf("process not found. inode=%d, tcp_state=established", gone.Inode); gone.Inode == 0 || gone.ProcessError != want {
+	if want := fmt.Sprintf("process not found. inode=%d, tcp_state=ESTAB", gone.Inode); gone.Inode == 0 || gone.ProcessError != want {
 		t.Errorf("leaver: process_error %q, want %q", gone.ProcessError, want)
 	}
 	// The same connection once orphaned.
 	orphan := one(t, secondOut, "orphan", leavePort, lport)
-	if want := "process has exited. inode=0, tcp_state=" + orphan.State; orphan.Process != nil || orphan.ProcessError != want {
+	if want := "process has exited. inode=0, tcp_state=" + metricbeatState(orphan.State); orphan.Process != nil || orphan.ProcessError != want {
 		t.Errorf("orphan: process %+v, process_error %q, want %q", orphan.Process, orphan.ProcessError, want)
 	}
 	if diff := cmp.Diff(root, orphan.User); diff != "" {

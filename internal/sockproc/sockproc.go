@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 
 	"github.com/sockpipe/sockpipe/internal/cli"
 	"github.com/sockpipe/sockpipe/internal/proctable"
@@ -30,15 +31,27 @@ Output: the same records; each socket record gets
               "start":"2026-11-26T04:00:00Z"}
     the process that holds the socket open, found through /proc/PID/fd;
     when several do (after fork), the one that started first, and among
-    those started in the same clock tick the lowest pid;
+    those started in the same clock tick the lowest pid. A socket that no
+    process holds any more (no inode: destroyed, closing, time-wait) and
+    whose record has an "owner" (sockdump --events) gets its owner's
+    process: from /proc while it lives (the same pid and start time, so a
+    reused pid is never taken for it), else the pid, name and start that
+    the owner table recorded; an owner "via":"listener" is found by the
+    listener's inode;
   "process_error": "process not found. inode=N, tcp_state=STATE"
     when sockproc can see every process and none holds the socket, or
-    "process has exited. inode=0, tcp_state=STATE" for a socket that no
-    has no inode (closing, time-wait, or a syn-recv request socket, as
-    the original metricset reports them); never on "closed" events;
+    "process has exited. inode=0, tcp_state=STATE" for a socket that
+    has no inode and no known owner (closing, time-wait, or a syn-recv
+    request socket), in the original metricset's words: STATE as it
+    names the states (ESTAB, SYN-SENT, SYN-RECV, FIN-WAIT-1, FIN-WAIT-2,
+    TIME-WAIT, UNCONN for closed, CLOSE-WAIT, LAST-ACK, LISTEN, CLOSING),
+    not as the record's "state" does; never on "closed" events, nor when
+    the owner's process is written;
   "user": {"id":"1000","name":"jaime","full_name":"Jaime Soriano Pastor"}
-    the socket's owner uid, with the login name and the GECOS full name
-    from the passwd file; uid 0 is "root"; unknown uids keep only "id";
+    the socket's owner uid (for a socket without inode, its "owner"'s
+    uid), with the login name and the GECOS full name from the passwd
+    file; uid 0 is always "root" (name and full name, as in the
+    original); unknown uids keep only "id";
   "container": {"id":"9e1987cf07ac…"}
     when the process was found and runs in a container: the container's
     64-hex-digit id, from /proc/PID/cgroup (read once per process), for
@@ -235,10 +248,37 @@ func (p *processor) socket(r *record.Record) {
 
 // NotFound is the process error of a socket that no process holds, in the
 // words of the original metricset: a socket without an inode has lost its
-// file, and so its process.
+// file, and so its process. The state is named as the original names it.
 func NotFound(inode uint64, state string) string {
 	if inode == 0 {
-		return "process has exited. inode=0, tcp_state=" + state
+		return "process has exited. inode=0, tcp_state=" + metricbeatState(state)
 	}
-	return "process not found. inode=" + strconv.FormatUint(inode, 10) + ", tcp_state=" + state
+	return "process not found. inode=" + strconv.FormatUint(inode, 10) + ", tcp_state=" + metricbeatState(state)
+}
+
+// metricbeatStates are the record's state names (ss's) as the original
+// metricset writes them (gosigar's, ss's output names): a query on its
+// error.code finds ours.
+var metricbeatStates = map[string]string{
+	"established": "ESTAB",
+	"syn-sent":    "SYN-SENT",
+	"syn-recv":    "SYN-RECV",
+	"fin-wait-1":  "FIN-WAIT-1",
+	"fin-wait-2":  "FIN-WAIT-2",
+	"time-wait":   "TIME-WAIT",
+	"closed":      "UNCONN",
+	"close-wait":  "CLOSE-WAIT",
+	"last-ack":    "LAST-ACK",
+	"listening":   "LISTEN",
+	"closing":     "CLOSING",
+}
+
+// metricbeatState names a state as the original does; a state it has no
+// name for ("unknown-13") is written in its capitals, which keeps the
+// number that the original's "UNKNOWN" loses.
+func metricbeatState(state string) string {
+	if s, ok := metricbeatStates[state]; ok {
+		return s
+	}
+	return strings.ToUpper(state)
 }

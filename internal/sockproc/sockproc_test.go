@@ -98,8 +98,8 @@ func TestRun(t *testing.T) {
 		},
 		want: []string{
 			sockLine("listening", 1001, 33, ","+nginxJSON+`,"user":{"id":"33","name":"www","full_name":"Web Server"}`),
-			sockLine("established", 7777, 1234, `,"process_error":"process not found. inode=7777, tcp_state=established","user":{"id":"1234"}`),
-			sockLine("time-wait", 0, 0, `,"process_error":"process has exited. inode=0, tcp_state=time-wait","user":{"id":"0","name":"root","full_name":"root"}`),
+			sockLine("established", 7777, 1234, `,"process_error":"process not found. inode=7777, tcp_state=ESTAB","user":{"id":"1234"}`),
+			sockLine("time-wait", 0, 0, `,"process_error":"process has exited. inode=0, tcp_state=TIME-WAIT","user":{"id":"0","name":"root","full_name":"root"}`),
 			snapLine,
 		},
 	}, {
@@ -151,7 +151,7 @@ func TestRun(t *testing.T) {
 		},
 		want: []string{
 			sockLine("time-wait", 0, 0, `,"owner":{"uid":33,"via":"listener","inode":1001},`+nginxJSON+`,"user":{"id":"33","name":"www","full_name":"Web Server"}`),
-			sockLine("closed", 0, -1, `,"owner":{"uid":33,"via":"listener","inode":4444},"process_error":"process has exited. inode=0, tcp_state=closed","user":{"id":"33","name":"www","full_name":"Web Server"}`),
+			sockLine("closed", 0, -1, `,"owner":{"uid":33,"via":"listener","inode":4444},"process_error":"process has exited. inode=0, tcp_state=UNCONN","user":{"id":"33","name":"www","full_name":"Web Server"}`),
 			sockLine("closed", 0, -1, `,"owner":{"pid":100,"name":"nginx","uid":33,"gid":33,"start":"2023-11-14T22:13:25Z","via":"accept"},`+nginxJSON+`,"user":{"id":"33","name":"www","full_name":"Web Server"}`),
 			sockLine("closed", 0, -1, `,"owner":{"pid":100,"name":"old","uid":0,"gid":0,"start":"2023-11-14T22:13:24Z","via":"connect"},"process":{"pid":100,"name":"old","start":"2023-11-14T22:13:24Z"},"user":{"id":"0","name":"root","full_name":"root"}`),
 		},
@@ -160,18 +160,18 @@ func TestRun(t *testing.T) {
 		privileged: true,
 		args:       []string{"--nss"},
 		in:         []string{sockLine("time-wait", 0, 4000, "")},
-		want:       []string{sockLine("time-wait", 0, 4000, `,"process_error":"process has exited. inode=0, tcp_state=time-wait","user":{"id":"4000","name":"ldap","full_name":"From NSS"}`)},
+		want:       []string{sockLine("time-wait", 0, 4000, `,"process_error":"process has exited. inode=0, tcp_state=TIME-WAIT","user":{"id":"4000","name":"ldap","full_name":"From NSS"}`)},
 	}, {
 		name:       "bad lines are reported and skipped",
 		privileged: true,
 		in:         []string{`{"type":"socket"`, `{"type":"socket","family":"ipx"}`, sockLine("time-wait", 0, -1, "")},
-		want:       []string{sockLine("time-wait", 0, -1, `,"process_error":"process has exited. inode=0, tcp_state=time-wait"`)},
+		want:       []string{sockLine("time-wait", 0, -1, `,"process_error":"process has exited. inode=0, tcp_state=TIME-WAIT"`)},
 	}, {
 		name:       "--strict stops at the first bad line",
 		privileged: true,
 		args:       []string{"--strict"},
 		in:         []string{sockLine("time-wait", 0, -1, ""), `nope`},
-		want:       []string{sockLine("time-wait", 0, -1, `,"process_error":"process has exited. inode=0, tcp_state=time-wait"`)},
+		want:       []string{sockLine("time-wait", 0, -1, `,"process_error":"process has exited. inode=0, tcp_state=TIME-WAIT"`)},
 		wantErr:    "line 2",
 	}}
 	for _, tt := range tests {
@@ -267,9 +267,18 @@ func TestNotFound(t *testing.T) {
 		state string
 		want  string
 	}{
-		{0, "time-wait", "process has exited. inode=0, tcp_state=time-wait"},
-		{0, "fin-wait-2", "process has exited. inode=0, tcp_state=fin-wait-2"},
-		{123, "established", "process not found. inode=123, tcp_state=established"},
+		{0, "time-wait", "process has exited. inode=0, tcp_state=TIME-WAIT"},
+		{0, "fin-wait-2", "process has exited. inode=0, tcp_state=FIN-WAIT-2"},
+		{0, "syn-recv", "process has exited. inode=0, tcp_state=SYN-RECV"},
+		{0, "closed", "process has exited. inode=0, tcp_state=UNCONN"},
+		{123, "established", "process not found. inode=123, tcp_state=ESTAB"},
+		{123, "listening", "process not found. inode=123, tcp_state=LISTEN"},
+		{7, "syn-sent", "process not found. inode=7, tcp_state=SYN-SENT"},
+		{7, "fin-wait-1", "process not found. inode=7, tcp_state=FIN-WAIT-1"},
+		{7, "close-wait", "process not found. inode=7, tcp_state=CLOSE-WAIT"},
+		{7, "last-ack", "process not found. inode=7, tcp_state=LAST-ACK"},
+		{7, "closing", "process not found. inode=7, tcp_state=CLOSING"},
+		{7, "unknown-13", "process not found. inode=7, tcp_state=UNKNOWN-13"},
 	} {
 		if got := NotFound(tt.inode, tt.state); got != tt.want {
 			t.Errorf("NotFound(%d, %q) = %q, want %q", tt.inode, tt.state, got, tt.want)
@@ -320,7 +329,7 @@ func TestRunContainer(t *testing.T) {
 		name:   "process not found: the input's container is kept",
 		cgroup: "0::/system.slice/docker-" + id + ".scope\n",
 		in:     []string{sockLine("established", 7777, -1, `,"container":{"id":"`+other+`"}`)},
-		want:   []string{sockLine("established", 7777, -1, `,"process_error":"process not found. inode=7777, tcp_state=established","container":{"id":"`+other+`"}`)},
+		want:   []string{sockLine("established", 7777, -1, `,"process_error":"process not found. inode=7777, tcp_state=ESTAB","container":{"id":"`+other+`"}`)},
 	}, {
 		name:   "host process",
 		cgroup: "0::/system.slice/nginx.service\n",

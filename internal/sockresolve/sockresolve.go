@@ -34,12 +34,12 @@ remote port gets, from the PTR record of remote.ip,
     domain by the public-suffix list (left out when there is none, as
     for "localhost."); or
   "remote": {..., "host_error":"no PTR record (NXDOMAIN)"}
-    why there is no name: "no PTR record (NXDOMAIN)", "empty answer (no
-    PTR record)", "timed out after 2s", "server refused the query
-    (REFUSED)", "server failure (SERVFAIL)", "invalid host name in answer:
-    ...", "cannot query the DNS server: ...". Without --server, the
-    system resolver cannot tell NXDOMAIN from an empty answer, nor
-    SERVFAIL from REFUSED, and says so.
+    why there is no name: "no PTR record (NXDOMAIN)", "empty dns
+    response" (no PTR record, in Metricbeat's words), "timed out after
+    2s", "server refused the query (REFUSED)", "server failure
+    (SERVFAIL)", "invalid host name in answer: ...", "cannot query the
+    DNS server: ...". Without --server, the system resolver cannot tell
+    NXDOMAIN from an empty answer, nor SERVFAIL from REFUSED, and says so.
 A PTR answer is untrusted: a name that is not a valid host name (letters,
 digits, hyphens, underscores; labels of at most 63 bytes, at most 253 in
 all) becomes a host_error and is never written.

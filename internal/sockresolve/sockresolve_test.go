@@ -110,7 +110,7 @@ func TestRun(t *testing.T) {
 		{IP: "192.0.2.2", Host: "localhost."},
 		{IP: "192.0.2.3", Error: "no PTR record (NXDOMAIN)"},
 		{Raw: other},
-		{IP: "192.0.2.4", Error: "empty answer (no PTR record)"},
+		{IP: "192.0.2.4", Error: "empty dns response"},
 		{IP: "192.0.2.5", Error: "server refused the query (REFUSED)"},
 		{IP: "192.0.2.6", Error: "server failure (SERVFAIL)"},
 		{IP: "192.0.2.7", Error: "timed out after 300ms"},

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/ndjson"
@@ -45,6 +46,10 @@ type Input struct {
 	// Wait, when set, is called before Next blocks for more input: the
 	// place to flush output.
 	Wait func() error
+	// Rewait, when not zero, calls Wait again each time the input has
+	// stayed paused that long, for a stage that holds lines back until
+	// the input has been quiet for a while.
+	Rewait time.Duration
 	// Consume, when set, is offered each line before it is decoded; a
 	// line for which it returns true is handled there and not returned by
 	// Next. It is for a stage that can handle some lines from their bytes
@@ -155,11 +160,21 @@ func (in *Input) Next() (Line, error) {
 				return Line{}, err
 			}
 		}
+		var again <-chan time.Time
+		var timer *time.Timer
+		if in.Rewait > 0 && in.Wait != nil {
+			timer = time.NewTimer(in.Rewait)
+			again = timer.C
+		}
 		select {
 		case b := <-in.ch:
 			in.cur, in.pos = b, 0
 		case <-in.ctx.Done():
 			in.done = in.ctx.Err()
+		case <-again:
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}
 }

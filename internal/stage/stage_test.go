@@ -105,3 +105,35 @@ func TestInputWaitAndCancel(t *testing.T) {
 		t.Fatal("Next did not return after cancel")
 	}
 }
+
+// With Rewait, Wait is called again while the input stays paused, and not
+// while lines come.
+func TestInputRewait(t *testing.T) {
+	t.Parallel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	i := NewInput(ctx, pr, 0)
+	i.Rewait = 10 * time.Millisecond
+	waits := make(chan struct{}, 100)
+	i.Wait = func() error { waits <- struct{}{}; return nil }
+	done := make(chan error)
+	go func() { _, err := i.Next(); done <- err }()
+	for n := 0; n < 3; n++ {
+		select {
+		case <-waits:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Wait called %d times while the input paused, want 3", n)
+		}
+	}
+	go pw.Write([]byte(good + "\n"))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next did not return the line")
+	}
+}

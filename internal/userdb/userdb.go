@@ -25,6 +25,9 @@ import (
 // DefaultPath is the passwd file read unless another is given.
 const DefaultPath = "/etc/passwd"
 
+// rootEntry is what Lookup says of uid 0.
+var rootEntry = Entry{UID: 0, Name: "root", FullName: "root"}
+
 // Entry is what the user database says about one uid.
 type Entry struct {
 	UID      uint32
@@ -111,8 +114,14 @@ func New(path string, fallback Lookuper) *DB {
 func (db *DB) Refresh() { db.check = true }
 
 // Lookup returns what is known of uid. ok is false when the uid is unknown
-// to the file and to the fallback. uid 0 is always "root".
+// to the file and to the fallback. uid 0 is always "root", name and full
+// name, whatever the file says or lacks: Metricbeat never looks it up, and
+// so documents of root's sockets match its, even in a container whose
+// passwd file has no root.
 func (db *DB) Lookup(uid uint32) (e Entry, ok bool) {
+	if uid == 0 {
+		return rootEntry, true
+	}
 	if db.check {
 		db.check = false
 		db.reload()
@@ -124,9 +133,7 @@ func (db *DB) Lookup(uid uint32) (e Entry, ok bool) {
 		return e, e.Name != ""
 	}
 	e = Entry{UID: uid}
-	if uid == 0 {
-		e.Name = "root"
-	} else if db.fallback != nil {
+	if db.fallback != nil {
 		if u, err := db.fallback(strconv.FormatUint(uint64(uid), 10)); err == nil && u != nil {
 			e.Name = u.Username
 			e.FullName, _, _ = strings.Cut(u.Name, ",")

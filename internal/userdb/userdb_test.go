@@ -85,6 +85,20 @@ func writeFile(t *testing.T, path, s string, mtime time.Time) {
 	}
 }
 
+// uid 0 is root, name and full name, whatever the file says.
+func TestDBRoot(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "passwd")
+	writeFile(t, path, "toor:x:0:0:Charlie Root,,,:/root:/bin/sh\n", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	db := New(path, func(string) (*user.User, error) {
+		t.Error("the fallback was asked about uid 0")
+		return nil, user.UnknownUserIdError(0)
+	})
+	if e, ok := db.Lookup(0); !ok || e != (Entry{0, "root", "root"}) {
+		t.Errorf("Lookup(0) = %+v, %v; want root, root", e, ok)
+	}
+}
+
 func TestDB(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "passwd")
@@ -112,7 +126,7 @@ func TestDB(t *testing.T) {
 		}
 	}
 	check(1000, Entry{1000, "jaime", "Jaime Soriano Pastor"}, true)
-	check(0, Entry{0, "root", ""}, true) // not in the file: still root
+	check(0, Entry{0, "root", "root"}, true) // not in the file: still root
 	check(2000, Entry{2000, "ldapuser", "LDAP User"}, true)
 	check(3000, Entry{UID: 3000}, false)
 	check(3000, Entry{UID: 3000}, false)

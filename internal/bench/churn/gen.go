@@ -132,6 +132,10 @@ func generate(ctx context.Context, cfg config) (summary, error) {
 	logDone := make(chan error, 1)
 	go func() {
 		w := bufio.NewWriter(f)
+		// Who makes the connections, both ends: the owner every opened
+		// event should name.
+		comm, _ := os.ReadFile("/proc/self/comm")
+		fmt.Fprintf(w, "# owner pid=%d name=%s uid=%d\n", os.Getpid(), strings.TrimSpace(string(comm)), os.Getuid())
 		for l := range lines {
 			w.WriteString(l)
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,23 +47,47 @@ func parseTruthLine(line string) (truthConn, error) {
 	return c, nil
 }
 
+// truthOwner is the process that made the connections of a truth log.
+type truthOwner struct {
+	PID  int
+	Name string
+	UID  uint32
+}
+
 // parseTruth reads a ground-truth log; blank lines and lines starting
-// with # are skipped.
+// with # are skipped, but for "# owner pid=P name=N uid=U", the process
+// that made the connections.
 func parseTruth(r io.Reader) ([]truthConn, error) {
-	var conns []truthConn
+	conns, _, err := parseTruthOwner(r)
+	return conns, err
+}
+
+func parseTruthOwner(r io.Reader) ([]truthConn, *truthOwner, error) {
+	var (
+		conns []truthConn
+		owner *truthOwner
+	)
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		l := strings.TrimSpace(sc.Text())
+		if rest, ok := strings.CutPrefix(l, "# owner "); ok {
+			var o truthOwner
+			if _, err := fmt.Sscanf(rest, "pid=%d name=%s uid=%d", &o.PID, &o.Name, &o.UID); err != nil {
+				return nil, nil, fmt.Errorf("truth line %d: %w", n, err)
+			}
+			owner = &o
+			continue
+		}
 		if l == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
 		c, err := parseTruthLine(l)
 		if err != nil {
-			return nil, fmt.Errorf("truth line %d: %w", n, err)
+			return nil, nil, fmt.Errorf("truth line %d: %w", n, err)
 		}
 		conns = append(conns, c)
 	}
-	return conns, sc.Err()
+	return conns, owner, sc.Err()
 }
 
 // connKey is one end of a connection as a socket record gives it.
@@ -87,14 +112,17 @@ const (
 	seenShortLived
 	seenClientWiped  // a destroyed client end without its remote port
 	seenServerEgress // an opened server end said to be egress
+	seenOwned        // an opened event whose owner is the truth's (pid, name, uid)
+	seenOwnerWrong   // an opened event whose owner is another
 )
 
 // scorer joins records with the ground truth.
 type scorer struct {
 	truth  []truthConn
+	owner  *truthOwner     // nil: owners are not scored
 	byKey  map[connKey]int // both ends of every connection
 	wiped  map[connKey]int // client end with the remote port the kernel wipes
-	seen   []uint8
+	seen   []uint16
 	opened map[connKey]int // opened events of every key of the input
 
 	dupTruth   int // connections whose key an earlier one had
@@ -109,7 +137,7 @@ func newScorer(truth []truthConn) *scorer {
 		truth:  truth,
 		byKey:  make(map[connKey]int, 2*len(truth)),
 		wiped:  make(map[connKey]int, len(truth)),
-		seen:   make([]uint8, len(truth)),
+		seen:   make([]uint16, len(truth)),
 		opened: make(map[connKey]int),
 	}
 	for i, c := range truth {
@@ -175,6 +203,32 @@ func (s *scorer) add(r *record.Record) {
 	if r.Event == record.EventOpened && r.ShortLived {
 		s.seen[i] |= seenShortLived
 	}
+	if want := s.owner; r.Event == record.EventOpened && want != nil {
+		// sockproc's output: its process and user; sockdiff's: the owner.
+		var (
+			pid  int
+			name string
+			uid  string
+		)
+		switch {
+		case r.Process != nil || r.User != nil:
+			if r.Process != nil {
+				pid, name = r.Process.PID, r.Process.Name
+			}
+			if r.User != nil {
+				uid = r.User.ID
+			}
+		case r.Owner != nil:
+			pid, name, uid = r.Owner.PID, r.Owner.Name, strconv.FormatUint(uint64(r.Owner.UID), 10)
+		default:
+			return
+		}
+		if pid == want.PID && name == want.Name && uid == strconv.FormatUint(uint64(want.UID), 10) {
+			s.seen[i] |= seenOwned
+		} else {
+			s.seen[i] |= seenOwnerWrong
+		}
+	}
 }
 
 // result is the score.
@@ -189,6 +243,9 @@ type result struct {
 	Closed        int // a closed event, either end
 	ClientWiped   int // a destroyed client end without its remote port
 	ServerEgress  int // an opened server end with direction egress (wrong)
+	Owned         int // an opened event with the right process and user (pid, name, uid), or owner
+	OwnerWrong    int // an opened event with another process, user or owner
+	OwnerScored   bool
 	Overflows     int // sum of the snapshots' event_overflows
 	Snapshots     int
 	DoubleOpened  int // keys, of any socket, with two or more opened events
@@ -200,7 +257,7 @@ type result struct {
 func (s *scorer) result() result {
 	r := result{
 		Connections: len(s.truth), Overflows: s.overflows, Snapshots: s.snapshots,
-		Destroyed: s.destroyed, DupTruth: s.dupTruth,
+		Destroyed: s.destroyed, DupTruth: s.dupTruth, OwnerScored: s.owner != nil,
 	}
 	for i, b := range s.seen {
 		opened := b&(seenOpenedServer|seenOpenedClient) != 0
@@ -233,6 +290,12 @@ func (s *scorer) result() result {
 		if b&seenServerEgress != 0 {
 			r.ServerEgress++
 		}
+		if b&seenOwned != 0 {
+			r.Owned++
+		}
+		if b&seenOwnerWrong != 0 {
+			r.OwnerWrong++
+		}
 	}
 	for _, n := range s.opened {
 		if n > 1 {
@@ -256,7 +319,24 @@ func (r result) String() string {
 		"double_opened=%d destroyed_records=%d duplicate_truth=%d",
 		r.Connections, r.Found, r.percent(), r.Opened, r.ShortLived, r.DestroyedOnly,
 		r.ServerEnd, r.ClientEnd, r.Closed, r.ClientWiped, r.ServerEgress, r.Overflows, r.Snapshots,
-		r.DoubleOpened, r.Destroyed, r.DupTruth)
+		r.DoubleOpened, r.Destroyed, r.DupTruth) + r.ownerString()
+}
+
+// ownerString is the owner part of String: how many connections have an
+// opened event that names the process that made them, of all connections
+// and of those reported (with an opened event).
+func (r result) ownerString() string {
+	if !r.OwnerScored {
+		return ""
+	}
+	p, q := 0.0, 0.0
+	if r.Connections > 0 {
+		p = 100 * float64(r.Owned) / float64(r.Connections)
+	}
+	if r.Opened > 0 {
+		q = 100 * float64(r.Owned) / float64(r.Opened)
+	}
+	return fmt.Sprintf(" owned=%d owned_percent=%.2f owned_of_opened_percent=%.2f owner_wrong=%d", r.Owned, p, q, r.OwnerWrong)
 }
 
 // scoreReader feeds every decodable line of an NDJSON stream to s; bad
@@ -291,12 +371,13 @@ func scoreFiles(truthPath string, paths []string, misses int, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	truth, err := parseTruth(tf)
+	truth, owner, err := parseTruthOwner(tf)
 	tf.Close()
 	if err != nil {
 		return fmt.Errorf("%s: %w", truthPath, err)
 	}
 	s := newScorer(truth)
+	s.owner = owner
 	for _, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {

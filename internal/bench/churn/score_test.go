@@ -145,3 +145,52 @@ func FuzzParseTruthLine(f *testing.F) {
 		}
 	})
 }
+
+func TestScoreOwners(t *testing.T) {
+	const sock = `{"type":"socket","time":"2026-11-26T05:00:01Z","family":"ipv4","transport":"tcp","state":"closed","inode":0,"event":"opened","short_lived":true,`
+	truth, owner, err := parseTruthOwner(strings.NewReader("# owner pid=4242 name=churn uid=1000\n" + truthLog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (&truthOwner{PID: 4242, Name: "churn", UID: 1000}); !cmp.Equal(owner, want) {
+		t.Fatalf("owner %+v, want %+v", owner, want)
+	}
+	s := newScorer(truth)
+	s.owner = owner
+	input := strings.Join([]string{
+		// Right, from the server end.
+		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20000},"owner":{"pid":4242,"name":"churn","uid":1000,"gid":0,"via":"accept"}}`,
+		// Right, from the client end; the server end has none.
+		sock + `"local":{"ip":"127.0.0.3","port":20001},"remote":{"ip":"127.0.0.2","port":40000},"owner":{"pid":4242,"name":"churn","uid":1000,"gid":0,"via":"connect"}}`,
+		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20001}}`,
+		// Wrong pid, wrong uid.
+		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20002},"owner":{"pid":4243,"name":"churn","uid":1000,"gid":0,"via":"accept"}}`,
+		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20003},"owner":{"pid":4242,"name":"churn","uid":0,"gid":0,"via":"accept"}}`,
+		// No owner at all.
+		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20004}}`,
+	}, "\n")
+	// sockproc's output: the process and the user count, not the owner.
+	procs := strings.Join([]string{
+		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20000},"process":{"pid":4242,"name":"churn"},"user":{"id":"1000"}}`,
+		sock + `"local":{"ip":"127.0.0.2","port":40000},"remote":{"ip":"127.0.0.3","port":20001},"owner":{"pid":4242,"name":"churn","uid":1000,"gid":0,"via":"accept"},"process":{"pid":4242,"name":"churn"},"user":{"id":"0"}}`,
+	}, "\n")
+	if _, err := scoreReader(s, strings.NewReader(input)); err != nil {
+		t.Fatal(err)
+	}
+	r := s.result()
+	if r.Owned != 2 || r.OwnerWrong != 2 || r.Opened != 5 {
+		t.Errorf("owned %d, wrong %d, opened %d; want 2, 2, 5", r.Owned, r.OwnerWrong, r.Opened)
+	}
+	if got, want := r.ownerString(), " owned=2 owned_percent=40.00 owned_of_opened_percent=40.00 owner_wrong=2"; got != want {
+		t.Errorf("score %q, want %q", got, want)
+	}
+
+	s = newScorer(truth)
+	s.owner = owner
+	if _, err := scoreReader(s, strings.NewReader(procs)); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.result(); r.Owned != 1 || r.OwnerWrong != 1 {
+		t.Errorf("from sockproc: owned %d, wrong %d; want 1, 1", r.Owned, r.OwnerWrong)
+	}
+}
