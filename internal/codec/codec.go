@@ -1,10 +1,13 @@
 // Package codec turns records into NDJSON lines and back. It is the only
 // package of sockpipe that imports github.com/json-iterator/go: the library
-// is archived upstream, so it stays behind this one small API.
+// is archived upstream, so it stays behind this one small API (Marshal,
+// Unmarshal and Valid, for values other than records).
 //
-// Records are decoded and encoded field by field with json-iterator's
-// streaming API, without reflection, and members that the schema does not
-// know are kept as raw JSON so they pass through unchanged.
+// Records go through a scanner and a writer of this package, driven by the
+// member tables of schema.go, the one description of the record's JSON.
+// Members that the schema does not know are kept as raw JSON so they pass
+// through unchanged. The decoder accepts exactly the JSON that
+// encoding/json accepts, and decodes strings as it does.
 package codec
 
 import (
@@ -12,10 +15,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	jsoniter "github.com/json-iterator/go"
 
@@ -60,10 +66,44 @@ func MarshalIndent(v any, indent string) ([]byte, error) {
 // Valid reports whether data is one valid JSON value.
 func Valid(data []byte) bool { return api.Valid(data) }
 
+// Decoder decodes records. It keeps a bounded cache of the short strings
+// it has decoded (addresses, states, names), so that a stream of records
+// costs no allocation for them. It is not safe for concurrent use.
+type Decoder struct {
+	d decoder
+}
+
+// NewDecoder returns a decoder.
+func NewDecoder() *Decoder { return &Decoder{} }
+
+// DecodeInto parses one NDJSON line into r, which is reset first. See
+// Decode.
+func (dec *Decoder) DecodeInto(line []byte, r *record.Record) error {
+	*r = record.Record{}
+	d := &dec.d
+	d.buf, d.pos, d.depth, d.path = line, 0, 0, d.path[:0]
+	defer func() { d.buf = nil }()
+	d.ws()
+	if d.pos >= len(d.buf) || d.buf[d.pos] != '{' {
+		return errors.New("not a JSON object")
+	}
+	if err := decodeObject(d, recordTable, r); err != nil {
+		return err
+	}
+	d.ws()
+	if d.pos != len(d.buf) {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+var decoders = sync.Pool{New: func() any { return NewDecoder() }}
+
 // Decode parses one NDJSON line into a record. Members of unknown names are
-// kept in the Extra fields; null members count as absent. It fails on
-// anything that is not a single JSON object or whose known members have the
-// wrong JSON type. Decode does not call Validate.
+// kept in the Extra fields; null members count as absent, and of a member
+// given twice the last counts. It fails on anything that is not a single
+// JSON object or whose known members have the wrong JSON type. Decode does
+// not call Validate.
 func Decode(line []byte) (*record.Record, error) {
 	r := new(record.Record)
 	if err := DecodeInto(line, r); err != nil {
@@ -75,399 +115,652 @@ func Decode(line []byte) (*record.Record, error) {
 // DecodeInto is Decode into a record that the caller provides; r is reset
 // first.
 func DecodeInto(line []byte, r *record.Record) error {
-	*r = record.Record{}
-	line = bytes.TrimSpace(line)
-	if len(line) == 0 || line[0] != '{' {
-		return errors.New("not a JSON object")
+	dec := decoders.Get().(*Decoder)
+	err := dec.DecodeInto(line, r)
+	decoders.Put(dec)
+	return err
+}
+
+// maxDepth is how deeply encoding/json lets values nest.
+const maxDepth = 10000
+
+// internMax is the size of the string cache; internLen, the longest
+// string it holds.
+const (
+	internMax = 1024
+	internLen = 64
+)
+
+type decoder struct {
+	buf     []byte
+	pos     int
+	depth   int
+	path    []string          // the member names down to the value being decoded
+	scratch []byte            // unescaped strings
+	intern  [internMax]string // direct-mapped by a hash of the bytes
+}
+
+func (d *decoder) ws() {
+	for d.pos < len(d.buf) {
+		switch d.buf[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
 	}
-	it := api.BorrowIterator(line)
-	defer api.ReturnIterator(it)
-	d := decoder{it: it}
-	it.ReadObjectCB(d.top(r))
-	if d.err != nil {
-		return d.err
+}
+
+func (d *decoder) peek() byte {
+	if d.pos < len(d.buf) {
+		return d.buf[d.pos]
 	}
-	if it.Error != nil {
-		return jsonError(it.Error)
+	return 0
+}
+
+// syntax is an error in the JSON itself.
+func (d *decoder) syntax(what string) error {
+	if d.pos >= len(d.buf) {
+		return errors.New("invalid JSON: unexpected end of input")
 	}
-	it.WhatIsNext()
-	if it.Error != io.EOF {
-		return errors.New("trailing data after the JSON object")
+	return fmt.Errorf("invalid JSON: %s at offset %d", what, d.pos)
+}
+
+// typeError is a known member of the wrong JSON type or range.
+type typeError struct{ msg string }
+
+func (e *typeError) Error() string { return e.msg }
+
+// want is a known member of the wrong JSON type or range.
+func (d *decoder) want(format string, args ...any) error {
+	name := strings.Join(d.path, ".")
+	return &typeError{fmt.Sprintf("%q: "+format, append([]any{name}, args...)...)}
+}
+
+// lit consumes the literal s.
+func (d *decoder) lit(s string) error {
+	if len(d.buf)-d.pos < len(s) || string(d.buf[d.pos:d.pos+len(s)]) != s {
+		return d.syntax("invalid literal")
 	}
+	d.pos += len(s)
 	return nil
 }
 
-// jsonError shortens json-iterator's messages, which quote the input.
-func jsonError(err error) error {
-	msg := err.Error()
-	if i := strings.Index(msg, ", error found in"); i > 0 {
-		msg = msg[:i]
-	}
-	return fmt.Errorf("invalid JSON: %s", msg)
-}
-
-type decoder struct {
-	it  *jsoniter.Iterator
-	err error
-}
-
-func (d *decoder) fail(format string, args ...any) bool {
-	if d.err == nil {
-		d.err = fmt.Errorf(format, args...)
-	}
-	return false
-}
-
-// null consumes a JSON null and reports whether there was one.
+// null consumes a null and reports whether there was one.
 func (d *decoder) null() bool {
-	if d.it.WhatIsNext() == jsoniter.NilValue {
-		d.it.ReadNil()
+	if d.peek() == 'n' && d.lit("null") == nil {
 		return true
 	}
 	return false
 }
 
-func (d *decoder) str(key string, dst *string) bool {
+// decodeObject decodes an object of table t into v; null leaves v as it is.
+// A member of the wrong type is an error unless the object gives the
+// member again, rightly: of a member given twice the last counts, as when
+// encoding/json reads the object into a map.
+func decodeObject[T any](d *decoder, t *table[T], v *T) error {
+	var wrong []error // by member, when some member was of the wrong type
 	if d.null() {
-		return true
+		return nil
 	}
-	if d.it.WhatIsNext() != jsoniter.StringValue {
-		return d.fail("%q: want a string", key)
+	if d.peek() != '{' {
+		return d.want("want an object")
 	}
-	*dst = d.it.ReadString()
-	return d.it.Error == nil
+	d.pos++
+	if d.depth++; d.depth > maxDepth {
+		return d.syntax("exceeded max depth")
+	}
+	d.ws()
+	if d.peek() == '}' {
+		d.pos++
+		d.depth--
+		return nil
+	}
+	for {
+		d.ws()
+		if d.peek() != '"' {
+			return d.syntax("want a member name")
+		}
+		key, err := d.stringBytes()
+		if err != nil {
+			return err
+		}
+		d.ws()
+		if d.peek() != ':' {
+			return d.syntax("want ':'")
+		}
+		d.pos++
+		d.ws()
+		if i := t.lookup(key); i >= 0 {
+			m := &t.members[i]
+			d.path = append(d.path, m.name)
+			start, depth := d.pos, d.depth
+			err := m.dec(d, v)
+			d.path = d.path[:len(d.path)-1]
+			if _, ok := err.(*typeError); ok {
+				if wrong == nil {
+					wrong = make([]error, len(t.members))
+				}
+				wrong[i] = err
+				d.pos, d.depth = start, depth
+				err = d.skip()
+			} else if wrong != nil {
+				wrong[i] = nil
+			}
+			if err != nil {
+				return err
+			}
+		} else {
+			name := d.text(key)
+			start := d.pos
+			if err := d.skip(); err != nil {
+				return err
+			}
+			ex := t.extra(v)
+			if *ex == nil {
+				*ex = make([]record.Field, 0, 2)
+			}
+			*ex = append(*ex, record.Field{Key: name, Value: append([]byte(nil), d.buf[start:d.pos]...)})
+		}
+		d.ws()
+		switch d.peek() {
+		case ',':
+			d.pos++
+		case '}':
+			d.pos++
+			d.depth--
+			for _, err := range wrong {
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		default:
+			return d.syntax("want ',' or '}'")
+		}
+	}
 }
 
-func (d *decoder) num(key string) (jsoniter.ValueType, bool) {
-	t := d.it.WhatIsNext()
-	if t != jsoniter.NumberValue {
-		return t, d.fail("%q: want a number", key)
+// skip consumes one value, checking it.
+func (d *decoder) skip() error {
+	switch c := d.peek(); {
+	case c == '"':
+		_, err := d.stringBytes()
+		return err
+	case c == '-' || '0' <= c && c <= '9':
+		return d.number()
+	case c == 't':
+		return d.lit("true")
+	case c == 'f':
+		return d.lit("false")
+	case c == 'n':
+		return d.lit("null")
+	case c == '{' || c == '[':
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		d.pos++
+		if d.depth++; d.depth > maxDepth {
+			return d.syntax("exceeded max depth")
+		}
+		d.ws()
+		if d.peek() == end {
+			d.pos++
+			d.depth--
+			return nil
+		}
+		for {
+			d.ws()
+			if c == '{' {
+				if d.peek() != '"' {
+					return d.syntax("want a member name")
+				}
+				if _, err := d.stringBytes(); err != nil {
+					return err
+				}
+				d.ws()
+				if d.peek() != ':' {
+					return d.syntax("want ':'")
+				}
+				d.pos++
+				d.ws()
+			}
+			if err := d.skip(); err != nil {
+				return err
+			}
+			d.ws()
+			switch d.peek() {
+			case ',':
+				d.pos++
+			case end:
+				d.pos++
+				d.depth--
+				return nil
+			default:
+				return d.syntax("want ',' or '" + string(end) + "'")
+			}
+		}
 	}
-	return t, true
+	return d.syntax("want a value")
 }
 
-func (d *decoder) uint64(key string, dst *uint64) bool {
+// number consumes a number, checking its syntax.
+func (d *decoder) number() error {
+	b, i := d.buf, d.pos
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		for i++; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+		}
+	default:
+		d.pos = i
+		return d.syntax("invalid number")
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			d.pos = i
+			return d.syntax("invalid number")
+		}
+		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			d.pos = i
+			return d.syntax("invalid number")
+		}
+		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+		}
+	}
+	d.pos = i
+	return nil
+}
+
+// stringBytes consumes a string and returns it unescaped. The slice is
+// the input's or the scratch buffer's: valid until the next string.
+func (d *decoder) stringBytes() ([]byte, error) {
+	b := d.buf
+	i := d.pos + 1
+	for i < len(b) {
+		c := b[i]
+		if c == '"' {
+			s := b[d.pos+1 : i]
+			d.pos = i + 1
+			return s, nil
+		}
+		if c < 0x20 || c == '\\' || c >= utf8.RuneSelf {
+			break
+		}
+		i++
+	}
+	return d.slowString(i)
+}
+
+// slowString unescapes a string from i on, as encoding/json does:
+// invalid UTF-8 and lone surrogates become U+FFFD.
+func (d *decoder) slowString(i int) ([]byte, error) {
+	b := d.buf
+	out := append(d.scratch[:0], b[d.pos+1:i]...)
+	for {
+		if i >= len(b) {
+			d.pos = i
+			return nil, d.syntax("unterminated string")
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
+			d.scratch = out
+			return out, nil
+		case c < 0x20:
+			d.pos = i
+			return nil, d.syntax("control character in string")
+		case c == '\\':
+			if i+1 >= len(b) {
+				d.pos = i + 1
+				return nil, d.syntax("unterminated string")
+			}
+			switch e := b[i+1]; e {
+			case '"', '\\', '/':
+				out = append(out, e)
+				i += 2
+			case 'b':
+				out = append(out, '\b')
+				i += 2
+			case 'f':
+				out = append(out, '\f')
+				i += 2
+			case 'n':
+				out = append(out, '\n')
+				i += 2
+			case 'r':
+				out = append(out, '\r')
+				i += 2
+			case 't':
+				out = append(out, '\t')
+				i += 2
+			case 'u':
+				r := hex4(b[i+2:])
+				if r < 0 {
+					d.pos = i
+					return nil, d.syntax("invalid \\u escape")
+				}
+				i += 6
+				if utf16.IsSurrogate(r) {
+					r1 := rune(-1)
+					if i+1 < len(b) && b[i] == '\\' && b[i+1] == 'u' {
+						r1 = hex4(b[i+2:])
+					}
+					if dec := utf16.DecodeRune(r, r1); dec != unicode.ReplacementChar {
+						i += 6
+						r = dec
+					} else {
+						r = unicode.ReplacementChar
+					}
+				}
+				out = utf8.AppendRune(out, r)
+			default:
+				d.pos = i
+				return nil, d.syntax("invalid escape")
+			}
+		case c < utf8.RuneSelf:
+			out = append(out, c)
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				out = utf8.AppendRune(out, r)
+			} else {
+				out = append(out, b[i:i+size]...)
+			}
+			i += size
+		}
+	}
+}
+
+// hex4 is the value of four hex digits at the start of b, or -1.
+func hex4(b []byte) rune {
+	if len(b) < 4 {
+		return -1
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
+}
+
+// text returns b as a string, from the cache when it is short.
+func (d *decoder) text(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > internLen {
+		return string(b)
+	}
+	h := uint32(2166136261)
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	slot := &d.intern[h%internMax]
+	if *slot == string(b) {
+		return *slot
+	}
+	*slot = string(b)
+	return *slot
+}
+
+func (d *decoder) str(dst *string) error {
+	switch d.peek() {
+	case '"':
+		b, err := d.stringBytes()
+		if err != nil {
+			return err
+		}
+		*dst = d.text(b)
+		return nil
+	case 'n':
+		if d.null() {
+			*dst = ""
+			return nil
+		}
+	}
+	return d.want("want a string")
+}
+
+// numberText consumes a number and returns its text, or says that the
+// value is null or not a number.
+func (d *decoder) numberText() (text []byte, null bool, err error) {
+	c := d.peek()
+	if c == 'n' && d.null() {
+		return nil, true, nil
+	}
+	if c != '-' && (c < '0' || c > '9') {
+		return nil, false, d.want("want a number")
+	}
+	start := d.pos
+	if err := d.number(); err != nil {
+		return nil, false, err
+	}
+	return d.buf[start:d.pos], false, nil
+}
+
+// uint decodes a non-negative integer of at most max; null is 0.
+func (d *decoder) uint(max uint64) (n uint64, null bool, err error) {
+	text, null, err := d.numberText()
+	if err != nil || null {
+		return 0, null, err
+	}
+	if len(text) <= 19 {
+		for _, c := range text {
+			if c < '0' || c > '9' {
+				goto slow
+			}
+			n = n*10 + uint64(c-'0')
+		}
+		goto check
+	}
+slow:
+	n, err = strconv.ParseUint(string(text), 10, 64)
+	if err != nil {
+		return 0, false, d.want("want a non-negative integer, got %s", text)
+	}
+check:
+	if n > max {
+		return 0, false, d.want("%d out of range", n)
+	}
+	return n, false, nil
+}
+
+// int decodes an integer; null is 0.
+func (d *decoder) int() (int64, error) {
+	text, null, err := d.numberText()
+	if err != nil || null {
+		return 0, err
+	}
+	if len(text) <= 18 {
+		digits, neg := text, false
+		if len(digits) > 0 && digits[0] == '-' {
+			digits, neg = digits[1:], true
+		}
+		var n int64
+		for _, c := range digits {
+			if c < '0' || c > '9' {
+				goto slow
+			}
+			n = n*10 + int64(c-'0')
+		}
+		if neg {
+			n = -n
+		}
+		return n, nil
+	}
+slow:
+	n, err := strconv.ParseInt(string(text), 10, 64)
+	if err != nil {
+		return 0, d.want("want an integer, got %s", text)
+	}
+	return n, nil
+}
+
+func (d *decoder) bool(dst *bool) error {
+	switch d.peek() {
+	case 't':
+		*dst = true
+		return d.lit("true")
+	case 'f':
+		*dst = false
+		return d.lit("false")
+	case 'n':
+		if d.null() {
+			*dst = false
+			return nil
+		}
+	}
+	return d.want("want true or false")
+}
+
+func (d *decoder) strs(dst *[]string) error {
+	*dst = nil
 	if d.null() {
-		return true
+		return nil
 	}
-	if _, ok := d.num(key); !ok {
-		return false
+	if d.peek() != '[' {
+		return d.want("want an array of strings")
 	}
-	n := d.it.ReadNumber()
-	if d.it.Error != nil {
-		return false
+	d.pos++
+	if d.depth++; d.depth > maxDepth {
+		return d.syntax("exceeded max depth")
 	}
-	v, err := strconv.ParseUint(string(n), 10, 64)
-	if err != nil {
-		return d.fail("%q: want a non-negative integer, got %s", key, n)
+	a := make([]string, 0, 4)
+	d.ws()
+	if d.peek() == ']' {
+		d.pos++
+		d.depth--
+		*dst = a
+		return nil
 	}
-	*dst = v
-	return true
+	for {
+		d.ws()
+		if d.peek() != '"' {
+			return d.want("want an array of strings")
+		}
+		b, err := d.stringBytes()
+		if err != nil {
+			return err
+		}
+		a = append(a, d.text(b))
+		d.ws()
+		switch d.peek() {
+		case ',':
+			d.pos++
+		case ']':
+			d.pos++
+			d.depth--
+			*dst = a
+			return nil
+		default:
+			return d.syntax("want ',' or ']'")
+		}
+	}
 }
 
-func (d *decoder) int(key string, dst *int) bool {
+func (d *decoder) time(dst *time.Time) error {
+	*dst = time.Time{}
 	if d.null() {
-		return true
+		return nil
 	}
-	if _, ok := d.num(key); !ok {
-		return false
+	if d.peek() != '"' {
+		return d.want("want an RFC 3339 time")
 	}
-	n := d.it.ReadNumber()
-	if d.it.Error != nil {
-		return false
-	}
-	v, err := strconv.ParseInt(string(n), 10, 64)
+	b, err := d.stringBytes()
 	if err != nil {
-		return d.fail("%q: want an integer, got %s", key, n)
+		return err
 	}
-	*dst = int(v)
-	return true
-}
-
-func (d *decoder) uint32(key string, dst *uint32) bool {
-	var v uint64
-	if !d.uint64(key, &v) {
-		return false
+	if len(b) == 0 {
+		return nil
 	}
-	if v > 1<<32-1 {
-		return d.fail("%q: %d out of range", key, v)
+	if t, ok := parseTime(b); ok {
+		*dst = t
+		return nil
 	}
-	*dst = uint32(v)
-	return true
-}
-
-func (d *decoder) port(key string, dst *uint16) bool {
-	var v uint64
-	if !d.uint64(key, &v) {
-		return false
-	}
-	if v > 65535 {
-		return d.fail("%q: port %d out of range", key, v)
-	}
-	*dst = uint16(v)
-	return true
-}
-
-func (d *decoder) time(key string, dst *time.Time) bool {
-	var s string
-	if !d.str(key, &s) || s == "" {
-		return d.err == nil && d.it.Error == nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := time.Parse(time.RFC3339Nano, string(b))
 	if err != nil {
-		return d.fail("%q: want an RFC 3339 time, got %q", key, s)
+		return d.want("want an RFC 3339 time, got %q", b)
 	}
 	*dst = t
-	return true
+	return nil
 }
 
-func (d *decoder) object(key string, cb func(*jsoniter.Iterator, string) bool) bool {
-	if d.null() {
-		return true
+// parseTime parses the times the stages write, 2006-01-02T15:04:05Z with
+// 0 to 9 digits of fraction, and says false for anything else, to be left
+// to time.Parse.
+func parseTime(b []byte) (time.Time, bool) {
+	if len(b) < 20 || b[len(b)-1] != 'Z' || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, false
 	}
-	if d.it.WhatIsNext() != jsoniter.ObjectValue {
-		return d.fail("%q: want an object", key)
-	}
-	return d.it.ReadObjectCB(cb)
-}
-
-func (d *decoder) extra(dst *[]record.Field, key string) bool {
-	raw := d.it.SkipAndReturnBytes()
-	if d.it.Error != nil {
-		return false
-	}
-	*dst = append(*dst, record.Field{Key: key, Value: raw})
-	return true
-}
-
-func (d *decoder) top(r *record.Record) func(*jsoniter.Iterator, string) bool {
-	return func(_ *jsoniter.Iterator, key string) bool {
-		switch key {
-		case "type":
-			return d.str(key, &r.Type)
-		case "time":
-			return d.time(key, &r.Time)
-		case "family":
-			return d.str(key, &r.Family)
-		case "transport":
-			return d.str(key, &r.Transport)
-		case "state":
-			return d.str(key, &r.State)
-		case "local":
-			return d.object(key, d.endpoint("local", &r.Local))
-		case "remote":
-			return d.object(key, d.endpoint("remote", &r.Remote))
-		case "direction":
-			return d.str(key, &r.Direction)
-		case "inode":
-			return d.uint64(key, &r.Inode)
-		case "uid":
-			if d.null() {
-				return true
+	num := func(s []byte) int {
+		n := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return -1
 			}
-			r.HasUID = true
-			return d.uint32(key, &r.UID)
-		case "cookie":
-			return d.uint64(key, &r.Cookie)
-		case "netns":
-			return d.uint64(key, &r.NetNS)
-		case "owner":
-			if d.null() {
-				return true
-			}
-			r.Owner = new(record.Owner)
-			return d.object(key, d.owner(r.Owner))
-		case "event":
-			return d.str(key, &r.Event)
-		case "first_seen":
-			return d.time(key, &r.FirstSeen)
-		case "last_seen":
-			return d.time(key, &r.LastSeen)
-		case "process":
-			if d.null() {
-				return true
-			}
-			r.Process = new(record.Process)
-			return d.object(key, d.process(r.Process))
-		case "process_error":
-			return d.str(key, &r.ProcessError)
-		case "user":
-			if d.null() {
-				return true
-			}
-			r.User = new(record.User)
-			return d.object(key, d.user(r.User))
-		case "container":
-			if d.null() {
-				return true
-			}
-			r.Container = new(record.Container)
-			return d.object(key, d.container(r.Container))
-		case "namespaces":
-			return d.int(key, &r.Namespaces)
-		case "namespaces_skipped":
-			return d.int(key, &r.NamespacesSkipped)
-		case "tcp_info":
-			if d.null() {
-				return true
-			}
-			r.Info = new(record.TCPInfo)
-			return d.object(key, d.tcpInfo(r.Info))
-		case "short_lived":
-			if d.null() {
-				return true
-			}
-			if d.it.WhatIsNext() != jsoniter.BoolValue {
-				return d.fail("%q: want true or false", key)
-			}
-			r.ShortLived = d.it.ReadBool()
-			return true
-		case "event_overflows":
-			return d.int(key, &r.EventOverflows)
-		case "schema":
-			return d.int(key, &r.Schema)
-		case "sockets":
-			return d.int(key, &r.Sockets)
-		case "duration_ns":
-			var v int
-			if !d.int(key, &v) {
-				return false
-			}
-			r.Duration = time.Duration(v)
-			return true
-		case "interval_ns":
-			var v int
-			if !d.int(key, &v) {
-				return false
-			}
-			r.Interval = time.Duration(v)
-			return true
+			n = n*10 + int(c-'0')
 		}
-		return d.extra(&r.Extra, key)
+		return n
 	}
+	year, month, day := num(b[0:4]), num(b[5:7]), num(b[8:10])
+	hour, min, sec := num(b[11:13]), num(b[14:16]), num(b[17:19])
+	if year < 0 || month < 1 || month > 12 || day < 1 || day > 28 && day > daysIn(month, year) ||
+		hour < 0 || hour > 23 || min < 0 || min > 59 || sec < 0 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+			return time.Time{}, false
+		}
+		n := num(frac[1:])
+		if n < 0 {
+			return time.Time{}, false
+		}
+		for i := len(frac) - 1; i < 9; i++ {
+			n *= 10
+		}
+		nsec = n
+	}
+	return time.Date(year, time.Month(month), day, hour, min, sec, nsec, time.UTC), true
 }
 
-func (d *decoder) endpoint(name string, e *record.Endpoint) func(*jsoniter.Iterator, string) bool {
-	return func(_ *jsoniter.Iterator, key string) bool {
-		switch key {
-		case "ip":
-			return d.str(name+".ip", &e.IP)
-		case "port":
-			return d.port(name+".port", &e.Port)
-		case "host":
-			return d.str(name+".host", &e.Host)
-		case "etld_plus_one":
-			return d.str(name+".etld_plus_one", &e.ETLDPlusOne)
-		case "host_error":
-			return d.str(name+".host_error", &e.HostError)
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
 		}
-		return d.extra(&e.Extra, key)
+		return 28
+	case 4, 6, 9, 11:
+		return 30
 	}
-}
-
-func (d *decoder) process(p *record.Process) func(*jsoniter.Iterator, string) bool {
-	return func(it *jsoniter.Iterator, key string) bool {
-		switch key {
-		case "pid":
-			return d.int("process.pid", &p.PID)
-		case "ppid":
-			return d.int("process.ppid", &p.PPID)
-		case "name":
-			return d.str("process.name", &p.Name)
-		case "executable":
-			return d.str("process.executable", &p.Executable)
-		case "cmdline":
-			return d.str("process.cmdline", &p.Cmdline)
-		case "start":
-			return d.time("process.start", &p.Start)
-		case "args":
-			if d.null() {
-				return true
-			}
-			if it.WhatIsNext() != jsoniter.ArrayValue {
-				return d.fail(`"process.args": want an array of strings`)
-			}
-			p.Args = []string{}
-			return it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
-				if it.WhatIsNext() != jsoniter.StringValue {
-					return d.fail(`"process.args": want an array of strings`)
-				}
-				p.Args = append(p.Args, it.ReadString())
-				return it.Error == nil
-			})
-		}
-		return d.extra(&p.Extra, key)
-	}
-}
-
-func (d *decoder) tcpInfo(ti *record.TCPInfo) func(*jsoniter.Iterator, string) bool {
-	u32 := d.uint32
-	return func(_ *jsoniter.Iterator, key string) bool {
-		switch key {
-		case "bytes_acked":
-			return d.uint64("tcp_info.bytes_acked", &ti.BytesAcked)
-		case "bytes_received":
-			return d.uint64("tcp_info.bytes_received", &ti.BytesReceived)
-		case "bytes_sent":
-			return d.uint64("tcp_info.bytes_sent", &ti.BytesSent)
-		case "bytes_retrans":
-			return d.uint64("tcp_info.bytes_retrans", &ti.BytesRetrans)
-		case "segs_out":
-			return u32("tcp_info.segs_out", &ti.SegsOut)
-		case "segs_in":
-			return u32("tcp_info.segs_in", &ti.SegsIn)
-		case "total_retrans":
-			return u32("tcp_info.total_retrans", &ti.TotalRetrans)
-		case "rtt_us":
-			return u32("tcp_info.rtt_us", &ti.RTTMicros)
-		}
-		return d.extra(&ti.Extra, key)
-	}
-}
-
-func (d *decoder) user(u *record.User) func(*jsoniter.Iterator, string) bool {
-	return func(_ *jsoniter.Iterator, key string) bool {
-		switch key {
-		case "id":
-			return d.str("user.id", &u.ID)
-		case "name":
-			return d.str("user.name", &u.Name)
-		case "full_name":
-			return d.str("user.full_name", &u.FullName)
-		}
-		return d.extra(&u.Extra, key)
-	}
-}
-
-func (d *decoder) owner(o *record.Owner) func(*jsoniter.Iterator, string) bool {
-	return func(_ *jsoniter.Iterator, key string) bool {
-		switch key {
-		case "pid":
-			return d.int("owner.pid", &o.PID)
-		case "name":
-			return d.str("owner.name", &o.Name)
-		case "uid":
-			return d.uint32("owner.uid", &o.UID)
-		case "gid":
-			return d.uint32("owner.gid", &o.GID)
-		case "cgroup_id":
-			return d.uint64("owner.cgroup_id", &o.CgroupID)
-		case "start":
-			return d.time("owner.start", &o.Start)
-		case "via":
-			return d.str("owner.via", &o.Via)
-		case "inode":
-			return d.uint64("owner.inode", &o.Inode)
-		}
-		return d.extra(&o.Extra, key)
-	}
-}
-
-func (d *decoder) container(c *record.Container) func(*jsoniter.Iterator, string) bool {
-	return func(_ *jsoniter.Iterator, key string) bool {
-		if key == "id" {
-			return d.str("container.id", &c.ID)
-		}
-		return d.extra(&c.Extra, key)
-	}
+	return 31
 }

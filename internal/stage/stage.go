@@ -60,6 +60,7 @@ type Input struct {
 	Bad int
 
 	ctx  context.Context
+	dec  *codec.Decoder // one for the stream, so its string cache stays warm
 	ch   chan batch
 	cur  batch
 	pos  int
@@ -69,7 +70,7 @@ type Input struct {
 // NewInput starts reading r in the background. The goroutine ends at the
 // end of r or when ctx is done.
 func NewInput(ctx context.Context, r io.Reader, maxLine int) *Input {
-	in := &Input{ctx: ctx, ch: make(chan batch, 4), Stderr: io.Discard}
+	in := &Input{ctx: ctx, dec: codec.NewDecoder(), ch: make(chan batch, 4), Stderr: io.Discard}
 	go in.read(ndjson.NewReader(r, maxLine))
 	return in
 }
@@ -134,7 +135,8 @@ func (in *Input) Next() (Line, error) {
 			if in.Consume != nil && in.Consume(raw) {
 				continue
 			}
-			rec, err := codec.Decode(raw)
+			rec := new(record.Record)
+			err := in.dec.DecodeInto(raw, rec)
 			if err == nil {
 				err = rec.Validate()
 			}
