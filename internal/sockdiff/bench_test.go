@@ -1,6 +1,7 @@
 package sockdiff
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -72,4 +73,24 @@ type countingWriter int
 func (w *countingWriter) Write(p []byte) (int, error) {
 	*w += countingWriter(len(p))
 	return len(p), nil
+}
+
+// BenchmarkFirstRun measures the first run of a cron job: one snapshot of
+// 100,000 sockets, all new, each written as an "existing" event. One op is
+// the whole run.
+func BenchmarkFirstRun(b *testing.B) {
+	const n = 100_000
+	in, err := io.ReadAll(newSnapshots(n, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := config{lockTimeout: time.Second, saveInterval: time.Hour, now: time.Now}
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := run(context.Background(), c, bytes.NewReader(in), io.Discard, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/n, "ns/socket")
 }

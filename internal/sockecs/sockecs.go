@@ -51,8 +51,10 @@ agent.type is "sockpipe" (--agent-type changes it, "" leaves it out) and
 agent.version the version that --version prints. metricset.period (ms) is
 the period of the dumps, from the snapshot record that follows each dump's
 sockets (sockdump --interval); the first dump's documents wait for it (at
-most until the input has been quiet for 5s); a one-shot dump has none,
-unless --period gives it (a cron or timer run: its period).
+most until the input has been quiet for 5s, and at most 16,384 of them:
+past that, that dump's documents go without it, to bound the memory;
+--period avoids the wait); a one-shot dump has none, unless --period
+gives it (a cron or timer run: its period).
 UDP sockets map as TCP ones do: network.transport "udp"; an unconnected
 one is a listener (network.direction "listening", its local end the
 server), a connected one ingress or egress.
@@ -116,8 +118,8 @@ const DefaultAgentType = "sockpipe"
 
 // maxHeld is how many socket records of the first dump wait for its
 // snapshot record, which says the period, before they are written
-// without it.
-const maxHeld = 1 << 17
+// without it: about 14 MiB of decoded records.
+const maxHeld = 1 << 14
 
 // Run is the sockecs program with the real clock and host name.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {

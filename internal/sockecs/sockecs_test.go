@@ -333,3 +333,36 @@ func TestAgentAndPeriod(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldBound checks that a first dump larger than maxHeld is not held
+// whole for its period: the maxHeld held documents go without it, all in
+// input order, and the next dump's carry the period that the snapshot
+// record said.
+func TestHoldBound(t *testing.T) {
+	var in strings.Builder
+	const n = maxHeld + 10
+	for i := range n {
+		fmt.Fprintf(&in, `{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","transport":"tcp","state":"established","local":{"ip":"10.0.0.1","port":%d},"remote":{"ip":"10.0.0.2","port":443},"direction":"egress"}`+"\n", 1024+i%60000)
+	}
+	in.WriteString(`{"type":"snapshot","time":"2026-11-26T04:30:00Z","schema":1,"sockets":1,"duration_ns":1,"interval_ns":10000000000}` + "\n")
+	in.WriteString(`{"type":"socket","time":"2026-11-26T04:30:10Z","family":"ipv4","transport":"tcp","state":"established","local":{"ip":"10.0.0.1","port":1},"remote":{"ip":"10.0.0.2","port":443},"direction":"egress"}` + "\n")
+	stdout, stderr, err := run(t, fixedEnv, nil, []byte(in.String()))
+	if err != nil || stderr != "" {
+		t.Fatalf("err %v, stderr %s", err, stderr)
+	}
+	docs := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(docs) != n+1 {
+		t.Fatalf("%d documents, want %d", len(docs), n+1)
+	}
+	for i, d := range docs[:n] {
+		if i < maxHeld && !strings.Contains(d, `"metricset":{"name":"socket"}`) {
+			t.Fatalf("document %d has a period: %.300s", i, d)
+		}
+		if want := fmt.Sprintf(`"source":{"ip":"10.0.0.1","port":%d}`, 1024+i%60000); !strings.Contains(d, want) {
+			t.Fatalf("document %d out of order: no %s in %.300s", i, want, d)
+		}
+	}
+	if !strings.Contains(docs[n], `"metricset":{"name":"socket","period":10000}`) {
+		t.Errorf("the next dump's document has no period: %.300s", docs[n])
+	}
+}
