@@ -141,6 +141,9 @@ func run(ctx context.Context, c config, stdin io.Reader, stdout, stderr io.Write
 	}
 
 	in := stage.NewInput(ctx, stdin, 0)
+	// Every record is done with before the next line: Socket copies the
+	// line, and events are written at once.
+	in.Reuse = true
 	in.Name, in.Stderr, in.Strict = name, stderr, c.strict
 	out := stage.NewOutput(stdout)
 	in.Wait = out.Flush

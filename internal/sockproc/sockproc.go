@@ -139,6 +139,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	out := stage.NewOutput(stdout)
 	in := stage.NewInput(ctx, stdin, maxLine)
+	in.Reuse = true // each record is written before the next line is read
 	in.Name, in.Stderr, in.Strict, in.Wait = "sockproc", stderr, *strict, out.Flush
 
 	p := &processor{tab: tab, users: users, privileged: privileged}

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/ndjson"
+	"github.com/sockpipe/sockpipe/internal/record"
 )
 
 const good = `{"type":"snapshot","time":"2026-11-26T04:34:58Z","schema":1,"sockets":0,"duration_ns":1}`
@@ -135,5 +137,35 @@ func TestInputRewait(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Next did not return the line")
+	}
+}
+
+// TestInputReuse checks that, under Reuse, every line is decoded into one
+// record, reset for each line, and that without it each line has its own.
+func TestInputReuse(t *testing.T) {
+	t.Parallel()
+	in := good + "\n" + `{"type":"other","x":1}` + "\n" + good + "\n"
+	for _, reuse := range []bool{false, true} {
+		i := NewInput(context.Background(), strings.NewReader(in), 0)
+		i.Reuse = reuse
+		var recs []*record.Record
+		var types []string
+		for n := 0; n < 10; n++ {
+			l, err := i.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, l.Rec)
+			types = append(types, l.Rec.Type+"/"+strconv.Itoa(len(l.Rec.Extra)))
+		}
+		if want := "snapshot/0 other/1 snapshot/0"; strings.Join(types, " ") != want {
+			t.Errorf("reuse %v: records %v, want %s", reuse, types, want)
+		}
+		if len(recs) != 3 || (recs[0] == recs[1]) != reuse || (recs[1] == recs[2]) != reuse {
+			t.Errorf("reuse %v: records %p", reuse, recs)
+		}
 	}
 }
