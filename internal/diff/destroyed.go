@@ -197,13 +197,14 @@ func (s *State) shortLived(k tkey, r *record.Record) *record.Record {
 	t := r.Time.UnixNano()
 	s.seq++
 	e := &entry{
-		raw: append([]byte(nil), raw[:len(raw)-1]...), first: t, last: t, seq: s.seq,
+		first: t, last: t, seq: s.seq,
 		// Not held by the snapshot being read: the first complete
 		// snapshot that does not hold it forgets it.
 		gen: s.gen - 1,
 		end: &ending{t: t, cookie: r.Cookie},
 	}
 	e.ip, e.str = k.ip, k.str
+	e.keep(&ev, raw[:len(raw)-1])
 	s.conns.put(k, e)
 	s.pushFront(e)
 	s.tombs++
@@ -257,7 +258,7 @@ func (s *State) lookupCookie(c cookieKey) *entry {
 	if s.byCookie == nil || len(s.byCookie) > 2*s.conns.len()+4096 {
 		s.byCookie = make(map[cookieKey]*entry, s.conns.len())
 		for e := s.front; e != nil; e = e.next {
-			if rc := rawCookie(e.raw); rc != 0 {
+			if rc := e.cookie(); rc != 0 {
 				s.byCookie[cookieKey{e.netns(), rc}] = e
 			}
 			if e.end != nil && e.end.cookie != 0 {
@@ -270,7 +271,7 @@ func (s *State) lookupCookie(c cookieKey) *entry {
 		return nil
 	}
 	if got, _ := s.conns.get(e.tkey()); got != e || e.netns() != c.netns ||
-		!(rawCookie(e.raw) == c.c || e.end != nil && e.end.cookie == c.c) {
+		!(e.cookie() == c.c || e.end != nil && e.end.cookie == c.c) {
 		delete(s.byCookie, c)
 		return nil
 	}

@@ -115,7 +115,12 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 	}
 	sortBySeq(es)
 	line := make([]byte, 0, 512)
+	enc := codec.NewEncoder()
 	for _, e := range es {
+		sock, err := e.line(enc)
+		if err != nil {
+			return err
+		}
 		line = append(line[:0], `{"first_seen":"`...)
 		line = time.Unix(0, e.first).UTC().AppendFormat(line, time.RFC3339Nano)
 		line = append(line, `","last_seen":"`...)
@@ -133,7 +138,7 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 			line = append(line, `"shared":true,`...)
 		}
 		line = append(line, `"socket":`...)
-		line = append(line, bytes.TrimSpace(e.raw)...)
+		line = append(line, sock...)
 		line = append(line, "}\n"...)
 		if _, err := bw.Write(line); err != nil {
 			return err
@@ -253,7 +258,6 @@ func Decode(r io.Reader) (*State, error) {
 		}
 		loaded++
 		e := &entry{
-			raw:    []byte(fe.Socket),
 			first:  fe.FirstSeen.UnixNano(),
 			last:   fe.LastSeen.UnixNano(),
 			seq:    loaded,
@@ -268,6 +272,7 @@ func Decode(r io.Reader) (*State, error) {
 			s.tombs++
 		}
 		s.add(k, e)
+		e.keep(rec, fe.Socket)
 		s.seq = loaded
 	}
 }

@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"hash/maphash"
 	"net/netip"
 
 	"github.com/sockpipe/sockpipe/internal/record"
@@ -14,18 +15,35 @@ import (
 // by value, so the spellings of one IPv6 address are one address, while an
 // IPv4 address and its IPv4-mapped IPv6 form stay two.
 type table struct {
-	ips  map[ipKey]*entry
+	ips  ipSet
 	strs map[record.Key]*entry // nil until needed
 }
 
-// ipKey is record.Key in 64 bytes: the namespace and the small numbers
-// first, so that the key fills one cache line.
+// ipKey is record.Key in 48 bytes and without pointers, so that neither
+// the map nor the entries that hold keys cost the garbage collector a
+// look.
 type ipKey struct {
-	netns         uint64
-	family        uint8 // 4 or 6
-	proto         uint8 // IPPROTO_TCP or IPPROTO_UDP
-	lport, rport  uint16
-	local, remote netip.Addr
+	netns        uint64
+	lport, rport uint16
+	family       uint8 // 4 or 6
+	proto        uint8 // IPPROTO_TCP or IPPROTO_UDP
+	// v4 has bit 0 set when the local address is an IPv4 one, bit 1 when
+	// the remote one is: 1.2.3.4 and ::ffff:1.2.3.4 are two addresses.
+	v4            uint8
+	local, remote [16]byte
+}
+
+// addr returns the key's remote (or local) address.
+func (k *ipKey) addr(remote bool) netip.Addr {
+	b, bit := k.local, uint8(1)
+	if remote {
+		b, bit = k.remote, 2
+	}
+	a := netip.AddrFrom16(b)
+	if k.v4&bit != 0 {
+		a = a.Unmap()
+	}
+	return a
 }
 
 // IANA protocol numbers of the transports.
@@ -41,7 +59,11 @@ type tkey struct {
 	str *record.Key
 }
 
-func newTable(size int) table { return table{ips: make(map[ipKey]*entry, size)} }
+func newTable(size int) table {
+	var t table
+	t.ips.init(size)
+	return t
+}
 
 // keyOf returns the key of r's connection, record.Key of r, made straight
 // from the record: it is on the path of every socket.
@@ -64,14 +86,21 @@ func keyOf(r *record.Record) tkey {
 		return strKey(r)
 	}
 	l, err := netip.ParseAddr(r.Local.IP)
-	if err != nil {
+	if err != nil || l.Zone() != "" {
 		return strKey(r)
 	}
 	rm, err := netip.ParseAddr(r.Remote.IP)
-	if err != nil {
+	if err != nil || rm.Zone() != "" {
 		return strKey(r)
 	}
-	return tkey{ip: ipKey{r.NetNS, fam, proto, r.Local.Port, r.Remote.Port, l, rm}}
+	k := ipKey{netns: r.NetNS, lport: r.Local.Port, rport: r.Remote.Port, family: fam, proto: proto, local: l.As16(), remote: rm.As16()}
+	if l.Is4() {
+		k.v4 |= 1
+	}
+	if rm.Is4() {
+		k.v4 |= 2
+	}
+	return tkey{ip: k}
 }
 
 func strKey(r *record.Record) tkey {
@@ -79,12 +108,12 @@ func strKey(r *record.Record) tkey {
 	return tkey{str: &k}
 }
 
-func (t *table) len() int { return len(t.ips) + len(t.strs) }
+func (t *table) len() int { return t.ips.n + len(t.strs) }
 
 func (t *table) get(k tkey) (*entry, bool) {
 	if k.str == nil {
-		e, ok := t.ips[k.ip]
-		return e, ok
+		e := t.ips.get(&k.ip)
+		return e, e != nil
 	}
 	e, ok := t.strs[*k.str]
 	return e, ok
@@ -92,7 +121,7 @@ func (t *table) get(k tkey) (*entry, bool) {
 
 func (t *table) put(k tkey, e *entry) {
 	if k.str == nil {
-		t.ips[k.ip] = e
+		t.ips.put(e)
 		return
 	}
 	if t.strs == nil {
@@ -103,8 +132,91 @@ func (t *table) put(k tkey, e *entry) {
 
 func (t *table) del(k tkey) {
 	if k.str == nil {
-		delete(t.ips, k.ip)
+		t.ips.del(&k.ip)
 		return
 	}
 	delete(t.strs, *k.str)
+}
+
+// ipSet is the set of entries keyed by ipKey: open addressing with linear
+// probing over the entries themselves, which hold their keys, so that a
+// connection costs one slot of 8 bytes rather than a map slot that copies
+// its key.
+type ipSet struct {
+	slots []*entry // a power of two of them; nil is free
+	n     int
+}
+
+var ipSeed = maphash.MakeSeed()
+
+func (s *ipSet) init(size int) {
+	c := 16
+	for c*3/4 < size {
+		c *= 2
+	}
+	s.slots, s.n = make([]*entry, c), 0
+}
+
+func (s *ipSet) home(k *ipKey) int {
+	return int(maphash.Comparable(ipSeed, *k) & uint64(len(s.slots)-1))
+}
+
+// find returns the slot of k, or the free slot where it would go.
+func (s *ipSet) find(k *ipKey) int {
+	mask := len(s.slots) - 1
+	for i := s.home(k); ; i = (i + 1) & mask {
+		if e := s.slots[i]; e == nil || e.ip == *k {
+			return i
+		}
+	}
+}
+
+func (s *ipSet) get(k *ipKey) *entry {
+	if s.slots == nil {
+		return nil
+	}
+	return s.slots[s.find(k)]
+}
+
+// put adds e, or replaces the entry of its key.
+func (s *ipSet) put(e *entry) {
+	if (s.n+1)*4 > len(s.slots)*3 {
+		old := s.slots
+		s.init(len(old))
+		for _, o := range old {
+			if o != nil {
+				s.slots[s.find(&o.ip)] = o
+				s.n++
+			}
+		}
+	}
+	i := s.find(&e.ip)
+	if s.slots[i] == nil {
+		s.n++
+	}
+	s.slots[i] = e
+}
+
+// del removes the entry of k, moving back the entries that probed past
+// it, so that no probe sequence has a hole.
+func (s *ipSet) del(k *ipKey) {
+	if s.slots == nil {
+		return
+	}
+	i := s.find(k)
+	if s.slots[i] == nil {
+		return
+	}
+	mask := len(s.slots) - 1
+	for j := (i + 1) & mask; s.slots[j] != nil; j = (j + 1) & mask {
+		// The entry at j may move to i when its home is not in (i, j],
+		// cyclically.
+		h := s.home(&s.slots[j].ip)
+		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
+			s.slots[i] = s.slots[j]
+			i = j
+		}
+	}
+	s.slots[i] = nil
+	s.n--
 }
