@@ -63,8 +63,9 @@ func MarshalIndent(v any, indent string) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// Valid reports whether data is one valid JSON value.
-func Valid(data []byte) bool { return api.Valid(data) }
+// Valid reports whether data is one valid JSON value, and nothing else
+// but white space. (json-iterator's Valid stops after the first value.)
+func Valid(data []byte) bool { return json.Valid(data) }
 
 // Decoder decodes records. It keeps a bounded cache of the short strings
 // it has decoded (addresses, states, names), so that a stream of records

@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -128,6 +129,31 @@ func BenchmarkEncodeState(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(w)/float64(b.N), "file-B")
+}
+
+// BenchmarkDecodeState measures reading the state file of 100,000
+// connections, what each cron run of sockdiff --state pays first.
+func BenchmarkDecodeState(b *testing.B) {
+	const n = 100_000
+	recs, raws := benchSockets(n)
+	s := New()
+	for i := range recs {
+		s.Socket(recs[i], raws[i])
+	}
+	s.EndSnapshot(t0, nil)
+	var file bytes.Buffer
+	if err := s.Encode(&file, t0); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(file.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := Decode(bytes.NewReader(file.Bytes()))
+		if err != nil || got.Len() != n {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/n, "ns/conn")
 }
 
 type countWriter int64

@@ -63,8 +63,7 @@
 // place in a list and its last record (a plain socket record in a few
 // fields, any other as its line), and a slot of 8 bytes in an open
 // addressing table: about 215 bytes of heap in all (BenchmarkDiff's
-// state-B/conn), against some 550 when each kept its line and a map its
-// key. Nothing is copied or rebuilt per snapshot: entries
+// state-B/conn). Nothing is copied or rebuilt per snapshot: entries
 // carry the generation of the last snapshot that held them, and the list
 // keeps them in the order of their last sighting, so the connections that
 // a snapshot lacks are the front of the list, found without a pass over

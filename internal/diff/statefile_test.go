@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/record"
 )
 
 // sample returns a state that knows a, b (seen twice) and c, after one
@@ -387,6 +390,23 @@ func FuzzDecode(f *testing.F) {
 		`{"first_seen":"2026-11-26T04:30:00Z","last_seen":"2026-11-26T04:30:00Z","socket":{"type":"socket","time":"2026-11-26T04:30:00Z","family":"ipv4","local":{"ip":"1.2.3.4","port":1},"remote":{"ip":"5.6.7.8","port":2},"x":{"y":null}}}` + "\n" +
 		`{"end":"sockdiff-state","entries":1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// What the fast entry parser accepts, the JSON decoder reads
+		// the same (the socket's JSON is checked by Decode, when it
+		// decodes it).
+		var p entryParser
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			var fast, slow fileEntry
+			var r record.Record
+			if !p.parse(line, &fast) || codec.DecodeInto(fast.Socket, &r) != nil {
+				continue
+			}
+			if err := codec.Unmarshal(line, &slow); err != nil {
+				t.Fatalf("fast parser accepts what JSON rejects (%v): %s", err, line)
+			}
+			if diff := cmp.Diff(slow, fast); diff != "" {
+				t.Fatalf("fast parser reads %s otherwise (-json +fast):\n%s", line, diff)
+			}
+		}
 		s, err := Decode(bytes.NewReader(data))
 		if err != nil {
 			var fe *FileError
