@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/diff"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/stage"
@@ -208,8 +209,17 @@ func (d *differ) loop() error {
 			if ev == "" {
 				continue
 			}
+			// The event's members are the last of a socket record's:
+			// the line as read, with them appended, unless it has
+			// some already.
+			free := eventTail.Free(line.Raw, r)
 			r.Event, r.FirstSeen, r.LastSeen = ev, r.Time, time.Time{}
-			if err := d.out.Record(r); err != nil {
+			if free {
+				err = d.out.Tail(line.Raw, r, eventTail)
+			} else {
+				err = d.out.Record(r)
+			}
+			if err != nil {
 				return err
 			}
 		case record.TypeSnapshot:
@@ -248,6 +258,10 @@ func (d *differ) loop() error {
 		}
 	}
 }
+
+// eventTail is the members that sockdiff adds to a socket record, and those
+// of the stages after it.
+var eventTail = codec.TailFrom("event")
 
 func (d *differ) closed(r *record.Record) error { return d.out.Record(r) }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/proctable"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/stage"
@@ -171,8 +172,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		case record.TypeSocket:
 			sockets++
 			total++
+			// sockproc's members are the last of a socket record's:
+			// the line as read, with them appended, unless it has
+			// some already.
+			free := procTail.Free(line.Raw, r)
 			p.socket(r)
-			err = out.Record(r)
+			if free {
+				err = out.Tail(line.Raw, r, procTail)
+			} else {
+				err = out.Record(r)
+			}
 		case record.TypeSnapshot:
 			p.endSnapshot()
 			if err = out.Raw(line.Raw); err == nil {
@@ -189,6 +198,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 }
+
+// procTail is the members that sockproc adds to a socket record.
+var procTail = codec.TailFrom("process")
 
 // processor enriches socket records.
 type processor struct {

@@ -1,0 +1,71 @@
+package codec
+
+import (
+	"bytes"
+
+	"github.com/sockpipe/sockpipe/internal/record"
+)
+
+// Tail is the members of a record from one on, in the encoder's order,
+// which is the order of the stages that add them: sockdump's members,
+// then sockdiff's, then sockproc's. A stage that only adds members of its
+// own, and later ones, can write a record as the line it read with those
+// members appended (EncodeTail), instead of encoding all of it.
+type Tail struct{ from int }
+
+// TailFrom returns the tail that begins with the member name. It panics
+// when the record has no such member.
+func TailFrom(name string) Tail {
+	i, ok := recordTable.index[name]
+	if !ok {
+		panic("codec: no record member " + name)
+	}
+	return Tail{i}
+}
+
+// Free reports whether line, as decoded into r, holds none of the tail's
+// members, so that EncodeTail may append them to it, nor members that this
+// version does not know, which the encoder writes last. It says no to a
+// line that holds a null anywhere, which may be one of them.
+func (t Tail) Free(line []byte, r *record.Record) bool {
+	if len(r.Extra) > 0 {
+		return false
+	}
+	ms := recordTable.members
+	for i := t.from; i < len(ms); i++ {
+		if ms[i].has(r) {
+			return false
+		}
+	}
+	return !bytes.Contains(line, []byte("null"))
+}
+
+// EncodeTail returns line, a JSON object for which t.Free held, with the
+// tail's members that r has appended, followed by a newline: a record
+// that the stage changed only in the tail's members, written without
+// encoding the rest. Where line is as the encoder writes it and has no
+// unknown members in its own objects, the result is what Encode writes. The slice is valid
+// until the next call.
+func (e *Encoder) EncodeTail(line []byte, r *record.Record, t Tail) []byte {
+	w := &e.w
+	line = bytes.TrimSpace(line)
+	w.b = append(w.b[:0], line[:len(line)-1]...) // without the closing brace
+	empty := bytes.TrimSpace(line[1:len(line)-1])
+	n := len(empty)
+	ms := recordTable.members
+	for i := t.from; i < len(ms); i++ {
+		m := &ms[i]
+		if !m.has(r) {
+			continue
+		}
+		if n > 0 {
+			w.b = append(w.b, m.key...)
+		} else {
+			w.b = append(w.b, m.key[1:]...)
+		}
+		n++
+		m.enc(w, r)
+	}
+	w.b = append(w.b, '}', '\n')
+	return w.b
+}
