@@ -50,7 +50,7 @@ func (e *Encoder) EncodeTail(line []byte, r *record.Record, t Tail) []byte {
 	w := &e.w
 	line = bytes.TrimSpace(line)
 	w.b = append(w.b[:0], line[:len(line)-1]...) // without the closing brace
-	empty := bytes.TrimSpace(line[1:len(line)-1])
+	empty := bytes.TrimSpace(line[1 : len(line)-1])
 	n := len(empty)
 	ms := recordTable.members
 	for i := t.from; i < len(ms); i++ {
