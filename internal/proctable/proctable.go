@@ -44,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,6 +107,13 @@ type Table struct {
 	// Workers is how many goroutines walk /proc in parallel; 0 means
 	// GOMAXPROCS.
 	Workers int
+	// SocketFiles, when set, lists the socket inodes that every process
+	// holds, calling fn for each, in one pass (package sockfiles), instead
+	// of a readlink of every /proc/PID/fd link. When it fails, the walk
+	// reads /proc, and SocketFilesErr says why.
+	SocketFiles func(fn func(pid int, inode uint64)) error
+	// SocketFilesErr is the last error of SocketFiles.
+	SocketFilesErr error
 
 	inodes map[uint64]int // socket inode -> pid that holds it
 	procs  map[int]*proc  // processes that held a socket at the last walk
@@ -372,9 +380,25 @@ func (t *Table) walk() {
 	t.walkedGen = t.gen + 1
 	t.stats.Walks++
 
-	pids, err := listPIDs(t.root)
-	if err != nil {
-		return
+	var pids []int
+	var held map[int][]uint64 // from SocketFiles, when it worked
+	if t.SocketFiles != nil {
+		held = make(map[int][]uint64, len(t.procs))
+		if err := t.SocketFiles(func(pid int, inode uint64) { held[pid] = append(held[pid], inode) }); err != nil {
+			t.SocketFilesErr, held = err, nil
+		} else {
+			t.SocketFilesErr = nil
+			for pid := range held {
+				pids = append(pids, pid)
+			}
+			slices.Sort(pids)
+		}
+	}
+	if held == nil {
+		var err error
+		if pids, err = listPIDs(t.root); err != nil {
+			return
+		}
 	}
 	res := make([]walkResult, len(pids))
 	workers := t.Workers
@@ -398,7 +422,11 @@ func (t *Table) walk() {
 					return
 				}
 				for j := i; j < i+16 && j < len(pids); j++ {
-					res[j] = t.walkOne(&s, pids[j])
+					if held != nil {
+						res[j] = t.walkHeld(pids[j], held[pids[j]])
+					} else {
+						res[j] = t.walkOne(&s, pids[j])
+					}
 				}
 			}
 		}()
@@ -455,6 +483,18 @@ func (t *Table) walkOne(s *fdScanner, pid int) walkResult {
 	if err != nil || len(inodes) == 0 {
 		return r
 	}
+	return t.walkInodes(r, inodes)
+}
+
+// walkHeld is walkOne for a process whose socket inodes SocketFiles gave.
+func (t *Table) walkHeld(pid int, inodes []uint64) walkResult {
+	return t.walkInodes(walkResult{pid: pid, links: len(inodes)}, inodes)
+}
+
+// walkInodes reads what else the walk needs of a process that holds
+// sockets.
+func (t *Table) walkInodes(r walkResult, inodes []uint64) walkResult {
+	pid := r.pid
 	r.inodes = inodes
 	r.files = 1
 	st, err := readStat(filepath.Join(t.root, strconv.Itoa(pid), "stat"))

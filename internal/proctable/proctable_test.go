@@ -535,3 +535,42 @@ func TestReadContainer(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketFiles checks that a table given SocketFiles finds the same
+// processes as one that reads /proc/PID/fd, without reading a descriptor
+// directory, and reads /proc again when SocketFiles fails.
+func TestSocketFiles(t *testing.T) {
+	t.Parallel()
+	root := newFixture(t, nginx, worker, curl)
+	lister := func(fn func(pid int, inode uint64)) error {
+		for _, p := range []fixProc{nginx, worker, curl} {
+			for _, target := range p.fds {
+				if ino, ok := ParseSocketLink([]byte(target)); ok {
+					fn(p.pid, ino)
+				}
+			}
+		}
+		return nil
+	}
+	tab, c := newTable(t, root)
+	tab.SocketFiles = lister
+	seen := c.t.Add(-time.Second)
+	if diff := cmp.Diff(nginxRecord(), tab.Lookup(1001, seen, true)); diff != "" {
+		t.Errorf("shared socket (-want +got):\n%s", diff)
+	}
+	if got := tab.Lookup(3001, seen, true); got == nil || got.PID != 42 {
+		t.Errorf("curl's socket: %+v", got)
+	}
+	if s := tab.Stats(); s.Walks != 1 || s.FDDirs != 0 || s.FDLinks != 5 || tab.SocketFilesErr != nil {
+		t.Errorf("stats %v, err %v: want one walk and no fd directory read", s, tab.SocketFilesErr)
+	}
+
+	failing, c2 := newTable(t, root)
+	failing.SocketFiles = func(func(int, uint64)) error { return os.ErrPermission }
+	if got := failing.Lookup(3001, c2.t.Add(-time.Second), true); got == nil || got.PID != 42 {
+		t.Errorf("after a failing SocketFiles: %+v", got)
+	}
+	if s := failing.Stats(); s.FDDirs != 3 || failing.SocketFilesErr != os.ErrPermission {
+		t.Errorf("after a failing SocketFiles: stats %v, err %v", s, failing.SocketFilesErr)
+	}
+}

@@ -304,6 +304,25 @@ func TestIntegrationProcesses(t *testing.T) {
 	if stderr.Len() > 0 {
 		t.Errorf("stderr: %s", stderr.String())
 	}
+	// The kernel's socket file iterator (the default, as root) and the
+	// readlink of every /proc/PID/fd link find the same.
+	for _, iter := range []bool{true, false} {
+		e := e
+		if !iter {
+			e.socketFiles = nil
+		}
+		var out, errs bytes.Buffer
+		if err := run(context.Background(), []string{"--passwd", passwd, "--stats"}, bytes.NewReader(encode(append(first, second...))), &out, &errs, e); err != nil {
+			t.Fatalf("run: %v\n%s", err, errs.String())
+		}
+		if out.String() != stdout.String() {
+			t.Errorf("iterator %v: output\n%s\nwant\n%s", iter, out.String(), stdout.String())
+		}
+		_, total, _ := strings.Cut(errs.String(), "total sockets=")
+		if strings.Contains(total, " walks=0 ") || strings.Contains(total, " fd_dirs=0 ") != iter {
+			t.Errorf("iterator %v: stats %s", iter, errs.String())
+		}
+	}
 	out := decodeAll(t, stdout.Bytes())
 	n := len(first) + len(second)
 	if len(out) != n {

@@ -270,6 +270,25 @@ type writer struct {
 	timeout  time.Duration
 	err      error
 	timedOut int // records written before their lookup ended
+	// domains keeps the registered domains of the names written lately:
+	// the public-suffix list costs more than the rest of a record.
+	domains map[string]string
+}
+
+// maxDomains bounds writer.domains; past it, it starts afresh.
+const maxDomains = 1 << 14
+
+// domain returns revdns.ETLDPlusOne(host), from w.domains when it can.
+func (w *writer) domain(host string) string {
+	if d, ok := w.domains[host]; ok {
+		return d
+	}
+	if w.domains == nil || len(w.domains) >= maxDomains {
+		w.domains = make(map[string]string)
+	}
+	d := revdns.ETLDPlusOne(host)
+	w.domains[host] = d
+	return d
 }
 
 func (w *writer) run(queue <-chan *item) error {
@@ -314,7 +333,7 @@ func (w *writer) write(it *item) error {
 	e := &it.rec.Remote
 	e.Host, e.ETLDPlusOne, e.HostError = "", "", ""
 	if res.Host != "" {
-		e.Host, e.ETLDPlusOne = res.Host, revdns.ETLDPlusOne(res.Host)
+		e.Host, e.ETLDPlusOne = res.Host, w.domain(res.Host)
 	} else {
 		e.HostError = res.Error
 	}

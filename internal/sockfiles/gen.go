@@ -1,0 +1,11 @@
+package sockfiles
+
+// The objects sockfiles_bpfel.o and sockfiles_bpfeb.o, and their Go
+// loaders, are generated from sockfiles.bpf.c and committed, so that
+// building needs no clang. They were made with the clang below; .ci/run
+// checks that the same clang makes the same bytes (go generate, then git
+// diff), and, with another clang, that the Go side is unchanged.
+//
+// clang: Debian clang version 14.0.6, libbpf-dev 1.1.2
+
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" sockfiles sockfiles.bpf.c
