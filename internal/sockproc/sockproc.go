@@ -76,10 +76,10 @@ get neither a process nor an error.
 
 With CAP_BPF and CAP_PERFMON as well (root has them), in the host's pid
 namespace, the sockets of every process are listed by the kernel's
-task_file iterator in one pass, some ten times cheaper than reading
+task_file iterator in one pass, about eight times cheaper than reading
 every /proc/PID/fd link (100,000 sockets of 100 processes: a 70 ms walk
-instead of 550 ms); where
-it cannot load, a line on stderr says why and the links are read.
+instead of 550 ms); where it cannot load, a line on stderr says why and
+the links are read.
 
 In a container: mount the host's /proc and point --proc at it, with both
 capabilities, e.g. docker run --pid=host --cgroupns=host
