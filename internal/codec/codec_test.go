@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -229,5 +230,107 @@ func BenchmarkEncodeEnriched(b *testing.B) {
 	defer cpuTime(b)()
 	for b.Loop() {
 		enc.Encode(r)
+	}
+}
+
+// TestDecoderShare checks that a sharing decoder gives a record the
+// process, user and container of the record before when their bytes are
+// the same, a new one when not, and the same records as a decoder that
+// does not share.
+func TestDecoderShare(t *testing.T) {
+	lines := []string{
+		enrichedLine,
+		strings.Replace(enrichedLine, `"cookie":9`, `"cookie":10`, 1),
+		strings.Replace(enrichedLine, `"pid":42`, `"pid":43`, 1),
+		udpLine,
+		strings.Replace(udpLine, `"inode":88`, `"inode":89`, 1),
+		`{"type":"socket","process":null,"user":{"id":"1"}}`,
+	}
+	share, plain := NewDecoder(), NewDecoder()
+	share.Share()
+	var got []*record.Record
+	enc := NewEncoder()
+	for _, l := range lines {
+		var a, b record.Record
+		if err := share.DecodeInto([]byte(l), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := plain.DecodeInto([]byte(l), &b); err != nil {
+			t.Fatal(err)
+		}
+		if x, y := string(enc.Encode(&a)), string(NewEncoder().Encode(&b)); x != y {
+			t.Errorf("shared %s\nplain %s", x, y)
+		}
+		got = append(got, &a)
+	}
+	if got[0].Process != got[1].Process || got[0].User != got[1].User {
+		t.Error("the same process and user bytes: not shared")
+	}
+	if got[1].Process == got[2].Process || got[2].User != got[1].User {
+		t.Error("another pid: the same process; or the same user not shared")
+	}
+	if got[3].Container != got[4].Container || got[3].Process != got[4].Process {
+		t.Error("the same container and process: not shared")
+	}
+	if got[5].Process != nil || got[5].User == got[4].User {
+		t.Errorf("null process or another user: %+v %+v", got[5].Process, got[5].User)
+	}
+}
+
+// FuzzShare checks that a sharing decoder, fed a line twice (the second
+// time from what it kept), decodes what a plain decoder does.
+func FuzzShare(f *testing.F) {
+	for _, l := range []string{enrichedLine, udpLine, ownedLine, `{"process":{"pid":1},"process":{"pid":2}}`, `{"user":{"id":"1"}}`} {
+		f.Add([]byte(l))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var want record.Record
+		werr := NewDecoder().DecodeInto(line, &want)
+		share := NewDecoder()
+		share.Share()
+		for i := range 2 {
+			var got record.Record
+			err := share.DecodeInto(line, &got)
+			if (err == nil) != (werr == nil) {
+				t.Fatalf("pass %d: error %v, plain %v", i, err, werr)
+			}
+			if err == nil {
+				if a, b := string(NewEncoder().Encode(&got)), string(NewEncoder().Encode(&want)); a != b {
+					t.Fatalf("pass %d:\n%s\nplain\n%s", i, a, b)
+				}
+			}
+		}
+	})
+}
+
+// pipelineLine is a record as it reaches sockecs: sockdump's, sockdiff's
+// and sockproc's members and sockresolve's name.
+const pipelineLine = `{"type":"socket","time":"2026-12-07T12:58:40.191230593Z","family":"ipv4","transport":"tcp","state":"established","local":{"ip":"127.0.0.1","port":43819},"remote":{"ip":"127.0.0.1","port":51234,"host":"localhost."},"direction":"ingress","inode":4774504,"uid":1000,"cookie":2603393,"netns":4026531833,"event":"existing","first_seen":"2026-12-07T12:58:40.191230593Z","process":{"pid":11536,"ppid":11139,"name":"java","executable":"/usr/lib/jvm/java-21/bin/java","args":["/usr/lib/jvm/java-21/bin/java","-Xmx4g","-jar","/opt/app/app.jar"],"cmdline":"/usr/lib/jvm/java-21/bin/java -Xmx4g -jar /opt/app/app.jar","start":"2026-12-07T12:13:01.32Z"},"user":{"id":"1000","name":"app","full_name":"Application Service"}}`
+
+// BenchmarkDecodePipeline decodes records as sockecs does, of 100
+// processes: with a sharing decoder, as the stages that do not change
+// processes use, and without.
+func BenchmarkDecodePipeline(b *testing.B) {
+	lines := make([][]byte, 100)
+	for i := range lines {
+		lines[i] = []byte(strings.Replace(pipelineLine, `"pid":11536`, fmt.Sprintf(`"pid":%d`, 11000+i), 1))
+	}
+	for _, share := range []bool{false, true} {
+		b.Run(fmt.Sprintf("share=%v", share), func(b *testing.B) {
+			dec := NewDecoder()
+			if share {
+				dec.Share()
+			}
+			var r record.Record
+			b.SetBytes(int64(len(pipelineLine)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := dec.DecodeInto(lines[i%len(lines)], &r); err != nil {
+					b.Fatal(err)
+				}
+				i += 7
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/record"
@@ -195,6 +196,54 @@ func ptr[T, S any](name string, t *table[S], f func(*T) **S) member[T] {
 	}
 }
 
+// shared is ptr for a member whose objects a decoder that shares objects
+// (Decoder.Share) keeps, in its cache slot: a value of the same bytes as
+// one decoded before is that object again, not decoded. A stream of
+// records repeats its processes and users, though not one after another
+// (a dump lists sockets in the order of the kernel's hash tables).
+func shared[T, S any](name string, slot int, t *table[S], f func(*T) **S) member[T] {
+	m := ptr(name, t, f)
+	plain := m.dec
+	m.dec = func(d *decoder, v *T) error {
+		if !d.share {
+			return plain(d, v)
+		}
+		start := d.pos
+		c := &d.shared[slot][shareIndex(d.buf[start:])]
+		// The cached bytes are one whole object: a value that begins
+		// with them is that object.
+		if c.val != nil && bytes.HasPrefix(d.buf[start:], c.raw) {
+			*f(v) = c.val.(*S)
+			d.pos += len(c.raw)
+			return nil
+		}
+		if err := plain(d, v); err != nil {
+			return err
+		}
+		if s := *f(v); s != nil && d.pos-start <= maxShared {
+			c.raw, c.val = append(c.raw[:0], d.buf[start:d.pos]...), s
+		}
+		return nil
+	}
+	return m
+}
+
+// maxShared bounds the objects that a decoder shares; shareSlots is how
+// many of each member it keeps, by a hash of their first bytes.
+const (
+	maxShared  = 4 << 10
+	shareSlots = 256
+	shareBytes = 48 // enough to tell processes by their pid, users by id
+)
+
+func shareIndex(b []byte) int {
+	h := uint32(2166136261)
+	for _, c := range b[:min(len(b), shareBytes)] {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return int(h % shareSlots)
+}
+
 // always makes a member written even when it is zero.
 func always[T any](m member[T]) member[T] {
 	m.has = func(*T) bool { return true }
@@ -313,8 +362,8 @@ var recordTable = newTable(func(r *rec) *[]record.Field { return &r.Extra },
 	tim("first_seen", func(r *rec) *time.Time { return &r.FirstSeen }),
 	tim("last_seen", func(r *rec) *time.Time { return &r.LastSeen }),
 	// Enrichment (sockproc).
-	ptr("process", processTable, func(r *rec) **record.Process { return &r.Process }),
+	shared("process", 0, processTable, func(r *rec) **record.Process { return &r.Process }),
 	str("process_error", func(r *rec) *string { return &r.ProcessError }),
-	ptr("user", userTable, func(r *rec) **record.User { return &r.User }),
-	ptr("container", containerTable, func(r *rec) **record.Container { return &r.Container }),
+	shared("user", 1, userTable, func(r *rec) **record.User { return &r.User }),
+	shared("container", 2, containerTable, func(r *rec) **record.Container { return &r.Container }),
 )

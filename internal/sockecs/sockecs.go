@@ -184,6 +184,7 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	out := ndjson.NewWriter(stdout)
 	enc := newEncoder(Writer{Options: opts, Action: action, Now: env.Now}, out)
 	in := stage.NewInput(ctx, stdin, 0)
+	in.Share = true // documents are built from the records, which stay as read
 	if env.hold == 0 {
 		env.hold = defaultHold
 	}

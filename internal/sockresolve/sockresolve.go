@@ -204,6 +204,7 @@ func Filter(ctx context.Context, o Options, look revdns.Lookuper, stdin io.Reade
 	}()
 
 	in := stage.NewInput(ctx, stdin, maxLine)
+	in.Share = true // only the remote end of a record is changed
 	in.Name, in.Stderr, in.Strict = "sockresolve", stderr, o.Strict
 	var err error
 loop:

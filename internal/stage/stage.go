@@ -62,6 +62,10 @@ type Input struct {
 	// such as its process) before it asks for the next line. It saves an
 	// allocation of some 400 bytes a line.
 	Reuse bool
+	// Share makes records share the process, user and container objects
+	// of the records before them that held the same ones (see
+	// codec.Decoder.Share): for a stage that does not change them.
+	Share bool
 	// Bad counts the bad lines seen.
 	Bad int
 
@@ -141,6 +145,9 @@ func (in *Input) Next() (Line, error) {
 			raw := in.cur.data[e.start:e.end]
 			if in.Consume != nil && in.Consume(raw) {
 				continue
+			}
+			if in.Share {
+				in.dec.Share()
 			}
 			rec := in.rec
 			if rec == nil || !in.Reuse {
