@@ -2,6 +2,8 @@
 # Measures the whole pipeline as examples/watch runs it, on real loopback
 # sockets held open by sockhold (default: 10,000 and 100,000 sockets over
 # 100 processes):
+#   - the first run of the five programs in one pipeline, beside sockdump
+#     alone (wall time, and their ratio), and each stage's peak RSS;
 #   - cron style: watch --once, first run (every socket is new: one
 #     document each) and second run (nothing changed), wall time and CPU;
 #   - streaming: the CPU that watch 1s costs per period once every socket
@@ -36,6 +38,21 @@ for pop in $POPS; do
 	hold_start "$n" "$procs"
 	total=$(ss -tanH | wc -l)
 	echo "== $n sockets over $procs processes (sockets in the namespace: $total)"
+
+	# The first run of the whole pipeline, every socket a document, beside
+	# sockdump alone, and each stage's peak RSS (reverse lookups on, from
+	# /etc/hosts and the system's resolvers).
+	dump=$(median_ms "$RUNS" "'$BIN/sockdump' >/dev/null")
+	pipe="'$BIN/sockdump'"
+	for st in sockdiff sockproc sockresolve sockecs; do
+		pipe="$pipe | /usr/bin/time -f %M -o '$BENCH_TMP/rss.$st' '$BIN/$st'"
+	done
+	whole=$(median_ms "$RUNS" "$pipe >/dev/null")
+	rss=""
+	for st in sockdiff sockproc sockresolve sockecs; do
+		rss="$rss $st $(awk '{print int($1 / 1024)}' "$BENCH_TMP/rss.$st") MiB,"
+	done
+	echo "first run, sockdump | sockdiff | sockproc | sockresolve | sockecs: ${whole} ms median of $RUNS; sockdump alone ${dump} ms: $(awk -v a="$whole" -v b="$dump" 'BEGIN {printf "%.1f", a / b}') times; peak RSS:${rss%,}"
 
 	# Cron style.
 	first=$(median_ms "$RUNS" "rm -rf '$BENCH_TMP/state'; '$WATCH' --once --state-dir '$BENCH_TMP/state' >/dev/null")
