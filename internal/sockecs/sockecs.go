@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/cli"
@@ -185,6 +186,8 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	enc := newEncoder(Writer{Options: opts, Action: action, Now: env.Now}, out)
 	in := stage.NewInput(ctx, stdin, 0)
 	in.Share = true // documents are built from the records, which stay as read
+	// The encoder hands back the records of socket lines once written.
+	in.New = func() *record.Record { return records.Get().(*record.Record) }
 	if env.hold == 0 {
 		env.hold = defaultHold
 	}
@@ -319,6 +322,10 @@ type job struct {
 
 const batchSize = 256
 
+// records recycles the records of socket lines, which the encoder is the
+// last to read.
+var records = sync.Pool{New: func() any { return new(record.Record) }}
+
 func newEncoder(w Writer, out *ndjson.Writer) *encoder {
 	e := &encoder{w: w, out: out, jobs: make(chan job, 8), done: make(chan struct{}), dead: make(chan struct{})}
 	go e.run()
@@ -343,6 +350,7 @@ func (e *encoder) run() {
 			if err := e.out.Write(e.w.Append(r)); err != nil {
 				fail(err)
 			}
+			records.Put(r)
 		}
 		if j.flush && !failed {
 			if err := e.out.Flush(); err != nil {

@@ -62,6 +62,10 @@ type Input struct {
 	// such as its process) before it asks for the next line. It saves an
 	// allocation of some 400 bytes a line.
 	Reuse bool
+	// New, when set, gives the record that each line is decoded into
+	// (but under Reuse): for a stage that recycles records once it is
+	// done with them.
+	New func() *record.Record
 	// Share makes records share the process, user and container objects
 	// of the records before them that held the same ones (see
 	// codec.Decoder.Share): for a stage that does not change them.
@@ -150,7 +154,11 @@ func (in *Input) Next() (Line, error) {
 				in.dec.Share()
 			}
 			rec := in.rec
-			if rec == nil || !in.Reuse {
+			switch {
+			case in.Reuse && rec != nil:
+			case in.New != nil && !in.Reuse:
+				rec = in.New()
+			default:
 				rec = new(record.Record)
 				in.rec = rec
 			}
