@@ -195,32 +195,52 @@ func Filter(ctx context.Context, o Options, look revdns.Lookuper, stdin io.Reade
 	}
 	lastSave := time.Now()
 
-	queue := make(chan *item, o.MaxPending)
+	// Items go to the writer in batches, each sent when full, at a
+	// snapshot record, and before the input waits.
+	batch := min(itemBatch, o.MaxPending)
+	queue := make(chan []item, max(1, o.MaxPending/batch))
 	w := &writer{out: stage.NewOutput(stdout), timeout: o.Timeout}
 	wdone := make(chan struct{})
 	go func() {
 		defer close(wdone)
 		w.err = w.run(queue)
 	}()
+	pending := make([]item, 0, batch)
+	send := func() bool {
+		if len(pending) == 0 {
+			return true
+		}
+		select {
+		case queue <- pending:
+			pending = make([]item, 0, batch)
+			return true
+		case <-wdone:
+			return false
+		}
+	}
 
 	in := stage.NewInput(ctx, stdin, maxLine)
 	in.Share = true // only the remote end of a record is changed
 	in.Name, in.Stderr, in.Strict = "sockresolve", stderr, o.Strict
+	in.Wait = func() error {
+		if !send() {
+			return errWriterDone
+		}
+		return nil
+	}
 	var err error
 loop:
 	for {
 		var line stage.Line
 		line, err = in.Next()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) || errors.Is(err, errWriterDone) {
 				err = nil
 			}
 			break
 		}
-		it := newItem(line, res, o.Timeout)
-		select {
-		case queue <- it:
-		case <-wdone:
+		pending = append(pending, newItem(line, res, o.Timeout))
+		if (len(pending) >= batch || pending[len(pending)-1].flush) && !send() {
 			break loop
 		}
 		if o.CacheFile != "" && o.SaveEvery > 0 && line.Rec.Type == record.TypeSnapshot && time.Since(lastSave) >= o.SaveEvery {
@@ -230,6 +250,7 @@ loop:
 			}
 		}
 	}
+	send()
 	close(queue)
 	<-wdone
 	if w.err != nil {
@@ -248,13 +269,20 @@ loop:
 	return err
 }
 
+// itemBatch is how many items go to the writer at once.
+const itemBatch = 64
+
+// errWriterDone stops the input when the writer has stopped.
+var errWriterDone = errors.New("writer stopped")
+
 // newItem prepares a line for output, starting its lookup if it needs one.
-func newItem(line stage.Line, res *revdns.Resolver, timeout time.Duration) *item {
+func newItem(line stage.Line, res *revdns.Resolver, timeout time.Duration) item {
 	r := line.Rec
 	if r.Type != record.TypeSocket || r.Remote.Port == 0 {
-		return &item{raw: append([]byte(nil), line.Raw...), flush: r.Type == record.TypeSnapshot}
+		// The input never overwrites a line: no copy.
+		return item{raw: line.Raw, flush: r.Type == record.TypeSnapshot}
 	}
-	it := &item{rec: r}
+	it := item{rec: r}
 	ip, err := netip.ParseAddr(r.Remote.IP)
 	if err != nil {
 		it.res = revdns.Result{Error: "remote.ip is not an IP address"}
@@ -292,24 +320,26 @@ func (w *writer) domain(host string) string {
 	return d
 }
 
-func (w *writer) run(queue <-chan *item) error {
+func (w *writer) run(queue <-chan []item) error {
 	for {
-		var it *item
+		var b []item
 		var ok bool
 		select {
-		case it, ok = <-queue:
+		case b, ok = <-queue:
 		default:
 			// Nothing ready: write out what is held before waiting.
 			if err := w.out.Flush(); err != nil {
 				return err
 			}
-			it, ok = <-queue
+			b, ok = <-queue
 		}
 		if !ok {
 			return w.out.Flush()
 		}
-		if err := w.write(it); err != nil {
-			return err
+		for i := range b {
+			if err := w.write(&b[i]); err != nil {
+				return err
+			}
 		}
 	}
 }
