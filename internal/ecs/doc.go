@@ -245,8 +245,12 @@ type Doc struct {
 	rel     [2][3]string // backing arrays for related.ip and related.hosts/user
 	relUser [2]string
 
-	lastTimeNs int64  // the last date AppendJSON wrote…
-	lastTime   []byte // …and its JSON text
+	// times are the last dates AppendJSON wrote, as JSON text.
+	times [4]struct {
+		ns   int64
+		text []byte
+	}
+	nextTime int
 }
 
 // Get returns the field of that name.

@@ -3,6 +3,7 @@ package ecs
 import (
 	"flag"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -556,6 +557,29 @@ func TestDocIP(t *testing.T) {
 	} {
 		if got := docIP(tt.in); got != tt.want {
 			t.Errorf("docIP(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestAppendMillis checks the date writer against time's, over the range
+// of Unix nanoseconds.
+func TestAppendMillis(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 100000 {
+		ns := int64(rng.Uint64())
+		switch i {
+		case 0:
+			ns = 0
+		case 1:
+			ns = -1
+		case 2:
+			ns = math.MaxInt64
+		case 3:
+			ns = math.MinInt64
+		}
+		want := time.Unix(0, ns).UTC().AppendFormat(nil, TimeLayout)
+		if got := appendMillis(nil, ns); string(got) != string(want) {
+			t.Fatalf("appendMillis(%d) = %s, want %s", ns, got, want)
 		}
 	}
 }

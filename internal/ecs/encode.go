@@ -128,16 +128,38 @@ func (d *Doc) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// appendTime appends a date. The last one is kept: every document of a
-// snapshot shares its @timestamp.
+// appendTime appends a date. The last few are kept: the documents of a
+// snapshot share their @timestamp and event.start, and a process its
+// start.
 func (d *Doc) appendTime(b []byte, ns int64) []byte {
-	if d.lastTime == nil || d.lastTimeNs != ns {
-		d.lastTime = append(d.lastTime[:0], '"')
-		d.lastTime = time.Unix(0, ns).UTC().AppendFormat(d.lastTime, TimeLayout)
-		d.lastTime = append(d.lastTime, '"')
-		d.lastTimeNs = ns
+	for i := range d.times {
+		if c := &d.times[i]; c.text != nil && c.ns == ns {
+			return append(b, c.text...)
+		}
 	}
-	return append(b, d.lastTime...)
+	c := &d.times[d.nextTime]
+	d.nextTime = (d.nextTime + 1) % len(d.times)
+	c.text = append(c.text[:0], '"')
+	c.text = appendMillis(c.text, ns)
+	c.text = append(c.text, '"')
+	c.ns = ns
+	return append(b, c.text...)
+}
+
+// appendMillis appends ns as TimeLayout writes it.
+func appendMillis(b []byte, ns int64) []byte {
+	t := time.Unix(0, ns).UTC()
+	y, mo, day := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, TimeLayout)
+	}
+	h, mi, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	return append(b,
+		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+sec/10), byte('0'+sec%10), '.',
+		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 func (f *Field) appendValue(b []byte) []byte {
@@ -152,7 +174,7 @@ func (f *Field) appendValue(b []byte) []byte {
 		return append(b, '"')
 	case Time:
 		b = append(b, '"')
-		b = time.Unix(0, f.Int).UTC().AppendFormat(b, TimeLayout)
+		b = appendMillis(b, f.Int)
 		return append(b, '"')
 	case Bool:
 		if f.Int != 0 {
