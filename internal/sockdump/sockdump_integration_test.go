@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/netnsdump"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/testprog"
 )
@@ -76,20 +77,21 @@ func connect(t *testing.T, l *net.TCPListener, network, addr string) (client, se
 // and remote endpoint, and the snapshot record.
 func snapshot(t *testing.T) (map[string]*record.Record, *record.Record) {
 	t.Helper()
-	return parse(t, dumpOnce(t, TCP))
+	return parse(t, dumpOnce(t, netnsdump.TCP))
 }
 
 // dumpOnce dumps the sockets of protocols once, in process, and returns
 // what the dump wrote.
 func dumpOnce(t *testing.T, protocols []uint8) []byte {
 	t.Helper()
-	d, err := Open("", protocols)
+	d, err := netnsdump.Open("", protocols)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	h := netnsdump.NewHost(d, "", netnsdump.Config{})
+	defer h.Close()
 	var buf bytes.Buffer
-	if err := d.Snapshot(func(b []byte) error { buf.Write(b); return nil }, 0); err != nil {
+	if err := h.Snapshot(context.Background(), netnsdump.Lines(func(b []byte) error { buf.Write(b); return nil })); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
