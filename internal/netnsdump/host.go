@@ -60,7 +60,7 @@ const DefaultListenerRefresh = 100 * time.Millisecond
 // (the kernel sends a namespace's destroy notifications only to sockets
 // in it).
 type Host struct {
-	Config
+	c      Config
 	q      *eventQueue // nil without Subscribe
 	owners *owners     // nil without Subscribe or the owner table
 
@@ -97,7 +97,7 @@ func NewHost(d *Dumper, path string, c Config) *Host {
 	if c.Stderr == nil {
 		c.Stderr = io.Discard
 	}
-	h := &Host{Config: c, failed: map[uint64]bool{}, dumpSaid: map[uint64]bool{}}
+	h := &Host{c: c, failed: map[uint64]bool{}, dumpSaid: map[uint64]bool{}}
 	h.self = &namespace{d: d, path: path}
 	h.adopt(d)
 	h.nss = []*namespace{h.self}
@@ -107,7 +107,7 @@ func NewHost(d *Dumper, path string, c Config) *Host {
 
 // adopt gives d the host's settings.
 func (h *Host) adopt(d *Dumper) {
-	d.listenerRefresh = h.ListenerRefresh
+	d.listenerRefresh = h.c.ListenerRefresh
 	d.owners = h.owners
 }
 
@@ -126,16 +126,16 @@ func (h *Host) Subscribe(ctx context.Context, noOwners bool) error {
 		}
 	}
 	var err error
-	h.self.sub, err = h.q.subscribe(ctx, fd, h.self.d, h.Protocols, h.EventBuffer, h.Now, h.Stderr)
+	h.self.sub, err = h.q.subscribe(ctx, fd, h.self.d, h.c.Protocols, h.c.EventBuffer, h.c.Now, h.c.Stderr)
 	if fd != 0 {
 		unix.Close(fd)
 	}
 	if err != nil {
-		fmt.Fprintf(h.Stderr, "sockdump: --events: no destroy notifications (%v); going on with polling only\n", err)
+		fmt.Fprintf(h.c.Stderr, "sockdump: --events: no destroy notifications (%v); going on with polling only\n", err)
 		h.q = nil
 	}
 	if !noOwners {
-		h.owners = openOwners(ownertable.Options{}, h.Stderr)
+		h.owners = openOwners(ownertable.Options{}, h.c.Stderr)
 		h.self.d.owners = h.owners
 	}
 	return nil
@@ -154,13 +154,13 @@ func (h *Host) WriteEvents(out Output) error {
 			h.overflows++
 			// One line a minute at most: a burst would otherwise
 			// flood stderr; the snapshot records carry the count.
-			if now := h.Now(); now.Sub(h.overflowMsg) >= time.Minute {
+			if now := h.c.Now(); now.Sub(h.overflowMsg) >= time.Minute {
 				h.overflowMsg = now
-				fmt.Fprintf(h.Stderr, "sockdump: destroy notifications lost: the receive buffer was full (counted in the snapshot records' event_overflows); raise --event-buffer\n")
+				fmt.Fprintf(h.c.Stderr, "sockdump: destroy notifications lost: the receive buffer was full (counted in the snapshot records' event_overflows); raise --event-buffer\n")
 			}
 		}
 		if b.err != nil {
-			fmt.Fprintf(h.Stderr, "sockdump: %v\n", b.err)
+			fmt.Fprintf(h.c.Stderr, "sockdump: %v\n", b.err)
 		}
 		for i := range b.socks {
 			if err := out.Write(b.d.Destroyed(&b.socks[i], b.at)); err != nil {
@@ -215,8 +215,8 @@ func (h *Host) Close() {
 // dump is reported on stderr and counted as skipped. Namespaces entered
 // subscribe until ctx ends.
 func (h *Host) Snapshot(ctx context.Context, out Output) error {
-	start := h.Now()
-	if h.All {
+	start := h.c.Now()
+	if h.c.All {
 		h.refresh(ctx)
 	}
 	skipped := h.skipped
@@ -237,7 +237,7 @@ func (h *Host) Snapshot(ctx context.Context, out Output) error {
 			}
 			if !h.dumpSaid[n.d.netns] {
 				h.dumpSaid[n.d.netns] = true
-				fmt.Fprintf(h.Stderr, "sockdump: network namespace net:[%d] (%s): %v; skipped, and entered again at the next dump\n", n.d.netns, n.path, err)
+				fmt.Fprintf(h.c.Stderr, "sockdump: network namespace net:[%d] (%s): %v; skipped, and entered again at the next dump\n", n.d.netns, n.path, err)
 			}
 			// Its socket may be out of step with the kernel: open
 			// another at the next refresh.
@@ -247,19 +247,19 @@ func (h *Host) Snapshot(ctx context.Context, out Output) error {
 			continue
 		}
 		if n.d.Warning != nil {
-			fmt.Fprintf(h.Stderr, "sockdump: network namespace net:[%d]: %v\n", n.d.netns, n.d.Warning)
+			fmt.Fprintf(h.c.Stderr, "sockdump: network namespace net:[%d]: %v\n", n.d.netns, n.d.Warning)
 			n.d.Warning = nil
 		}
 		ok[i] = true
 	}
-	took := h.Now().Sub(start)
+	took := h.c.Now().Sub(start)
 	h.owners.drainFresh()
 	snap := record.Record{
 		Type:           record.TypeSnapshot,
 		Time:           start,
 		Schema:         record.SchemaVersion,
 		Duration:       took,
-		Interval:       h.Interval,
+		Interval:       h.c.Interval,
 		EventOverflows: h.overflows,
 	}
 	for i, n := range h.nss {
@@ -273,7 +273,7 @@ func (h *Host) Snapshot(ctx context.Context, out Output) error {
 		snap.Namespaces++
 	}
 	h.owners.endDump()
-	if !h.All {
+	if !h.c.All {
 		snap.Namespaces = 0
 	}
 	snap.NamespacesSkipped = skipped
@@ -294,14 +294,14 @@ func (h *Host) Snapshot(ctx context.Context, out Output) error {
 // refresh finds the host's network namespaces, opens those it has not
 // seen (and subscribes in them, with --events), and drops those gone.
 func (h *Host) refresh(ctx context.Context) {
-	found, denied, err := findNamespaces(h.ProcRoot, PinDirs)
+	found, denied, err := findNamespaces(h.c.ProcRoot, PinDirs)
 	if err != nil && !h.said.find {
 		h.said.find = true
-		fmt.Fprintf(h.Stderr, "sockdump: --all-netns: %v; dumping the namespaces found so far\n", err)
+		fmt.Fprintf(h.c.Stderr, "sockdump: --all-netns: %v; dumping the namespaces found so far\n", err)
 	}
 	if denied > 0 && !h.said.denied {
 		h.said.denied = true
-		fmt.Fprintf(h.Stderr, "sockdump: --all-netns: could not read the network namespace of %d processes (permission denied; reading other users' /proc/PID/ns/net needs CAP_SYS_PTRACE); sockets in namespaces that only they hold are missing\n", denied)
+		fmt.Fprintf(h.c.Stderr, "sockdump: --all-netns: could not read the network namespace of %d processes (permission denied; reading other users' /proc/PID/ns/net needs CAP_SYS_PTRACE); sockets in namespaces that only they hold are missing\n", denied)
 	}
 	present := make(map[uint64]bool, len(found))
 	h.skipped = 0
@@ -324,7 +324,7 @@ func (h *Host) refresh(ctx context.Context) {
 			if errors.Is(err, inetdiag.ErrPermission) {
 				h.failed[f.ino] = true
 			}
-			fmt.Fprintf(h.Stderr, "sockdump: --all-netns: skipped network namespace net:[%d] (%s): %v\n", f.ino, f.path, err)
+			fmt.Fprintf(h.c.Stderr, "sockdump: --all-netns: skipped network namespace net:[%d] (%s): %v\n", f.ino, f.path, err)
 			continue
 		}
 		h.nss = append(h.nss, n)
@@ -391,15 +391,15 @@ func (h *Host) enter(ctx context.Context, f nsFile) (*namespace, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &namespace{d: NewDumper(conn, f.ino, h.Protocols), path: f.path}
+	n := &namespace{d: NewDumper(conn, f.ino, h.c.Protocols), path: f.path}
 	h.adopt(n.d)
 	n.d.sockstat = ""
 	if f.proc != "" {
 		n.d.sockstat = f.proc + "/net"
 	}
 	if h.q != nil {
-		if n.sub, err = h.q.subscribe(ctx, fd, n.d, h.Protocols, h.EventBuffer, h.Now, io.Discard); err != nil {
-			fmt.Fprintf(h.Stderr, "sockdump: --events: no destroy notifications in network namespace net:[%d] (%s): %v; polling it only\n", f.ino, f.path, err)
+		if n.sub, err = h.q.subscribe(ctx, fd, n.d, h.c.Protocols, h.c.EventBuffer, h.c.Now, io.Discard); err != nil {
+			fmt.Fprintf(h.c.Stderr, "sockdump: --events: no destroy notifications in network namespace net:[%d] (%s): %v; polling it only\n", f.ino, f.path, err)
 		}
 	}
 	return n, nil
