@@ -88,7 +88,14 @@ Exit codes:
   3  the state file stayed locked by another sockdiff for --lock-timeout
 `
 
-// config is what the flags say, and the outside inputs.
+// Env holds what Run takes from outside. The zero value uses the real
+// ones.
+type Env struct {
+	// Now is the clock of the state file's saves; default time.Now.
+	Now func() time.Time
+}
+
+// config is what the flags say, and the outside inputs of Env.
 type config struct {
 	closed       bool
 	state        string
@@ -98,8 +105,13 @@ type config struct {
 	now          func() time.Time
 }
 
-// Run is the sockdiff program.
+// Run is the sockdiff program with the real clock.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return Env{}.Run(ctx, args, stdin, stdout, stderr)
+}
+
+// Run is the sockdiff program.
+func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := cli.FlagSet(name, synopsis, about, stderr)
 	var c config
 	fs.BoolVar(&c.closed, "closed", false, "also report connections that are gone")
@@ -116,7 +128,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if c.saveInterval < 0 {
 		return cli.UsageError("--save-interval must not be negative")
 	}
-	c.now = time.Now
+	c.now = env.Now
+	if c.now == nil {
+		c.now = time.Now
+	}
 	return run(ctx, c, stdin, stdout, stderr)
 }
 

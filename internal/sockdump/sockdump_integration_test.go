@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
+	"github.com/sockpipe/sockpipe/internal/netnsdump"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/testprog"
 )
@@ -76,20 +77,21 @@ func connect(t *testing.T, l *net.TCPListener, network, addr string) (client, se
 // and remote endpoint, and the snapshot record.
 func snapshot(t *testing.T) (map[string]*record.Record, *record.Record) {
 	t.Helper()
-	return parse(t, dumpOnce(t, TCP))
+	return parse(t, dumpOnce(t, netnsdump.TCP))
 }
 
 // dumpOnce dumps the sockets of protocols once, in process, and returns
 // what the dump wrote.
 func dumpOnce(t *testing.T, protocols []uint8) []byte {
 	t.Helper()
-	d, err := Open("", protocols)
+	d, err := netnsdump.Open("", protocols)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	h := netnsdump.NewHost(d, "", netnsdump.Config{})
+	defer h.Close()
 	var buf bytes.Buffer
-	if err := d.Snapshot(func(b []byte) error { buf.Write(b); return nil }, 0); err != nil {
+	if err := h.Snapshot(context.Background(), netnsdump.Lines(func(b []byte) error { buf.Write(b); return nil })); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -379,12 +381,18 @@ func runNobody(t *testing.T, args ...string) (out []byte, stderr string) {
 // ends.
 func startRun(t *testing.T, args ...string) (*bufio.Scanner, context.CancelFunc, func() string) {
 	t.Helper()
+	return startEnvRun(t, Env{}, args...)
+}
+
+// startEnvRun is startRun with the outside inputs of env.
+func startEnvRun(t *testing.T, env Env, args ...string) (*bufio.Scanner, context.CancelFunc, func() string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, args, nil, pw, &stderr)
+		done <- env.Run(ctx, args, nil, pw, &stderr)
 		pw.Close()
 	}()
 	lines := bufio.NewScanner(pr)
@@ -409,7 +417,13 @@ func startRun(t *testing.T, args ...string) (*bufio.Scanner, context.CancelFunc,
 // subscription is in place then).
 func runEvents(t *testing.T, args ...string) (*bufio.Scanner, context.CancelFunc, func() string) {
 	t.Helper()
-	lines, cancel, stop := startRun(t, append([]string{"--interval", "1h", "--events"}, args...)...)
+	return runEnvEvents(t, Env{}, args...)
+}
+
+// runEnvEvents is runEvents with the outside inputs of env.
+func runEnvEvents(t *testing.T, env Env, args ...string) (*bufio.Scanner, context.CancelFunc, func() string) {
+	t.Helper()
+	lines, cancel, stop := startEnvRun(t, env, append([]string{"--interval", "1h", "--events"}, args...)...)
 	for lines.Scan() {
 		if strings.Contains(lines.Text(), `"type":"snapshot"`) {
 			break
@@ -527,11 +541,11 @@ func TestIntegrationEventsUnprivileged(t *testing.T) {
 
 // TestIntegrationEventsNewListener: a connection accepted by a listener
 // that opened after the last dump is still ingress, and a listener that
-// closes is reported as a listener.
+// closes is reported as a listener. The listeners are read again for
+// every notification that needs it, so no wait for the refresh limit.
 func TestIntegrationEventsNewListener(t *testing.T) {
-	lines, cancel, stop := runEvents(t)
+	lines, cancel, stop := runEnvEvents(t, Env{ListenerRefresh: time.Nanosecond})
 	defer cancel()
-	time.Sleep(150 * time.Millisecond) // past the refresh limit
 	l := listen(t, "tcp4", "127.0.0.1:0")
 	lport := uint16(l.Addr().(*net.TCPAddr).Port)
 	c, s := connect(t, l, "tcp4", "127.0.0.1")

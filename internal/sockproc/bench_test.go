@@ -22,10 +22,10 @@ func BenchmarkRun(b *testing.B) {
 	}
 	in.WriteString(snapLine + "\n")
 	data := []byte(in.String())
-	e := env{privileged: func() (bool, error) { return true, nil }}
+	e := Env{Privileged: func() (bool, error) { return true, nil }, SocketFiles: readFDLinks}
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if err := run(context.Background(), []string{"--proc", procRoot, "--passwd", passwd}, bytes.NewReader(data), io.Discard, io.Discard, e); err != nil {
+		if err := e.Run(context.Background(), []string{"--proc", procRoot, "--passwd", passwd}, bytes.NewReader(data), io.Discard, io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -47,10 +47,10 @@ func BenchmarkRunDump(b *testing.B) {
 		b.Fatal(err)
 	}
 	n := bytes.Count(data, []byte(`"type":"socket"`))
-	e := env{privileged: func() (bool, error) { return true, nil }}
+	e := Env{Privileged: func() (bool, error) { return true, nil }, SocketFiles: readFDLinks}
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if err := run(context.Background(), []string{"--passwd", "/dev/null"}, bytes.NewReader(data), io.Discard, io.Discard, e); err != nil {
+		if err := e.Run(context.Background(), []string{"--passwd", "/dev/null"}, bytes.NewReader(data), io.Discard, io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -241,7 +241,7 @@ func testContainer(t *testing.T, h hierarchy, bin, passwd, selfID string) {
 
 	t.Run("here", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		if err := run(context.Background(), []string{"--passwd", passwd}, bytes.NewReader(in), &stdout, &stderr, defaultEnv); err != nil {
+		if err := Run(context.Background(), []string{"--passwd", passwd}, bytes.NewReader(in), &stdout, &stderr); err != nil {
 			t.Fatalf("run: %v\n%s", err, stderr.String())
 		}
 		check(t, decodeAll(t, stdout.Bytes()), true, selfID, ownID)

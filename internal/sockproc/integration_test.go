@@ -297,8 +297,7 @@ func TestIntegrationProcesses(t *testing.T) {
 
 	var stdout, stderr bytes.Buffer
 	in := bytes.NewReader(encode(append(first, second...)))
-	e := defaultEnv
-	if err := run(context.Background(), []string{"--passwd", passwd}, in, &stdout, &stderr, e); err != nil {
+	if err := Run(context.Background(), []string{"--passwd", passwd}, in, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
 	if stderr.Len() > 0 {
@@ -307,12 +306,12 @@ func TestIntegrationProcesses(t *testing.T) {
 	// The kernel's socket file iterator (the default, as root) and the
 	// readlink of every /proc/PID/fd link find the same.
 	for _, iter := range []bool{true, false} {
-		e := e
+		var e Env
 		if !iter {
-			e.socketFiles = nil
+			e.SocketFiles = readFDLinks
 		}
 		var out, errs bytes.Buffer
-		if err := run(context.Background(), []string{"--passwd", passwd, "--stats"}, bytes.NewReader(encode(append(first, second...))), &out, &errs, e); err != nil {
+		if err := e.Run(context.Background(), []string{"--passwd", passwd, "--stats"}, bytes.NewReader(encode(append(first, second...))), &out, &errs); err != nil {
 			t.Fatalf("run: %v\n%s", err, errs.String())
 		}
 		if out.String() != stdout.String() {

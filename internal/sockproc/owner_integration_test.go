@@ -72,7 +72,7 @@ func TestIntegrationOwnerPIDReuse(t *testing.T) {
 		{Type: record.TypeSnapshot, Time: now, Schema: record.SchemaVersion},
 	}
 	var stdout, stderr bytes.Buffer
-	if err := run(context.Background(), []string{"--passwd", passwd}, bytes.NewReader(encode(in)), &stdout, &stderr, defaultEnv); err != nil {
+	if err := Run(context.Background(), []string{"--passwd", passwd}, bytes.NewReader(encode(in)), &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
 	if stderr.Len() > 0 {

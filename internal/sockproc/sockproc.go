@@ -97,29 +97,45 @@ Exit codes:
 // maxLine is the longest input line accepted.
 const maxLine = 1 << 20
 
-// env is what Run takes from the outside world, replaced in tests.
-type env struct {
-	privileged func() (bool, error)
-	euid       int
-	fallback   userdb.Lookuper
-	// socketFiles opens the kernel's list of every process's socket
-	// files, read instead of each /proc/PID/fd link.
-	socketFiles func(procRoot string) (*sockfiles.Lister, error)
+// Env holds what Run takes from outside. The zero value uses the real
+// ones.
+type Env struct {
+	// Privileged reports whether sockproc may read every process's
+	// file descriptors; default proctable.Privileged.
+	Privileged func() (bool, error)
+	// Geteuid returns the uid whose processes an unprivileged sockproc
+	// sees; default os.Geteuid.
+	Geteuid func() int
+	// NSS looks up, with --nss, the uids not in --passwd; default
+	// user.LookupId.
+	NSS userdb.Lookuper
+	// SocketFiles opens the kernel's list of every process's socket
+	// files, read instead of each /proc/PID/fd link; default
+	// sockfiles.Open. No Lister and no error: the links are read, and
+	// nothing is said.
+	SocketFiles func(procRoot string) (*sockfiles.Lister, error)
 }
 
-var defaultEnv = env{
-	privileged:  proctable.Privileged,
-	euid:        os.Geteuid(),
-	fallback:    user.LookupId,
-	socketFiles: sockfiles.Open,
+// Run is the sockproc program with the real privileges, kernel and user
+// database.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return Env{}.Run(ctx, args, stdin, stdout, stderr)
 }
 
 // Run is the sockproc program.
-func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return run(ctx, args, stdin, stdout, stderr, defaultEnv)
-}
-
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, e env) error {
+func (e Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if e.Privileged == nil {
+		e.Privileged = proctable.Privileged
+	}
+	if e.Geteuid == nil {
+		e.Geteuid = os.Geteuid
+	}
+	if e.NSS == nil {
+		e.NSS = user.LookupId
+	}
+	if e.SocketFiles == nil {
+		e.SocketFiles = sockfiles.Open
+	}
 	fs := cli.FlagSet("sockproc", synopsis, about, stderr)
 	procRoot := fs.String("proc", proctable.DefaultRoot, "read processes from the proc filesystem mounted at `DIR` (a host's /proc seen from a container)")
 	passwd := fs.String("passwd", userdb.DefaultPath, "resolve uids with the passwd `FILE`")
@@ -134,28 +150,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return fmt.Errorf("--proc: %w", err)
 	}
-	privileged, err := e.privileged()
+	privileged, err := e.Privileged()
 	if err != nil {
 		fmt.Fprintf(stderr, "sockproc: warning: cannot read own capabilities: %v\n", err)
 	}
 	if !privileged {
-		fmt.Fprintf(stderr, "sockproc: warning: without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, attribution is limited to the processes of uid %d; other sockets get no process and no error\n", e.euid)
+		fmt.Fprintf(stderr, "sockproc: warning: without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, attribution is limited to the processes of uid %d; other sockets get no process and no error\n", e.Geteuid())
 	}
-	if e.socketFiles != nil {
-		l, err := e.socketFiles(*procRoot)
-		if err != nil && privileged {
-			// (Without privileges, the warning above says more.)
-			fmt.Fprintf(stderr, "sockproc: reading /proc/PID/fd links, without the kernel's socket file iterator: %v\n", err)
-		} else if err == nil {
-			defer l.Close()
-			tab.SocketFiles = func(fn func(pid int, inode uint64)) error {
-				return l.List(func(f sockfiles.File) { fn(f.PID, f.Inode) })
-			}
+	if l, err := e.SocketFiles(*procRoot); err != nil && privileged {
+		// (Without privileges, the warning above says more.)
+		fmt.Fprintf(stderr, "sockproc: reading /proc/PID/fd links, without the kernel's socket file iterator: %v\n", err)
+	} else if err == nil && l != nil {
+		defer l.Close()
+		tab.SocketFiles = func(fn func(pid int, inode uint64)) error {
+			return l.List(func(f sockfiles.File) { fn(f.PID, f.Inode) })
 		}
 	}
 	var fallback userdb.Lookuper
 	if *nss {
-		fallback = e.fallback
+		fallback = e.NSS
 	}
 	users := userdb.New(*passwd, fallback)
 	users.Warn = func(err error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/sockfiles"
 )
 
 // fixture writes a fake proc filesystem holding one process, pid 100, with
@@ -57,12 +58,18 @@ func sockLine(state string, inode int, uid int, extra string) string {
 
 const snapLine = `{"type":"snapshot","time":"2026-11-26T04:30:00Z","schema":1,"sockets":3,"duration_ns":1000}`
 
+// readFDLinks is an Env.SocketFiles that makes sockproc read the
+// /proc/PID/fd links.
+func readFDLinks(string) (*sockfiles.Lister, error) { return nil, nil }
+
 func runWith(t *testing.T, privileged bool, args []string, input string) (stdout, stderr string, err error) {
 	t.Helper()
-	e := env{
-		privileged: func() (bool, error) { return privileged, nil },
-		euid:       1000,
-		fallback: func(uid string) (*user.User, error) {
+	e := Env{
+		Privileged: func() (bool, error) { return privileged, nil },
+		Geteuid:    func() int { return 1000 },
+		// The fixture's processes are not the kernel's.
+		SocketFiles: readFDLinks,
+		NSS: func(uid string) (*user.User, error) {
 			if uid == "4000" {
 				return &user.User{Uid: uid, Username: "ldap", Name: "From NSS"}, nil
 			}
@@ -70,7 +77,7 @@ func runWith(t *testing.T, privileged bool, args []string, input string) (stdout
 		},
 	}
 	var out, errb bytes.Buffer
-	err = run(context.Background(), args, strings.NewReader(input), &out, &errb, e)
+	err = e.Run(context.Background(), args, strings.NewReader(input), &out, &errb)
 	return out.String(), errb.String(), err
 }
 

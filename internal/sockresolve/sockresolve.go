@@ -77,8 +77,19 @@ const maxLine = 1 << 20
 // records in a long-running pipeline.
 const saveEvery = time.Minute
 
-// Options are sockresolve's settings.
-type Options struct {
+// Env holds what Run takes from outside. The zero value uses the real
+// ones.
+type Env struct {
+	// Lookuper answers the reverse lookups; default the system's
+	// resolver, or with --server a client of that server.
+	Lookuper revdns.Lookuper
+	// Now is the clock of the caches and of their saves; default
+	// time.Now.
+	Now func() time.Time
+}
+
+// options are sockresolve's settings, from its flags.
+type options struct {
 	Server     string // HOST:PORT, or "" for the system resolver
 	Timeout    time.Duration
 	Workers    int
@@ -89,15 +100,17 @@ type Options struct {
 	MaxPending int
 	Strict     bool
 	Stats      bool
-	// SaveEvery is how often, at most, the cache file is saved at a
-	// snapshot record, besides at the end; 0 saves only at the end.
-	SaveEvery time.Duration
+}
+
+// Run is the sockresolve program with the real resolver and clock.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return Env{}.Run(ctx, args, stdin, stdout, stderr)
 }
 
 // Run is the sockresolve program.
-func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := cli.FlagSet("sockresolve", synopsis, about, stderr)
-	o := Options{SaveEvery: saveEvery}
+	var o options
 	fs.StringVar(&o.Server, "server", "", "send queries to the DNS server at `HOST:PORT` (port 53 when left out) instead of the system's resolvers")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Second, "give up a lookup after `D`; no record waits longer than this for its own")
 	fs.IntVar(&o.Workers, "workers", 32, "run at most `N` lookups at once")
@@ -115,15 +128,20 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.Usage()
 		return err
 	}
-	var look revdns.Lookuper = &revdns.System{}
-	if o.Server != "" {
-		look = &revdns.Client{Server: o.Server}
+	if env.Lookuper == nil {
+		env.Lookuper = &revdns.System{}
+		if o.Server != "" {
+			env.Lookuper = &revdns.Client{Server: o.Server}
+		}
 	}
-	return Filter(ctx, o, look, stdin, stdout, stderr)
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	return filter(ctx, o, env, stdin, stdout, stderr)
 }
 
 // check validates the options and completes --server with port 53.
-func (o *Options) check() error {
+func (o *options) check() error {
 	switch {
 	case o.Timeout <= 0:
 		return cli.UsageError("--timeout must be more than 0")
@@ -177,10 +195,11 @@ type item struct {
 	flush    bool           // flush after writing (a snapshot record)
 }
 
-// Filter runs sockresolve with the given options and lookuper.
-func Filter(ctx context.Context, o Options, look revdns.Lookuper, stdin io.Reader, stdout, stderr io.Writer) error {
+// filter runs sockresolve with the given options and outside inputs.
+func filter(ctx context.Context, o options, env Env, stdin io.Reader, stdout, stderr io.Writer) error {
 	res := revdns.New(revdns.Config{
-		Lookuper:   look,
+		Now:        env.Now,
+		Lookuper:   env.Lookuper,
 		Timeout:    o.Timeout,
 		Workers:    o.Workers,
 		SuccessTTL: o.SuccessTTL,
@@ -193,7 +212,7 @@ func Filter(ctx context.Context, o Options, look revdns.Lookuper, stdin io.Reade
 			fmt.Fprintf(stderr, "sockresolve: warning: --cache: %v (ignored, starting with empty caches)\n", err)
 		}
 	}
-	lastSave := time.Now()
+	lastSave := env.Now()
 
 	// Items go to the writer in batches, each sent when full, at a
 	// snapshot record, and before the input waits.
@@ -243,8 +262,8 @@ loop:
 		if (len(pending) >= batch || pending[len(pending)-1].flush) && !send() {
 			break loop
 		}
-		if o.CacheFile != "" && o.SaveEvery > 0 && line.Rec.Type == record.TypeSnapshot && time.Since(lastSave) >= o.SaveEvery {
-			lastSave = time.Now()
+		if o.CacheFile != "" && line.Rec.Type == record.TypeSnapshot && env.Now().Sub(lastSave) >= saveEvery {
+			lastSave = env.Now()
 			if serr := res.SaveFile(o.CacheFile); serr != nil {
 				fmt.Fprintf(stderr, "sockresolve: warning: --cache: %v\n", serr)
 			}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -434,13 +435,21 @@ func TestCacheSavedAtSnapshots(t *testing.T) {
 	srv := dnstest.Start(t)
 	srv.Set("192.0.2.1", dnstest.Answer{Names: []string{"kept.example.com."}})
 	cache := filepath.Join(t.TempDir(), "cache")
-	o := Options{Server: srv.Addr, Timeout: time.Second, Workers: 2, SuccessTTL: time.Minute, FailureTTL: time.Minute,
-		CacheSize: 10, CacheFile: cache, MaxPending: 10, SaveEvery: time.Nanosecond}
+	// The clock stands still but for one step, past saveEvery, before
+	// the snapshot record.
+	t0 := time.Date(2026, 11, 26, 5, 0, 0, 0, time.UTC)
+	var elapsed atomic.Int64
+	env := Env{
+		Lookuper: &revdns.Client{Server: srv.Addr},
+		Now:      func() time.Time { return t0.Add(time.Duration(elapsed.Load())) },
+	}
+	args := []string{"--server", srv.Addr, "--timeout", "1s", "--workers", "2", "--success-ttl", "1h", "--failure-ttl", "1h",
+		"--cache-size", "10", "--cache", cache, "--max-pending", "10"}
 	pr, pw := io.Pipe()
 	outR, outW := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- Filter(context.Background(), o, &revdns.Client{Server: srv.Addr}, pr, outW, io.Discard)
+		done <- env.Run(context.Background(), args, pr, outW, io.Discard)
 		outW.Close()
 	}()
 	out := bufio.NewReader(outR)
@@ -449,6 +458,10 @@ func TestCacheSavedAtSnapshots(t *testing.T) {
 	if l, err := out.ReadString('\n'); err != nil || !strings.Contains(l, "kept.example.com.") {
 		t.Fatalf("%q %v", l, err)
 	}
+	if data, err := os.ReadFile(cache); err == nil {
+		t.Fatalf("cache saved before the snapshot record: %q", data)
+	}
+	elapsed.Store(int64(saveEvery))
 	io.WriteString(pw, `{"type":"snapshot","time":"2026-11-26T05:00:00Z","schema":1,"sockets":1,"duration_ns":1}`+"\n")
 	var data []byte
 	for i := 0; !bytes.Contains(data, []byte("kept.example.com.")); i++ {

@@ -1,4 +1,4 @@
-package sockdump
+package netnsdump
 
 import (
 	"net/netip"

@@ -1,7 +1,8 @@
-package sockdump
+package netnsdump
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sockpipe/sockpipe/internal/inetdiag"
 )
 
 // PinDirs are where network namespaces are pinned by bind mounts, so that
@@ -126,4 +129,39 @@ func isNetNS(path string) bool {
 	}
 	var sfs unix.Statfs_t
 	return unix.Fstatfs(fd, &sfs) == nil && sfs.Type == unix.NSFS_MAGIC
+}
+
+// nsInode returns the inode of a namespace file, or 0.
+func nsInode(path string) uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// openNS opens a namespace file.
+func openNS(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return 0, fmt.Errorf("open network namespace %s (CAP_SYS_PTRACE is needed for other users' processes): %w", path, inetdiag.ErrPermission)
+		}
+		return 0, fmt.Errorf("open network namespace: %w", err)
+	}
+	return fd, nil
+}
+
+// dialNS opens the netlink socket inside the namespace of the open file
+// fd (named path in errors), or in the current one when fd is 0.
+func dialNS(path string, fd int) (*inetdiag.Conn, error) {
+	conn, err := inetdiag.Dial(fd)
+	if err != nil && fd != 0 {
+		// Entering the namespace (setns) is what needs privilege; the
+		// netlink package reports only the errno.
+		if errors.Is(err, inetdiag.ErrPermission) {
+			return nil, fmt.Errorf("enter network namespace %s: CAP_SYS_ADMIN is needed: %w", path, inetdiag.ErrPermission)
+		}
+	}
+	return conn, err
 }

@@ -1,9 +1,8 @@
-package sockdump
+package netnsdump
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"slices"
@@ -48,6 +47,9 @@ type Dumper struct {
 	// listenerOwners are the owners made of listeners, shared by the
 	// records that name them (never modified).
 	listenerOwners map[listener]*record.Owner
+	// listenerRefresh is how often, at most, refreshListeners reads the
+	// listeners again.
+	listenerRefresh time.Duration
 	// perFamily is set when the kernel refused to dump TCP of both
 	// families at once: then IPv4 and IPv6 are dumped one after the other.
 	perFamily bool
@@ -83,9 +85,6 @@ const maxIPCache = 1 << 16
 
 // TCP is the protocol list of a TCP-only dump.
 var TCP = []uint8{inetdiag.ProtoTCP}
-
-// open is Open, replaced in tests.
-var open = Open
 
 // Open opens a dumper of the given protocols (inetdiag.ProtoTCP,
 // inetdiag.ProtoUDP) in the network namespace at path, or in the current
@@ -130,20 +129,11 @@ func sockstatDir(nsPath string) string {
 // NewDumper returns a dumper over conn; netns is the namespace's inode
 // written in every record (0 leaves it out).
 func NewDumper(conn *inetdiag.Conn, netns uint64, protocols []uint8) *Dumper {
-	return &Dumper{conn: conn, netns: netns, protocols: protocols, sockstat: "/proc/net", enc: codec.NewEncoder(), listeners: Listeners{}, prevListeners: Listeners{}, ips: map[ipKey]string{}}
+	return &Dumper{conn: conn, netns: netns, protocols: protocols, sockstat: "/proc/net", enc: codec.NewEncoder(), listenerRefresh: DefaultListenerRefresh, listeners: Listeners{}, prevListeners: Listeners{}, ips: map[ipKey]string{}}
 }
 
 // Close closes the netlink socket.
 func (d *Dumper) Close() error { return d.conn.Close() }
-
-// Snapshot dumps every socket of the dumper's protocols, IPv4 and IPv6,
-// and writes a socket record for each, then the snapshot record: what
-// sockdump does for one namespace.
-func (d *Dumper) Snapshot(write func([]byte) error, overflows int) error {
-	n := &namespace{d: d}
-	h := &host{self: n, nss: []*namespace{n}, stderr: io.Discard}
-	return h.Snapshot(write, overflows)
-}
 
 // collect dumps every socket of the dumper's protocols, IPv4 and IPv6,
 // into d.socks, and their listeners. The whole dump is collected before
@@ -330,7 +320,7 @@ func (d *Dumper) Destroyed(s *inetdiag.Socket, t time.Time) []byte {
 		// The socket may have gone with its listener before the last
 		// dump, if the notification came after it: the dump before
 		// tells. A listener opened since the last dump would make it an
-		// accepted one too: look again, at most every 100 ms.
+		// accepted one too: look again, at most every listenerRefresh.
 		if d.prevListeners.Direction(s) == record.DirectionIngress ||
 			d.refreshListeners(t) && d.listeners.Direction(s) == record.DirectionIngress {
 			r.Direction = record.DirectionIngress
@@ -428,10 +418,10 @@ func socketCountHint(dir string, protocols []uint8) int {
 }
 
 // refreshListeners adds the listeners of a listening-only dump to those
-// of the last full dump, at most once every 100 ms; it reports whether it
-// did.
+// of the last full dump, at most once every d.listenerRefresh; it reports
+// whether it did.
 func (d *Dumper) refreshListeners(now time.Time) bool {
-	if now.Sub(d.listenersAt) < 100*time.Millisecond {
+	if now.Sub(d.listenersAt) < d.listenerRefresh {
 		return false
 	}
 	d.listenersAt = now

@@ -1,6 +1,7 @@
-package sockdump
+package netnsdump
 
 import (
+	"context"
 	"testing"
 )
 
@@ -12,11 +13,13 @@ func BenchmarkSnapshot(b *testing.B) {
 	if err != nil {
 		b.Skip("no sock_diag:", err)
 	}
-	defer d.Close()
+	h := NewHost(d, "", Config{})
+	defer h.Close()
 	var lines int
+	out := Lines(func([]byte) error { lines++; return nil })
 	for b.Loop() {
 		lines = 0
-		if err := d.Snapshot(func([]byte) error { lines++; return nil }, 0); err != nil {
+		if err := h.Snapshot(context.Background(), out); err != nil {
 			b.Fatal(err)
 		}
 	}
