@@ -41,8 +41,23 @@ type writer struct {
 // order, then the members it does not know, in the order they came.
 func encodeObject[T any](w *writer, t *table[T], v *T) {
 	w.b = append(w.b, '{')
-	n := 0
-	for i := range t.members {
+	n := encodeMembers(w, t, v, 0, 0)
+	for _, f := range *t.extra(v) {
+		if n > 0 {
+			w.b = append(w.b, ',')
+		}
+		n++
+		w.str(f.Key)
+		w.b = append(w.b, ':')
+		w.b = append(w.b, f.Value...)
+	}
+	w.b = append(w.b, '}')
+}
+
+// encodeMembers writes the members of v from t's member from on, after n
+// members already written, and returns the count.
+func encodeMembers[T any](w *writer, t *table[T], v *T, from, n int) int {
+	for i := from; i < len(t.members); i++ {
 		m := &t.members[i]
 		if !m.has(v) {
 			continue
@@ -56,16 +71,7 @@ func encodeObject[T any](w *writer, t *table[T], v *T) {
 		n++
 		m.enc(w, v)
 	}
-	for _, f := range *t.extra(v) {
-		if n > 0 {
-			w.b = append(w.b, ',')
-		}
-		n++
-		w.str(f.Key)
-		w.b = append(w.b, ':')
-		w.b = append(w.b, f.Value...)
-	}
-	w.b = append(w.b, '}')
+	return n
 }
 
 func (w *writer) str(s string) { w.b = AppendString(w.b, s) }

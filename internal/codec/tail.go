@@ -44,28 +44,13 @@ func (t Tail) Free(line []byte, r *record.Record) bool {
 // tail's members that r has appended, followed by a newline: a record
 // that the stage changed only in the tail's members, written without
 // encoding the rest. Where line is as the encoder writes it and has no
-// unknown members in its own objects, the result is what Encode writes. The slice is valid
-// until the next call.
+// unknown members but in its own objects, the result is what Encode
+// writes. The slice is valid until the next call.
 func (e *Encoder) EncodeTail(line []byte, r *record.Record, t Tail) []byte {
 	w := &e.w
 	line = bytes.TrimSpace(line)
 	w.b = append(w.b[:0], line[:len(line)-1]...) // without the closing brace
-	empty := bytes.TrimSpace(line[1 : len(line)-1])
-	n := len(empty)
-	ms := recordTable.members
-	for i := t.from; i < len(ms); i++ {
-		m := &ms[i]
-		if !m.has(r) {
-			continue
-		}
-		if n > 0 {
-			w.b = append(w.b, m.key...)
-		} else {
-			w.b = append(w.b, m.key[1:]...)
-		}
-		n++
-		m.enc(w, r)
-	}
+	encodeMembers(w, recordTable, r, t.from, len(bytes.TrimSpace(line[1:len(line)-1])))
 	w.b = append(w.b, '}', '\n')
 	return w.b
 }
