@@ -77,6 +77,14 @@ type Decoder struct {
 // NewDecoder returns a decoder.
 func NewDecoder() *Decoder { return &Decoder{} }
 
+// RemoteSpan returns where the value of the top-level "remote" member is
+// in the line last decoded, when it had one: for EncodeRemote. Of a
+// member given twice, the last.
+func (dec *Decoder) RemoteSpan() (start, end int, ok bool) {
+	r := dec.d.remote
+	return r[0], r[1], r[1] > r[0]
+}
+
 // Share makes the decoder give records the same process, user or
 // container object as the record before that held the same one, byte for
 // byte, instead of a new copy: cheaper, for a stream that repeats them, but
@@ -92,7 +100,7 @@ func (dec *Decoder) Share() {
 func (dec *Decoder) DecodeInto(line []byte, r *record.Record) error {
 	*r = record.Record{}
 	d := &dec.d
-	d.buf, d.pos, d.depth, d.path = line, 0, 0, d.path[:0]
+	d.buf, d.pos, d.depth, d.path, d.remote = line, 0, 0, d.path[:0], [2]int{}
 	defer func() { d.buf = nil }()
 	d.ws()
 	if d.pos >= len(d.buf) || d.buf[d.pos] != '{' {
@@ -149,6 +157,9 @@ type decoder struct {
 	path    []string          // the member names down to the value being decoded
 	scratch []byte            // unescaped strings
 	intern  [internMax]string // direct-mapped by a hash of the bytes
+	// remote is where the value of the top-level "remote" member is in
+	// buf, after a decode that found one.
+	remote [2]int
 	// share and shared: see Decoder.Share.
 	share  bool
 	shared *[3][shareSlots]sharedObject
@@ -268,6 +279,9 @@ func decodeObject[T any](d *decoder, t *table[T], v *T) error {
 			}
 			if err != nil {
 				return err
+			}
+			if m.span && d.depth == 1 {
+				d.remote = [2]int{start, d.pos}
 			}
 		} else {
 			name := d.text(key)

@@ -20,6 +20,9 @@ type member[T any] struct {
 	dec  func(d *decoder, v *T) error // the value, at d.pos; null included
 	enc  func(w *writer, v *T)        // the value
 	has  func(v *T) bool              // whether the member is written
+	// span makes the decoder keep where the value is in the line, for a
+	// top-level member (Decoder.RemoteSpan).
+	span bool
 }
 
 // table is the members of one object type, and where it keeps the members
@@ -244,6 +247,12 @@ func shareIndex(b []byte) int {
 	return int(h % shareSlots)
 }
 
+// spanned makes the decoder keep where a top-level member's value is.
+func spanned[T any](m member[T]) member[T] {
+	m.span = true
+	return m
+}
+
 // always makes a member written even when it is zero.
 func always[T any](m member[T]) member[T] {
 	m.has = func(*T) bool { return true }
@@ -334,7 +343,7 @@ var recordTable = newTable(func(r *rec) *[]record.Field { return &r.Extra },
 	str("transport", func(r *rec) *string { return &r.Transport }),
 	str("state", func(r *rec) *string { return &r.State }),
 	obj("local", endpointTable, func(r *rec) *record.Endpoint { return &r.Local }, endpointSet),
-	obj("remote", endpointTable, func(r *rec) *record.Endpoint { return &r.Remote }, endpointSet),
+	spanned(obj("remote", endpointTable, func(r *rec) *record.Endpoint { return &r.Remote }, endpointSet)),
 	str("direction", func(r *rec) *string { return &r.Direction }),
 	// A socket always says its inode, 0 once closing.
 	when(uns("inode", func(r *rec) *uint64 { return &r.Inode }), func(r *rec) bool {

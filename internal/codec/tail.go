@@ -54,3 +54,33 @@ func (e *Encoder) EncodeTail(line []byte, r *record.Record, t Tail) []byte {
 	w.b = append(w.b, '}', '\n')
 	return w.b
 }
+
+// hostFrom is the first of the members that sockresolve adds to an
+// endpoint.
+var hostFrom = endpointTable.index["host"]
+
+// RemoteFree reports whether the remote end of r, decoded from line with
+// its value at line[start:end] (Decoder.RemoteSpan), holds none of the
+// members that sockresolve adds, nor members this version does not know,
+// nor a null: then EncodeRemote may add them.
+func RemoteFree(line []byte, start, end int, r *record.Record) bool {
+	e := &r.Remote
+	return e.Host == "" && e.ETLDPlusOne == "" && e.HostError == "" && len(e.Extra) == 0 &&
+		0 <= start && start < end && end <= len(line) && line[start] == '{' && line[end-1] == '}' &&
+		!bytes.Contains(line[start:end], []byte("null"))
+}
+
+// EncodeRemote returns line, for which RemoteFree held, with r's remote
+// host, registered domain and host error put into the remote end's
+// object, followed by a newline: a record that sockresolve changed only
+// there, written without encoding the rest. Where line is as the encoder
+// writes it, the result is what Encode writes. The slice is valid until
+// the next call.
+func (e *Encoder) EncodeRemote(line []byte, start, end int, r *record.Record) []byte {
+	w := &e.w
+	w.b = append(w.b[:0], line[:end-1]...) // without the remote end's closing brace
+	encodeMembers(w, endpointTable, &r.Remote, hostFrom, len(bytes.TrimSpace(line[start+1:end-1])))
+	w.b = append(w.b, line[end-1:]...)
+	w.b = append(w.b, '\n')
+	return w.b
+}

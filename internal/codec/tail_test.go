@@ -86,9 +86,22 @@ func FuzzEncodeTail(f *testing.F) {
 	}
 	enc, tailEnc := NewEncoder(), NewEncoder()
 	f.Fuzz(func(t *testing.T, line []byte) {
-		r, err := Decode(line)
-		if err != nil {
+		dec := NewDecoder()
+		r := new(record.Record)
+		if err := dec.DecodeInto(line, r); err != nil {
 			return
+		}
+		if start, end, ok := dec.RemoteSpan(); ok && RemoteFree(line, start, end, r) {
+			rr := *r
+			rr.Remote.Host, rr.Remote.HostError = "h.example.", "x"
+			got := tailEnc.EncodeRemote(line, start, end, &rr)
+			back, err := Decode(got)
+			if err != nil {
+				t.Fatalf("EncodeRemote wrote %q: %v", got, err)
+			}
+			if a, b := string(enc.Encode(back)), string(NewEncoder().Encode(&rr)); a != b {
+				t.Fatalf("EncodeRemote of %q:\n%s\nis\n%s", line, a, b)
+			}
 		}
 		for _, from := range []string{"event", "process"} {
 			tl := TailFrom(from)
@@ -110,4 +123,52 @@ func FuzzEncodeTail(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEncodeRemote checks that a line with sockresolve's members put into
+// its remote end is what Encode writes for the whole record.
+func TestEncodeRemote(t *testing.T) {
+	enc, remEnc := NewEncoder(), NewEncoder()
+	for _, line := range []string{sockdumpLine, destroyLine, ownedLine, udpLine,
+		`{"type":"socket","remote":{"ip":"1.2.3.4","port":1},"remote":{"ip":"5.6.7.8","port":2}}`} {
+		dec := NewDecoder()
+		var r record.Record
+		if err := dec.DecodeInto([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		start, end, ok := dec.RemoteSpan()
+		if !ok || !RemoteFree([]byte(line), start, end, &r) {
+			t.Fatalf("%s: remote at %d:%d (%v) not free", line, start, end, ok)
+		}
+		for _, set := range []func(e *record.Endpoint){
+			func(e *record.Endpoint) { e.Host, e.ETLDPlusOne = "db.example.com.", "example.com." },
+			func(e *record.Endpoint) { e.HostError = "no PTR record" },
+			func(e *record.Endpoint) {},
+		} {
+			rr := r
+			set(&rr.Remote)
+			got := string(remEnc.EncodeRemote([]byte(line), start, end, &rr))
+			want := string(enc.Encode(&rr))
+			back, err := Decode([]byte(got))
+			if err != nil {
+				t.Fatalf("EncodeRemote wrote %s: %v", got, err)
+			}
+			if again := string(enc.Encode(back)); again != want {
+				t.Errorf("EncodeRemote of\n%s\n= %s\nwant %s", line, again, want)
+			}
+			if string(enc.Encode(&r)) == line+"\n" && got != want {
+				t.Errorf("EncodeRemote of canonical\n%s\n= %s\nwant %s", line, got, want)
+			}
+		}
+	}
+	for _, line := range []string{enrichedLine, `{"type":"socket","remote":{"ip":"1.2.3.4","host":null}}`} {
+		dec := NewDecoder()
+		var r record.Record
+		if err := dec.DecodeInto([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if start, end, ok := dec.RemoteSpan(); ok && RemoteFree([]byte(line), start, end, &r) {
+			t.Errorf("remote free in %s", line)
+		}
+	}
 }

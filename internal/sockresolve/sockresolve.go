@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/cli"
+	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/record"
 	"github.com/sockpipe/sockpipe/internal/revdns"
 	"github.com/sockpipe/sockpipe/internal/stage"
@@ -187,12 +188,16 @@ func serverAddr(s string) (string, error) {
 
 // item is one record on its way out.
 type item struct {
-	raw      []byte         // a line to write unchanged, when rec is nil
-	rec      *record.Record // a socket record to enrich and encode, or nil
-	call     *revdns.Call   // the lookup to wait for, or nil
-	res      revdns.Result  // the result, when call is nil
-	deadline time.Time      // when to stop waiting for call
-	flush    bool           // flush after writing (a snapshot record)
+	// raw is a line to write unchanged, when rec is nil; else, when not
+	// nil, the line rec was read from, whose remote end's object is at
+	// raw[start:end], to write with the name put in.
+	raw        []byte
+	start, end int
+	rec        *record.Record // a socket record to enrich and encode, or nil
+	call       *revdns.Call   // the lookup to wait for, or nil
+	res        revdns.Result  // the result, when call is nil
+	deadline   time.Time      // when to stop waiting for call
+	flush      bool           // flush after writing (a snapshot record)
 }
 
 // filter runs sockresolve with the given options and outside inputs.
@@ -258,7 +263,15 @@ loop:
 			}
 			break
 		}
-		pending = append(pending, newItem(line, res, o.Timeout))
+		it := newItem(line, res, o.Timeout)
+		if it.rec != nil {
+			// The name goes into the remote end's object of the line as
+			// read, when it can, rather than into a new encoding.
+			if start, end, ok := in.RemoteSpan(); ok && codec.RemoteFree(line.Raw, start, end, it.rec) {
+				it.raw, it.start, it.end = line.Raw, start, end
+			}
+		}
+		pending = append(pending, it)
 		if (len(pending) >= batch || pending[len(pending)-1].flush) && !send() {
 			break loop
 		}
@@ -386,6 +399,9 @@ func (w *writer) write(it *item) error {
 		e.Host, e.ETLDPlusOne = res.Host, w.domain(res.Host)
 	} else {
 		e.HostError = res.Error
+	}
+	if it.raw != nil {
+		return w.out.Remote(it.raw, it.start, it.end, it.rec)
 	}
 	return w.out.Record(it.rec)
 }

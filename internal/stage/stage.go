@@ -205,6 +205,10 @@ func (in *Input) Next() (Line, error) {
 	}
 }
 
+// RemoteSpan is the codec's Decoder.RemoteSpan for the line that Next
+// returned last.
+func (in *Input) RemoteSpan() (start, end int, ok bool) { return in.dec.RemoteSpan() }
+
 func (in *Input) bad(num int, err error) error {
 	in.Bad++
 	le := &ndjson.LineError{Line: num, Err: err}
@@ -234,6 +238,14 @@ func (o *Output) Record(r *record.Record) error { return o.w.Write(o.enc.Encode(
 // appended, which costs a copy rather than an encoding of the whole record.
 func (o *Output) Tail(line []byte, r *record.Record, t codec.Tail) error {
 	return o.w.Write(o.enc.EncodeTail(line, r, t))
+}
+
+// Remote writes r, decoded from line and changed only in the host, the
+// registered domain and the host error of its remote end, for which
+// codec.RemoteFree held before the change: line with those members put in,
+// rather than an encoding of the whole record.
+func (o *Output) Remote(line []byte, start, end int, r *record.Record) error {
+	return o.w.Write(o.enc.EncodeRemote(line, start, end, r))
 }
 
 // Raw writes a line as it was read (without its newline).
