@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/sockpipe/sockpipe/internal/version"
@@ -106,9 +107,9 @@ func IsClosedPipe(err error) bool {
 	return errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)
 }
 
-// FlagSet returns a flag set that prints usage (a text that describes the
-// program, then its flags, then more) to stderr and returns errors instead
-// of exiting.
+// FlagSet returns a flag set whose -h prints the full usage (a text that
+// describes the program, then its flags, then more) to stderr, and whose
+// errors are returned instead of printed: Parse adds the synopsis to them.
 func FlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -121,24 +122,60 @@ func FlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
 			fmt.Fprintf(stderr, "\n%s", about)
 		}
 	}
+	synopses.Store(fs, synopsis)
 	return fs
 }
 
-// Parse parses args and rejects positional arguments; a bad flag is a
-// usage error.
+// synopses maps each flag set made by FlagSet to its synopsis, for the
+// short usage of a usage error.
+var synopses sync.Map // *flag.FlagSet → string
+
+// Parse parses args and rejects positional arguments. A bad flag or an
+// argument is a usage error that says what is wrong, the synopsis, and
+// where the full usage is; only -h prints the full usage.
 func Parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	// The flag package prints its error and the full usage on any error:
+	// silence both, and print the usage ourselves for -h only.
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
 			return err
 		}
-		return &ExitError{Code: ExitUsage, Err: err}
+		return shortUsage(fs, err)
 	}
 	if f := fs.Lookup("version"); f != nil && f.Value.String() == "true" {
 		return ErrVersion
 	}
 	if fs.NArg() > 0 {
-		fs.Usage()
-		return UsageError("unexpected argument %q", fs.Arg(0))
+		return shortUsage(fs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	return nil
 }
+
+// shortUsage returns err as a usage error followed by the synopsis and a
+// hint at -h.
+func shortUsage(fs *flag.FlagSet, err error) error {
+	syn, _ := synopses.Load(fs)
+	if syn == nil {
+		syn = fs.Name() + " [flags]"
+	}
+	return &ExitError{Code: ExitUsage, Err: &usageError{err: err, name: fs.Name(), synopsis: syn.(string)}}
+}
+
+// usageError is a bad flag or argument, with the one-line usage after it.
+type usageError struct {
+	err            error
+	name, synopsis string
+}
+
+func (e *usageError) Error() string {
+	return fmt.Sprintf("%v\nusage: %s\nrun '%s -h' for more", e.err, e.synopsis, e.name)
+}
+
+func (e *usageError) Unwrap() error { return e.err }

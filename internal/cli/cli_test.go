@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"flag"
 	"os"
 	"os/exec"
 	"strings"
@@ -41,4 +42,49 @@ func TestStopSignals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestParseUsage checks that a bad flag or argument gives the error once,
+// the synopsis and a hint, and that only -h prints the full usage.
+func TestParseUsage(t *testing.T) {
+	t.Parallel()
+	const hint = "usage: prog [--n N]\nrun 'prog -h' for more"
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		wantErr    string // "" for none
+		wantCode   int
+		wantStderr string // a prefix of what the flag set printed
+	}{
+		{"ok", []string{"--n", "3"}, "", 0, ""},
+		{"bad flag", []string{"--bogus"}, "flag provided but not defined: -bogus\n" + hint, ExitUsage, ""},
+		{"bad value", []string{"--n", "x"}, `invalid value "x" for flag -n: parse error` + "\n" + hint, ExitUsage, ""},
+		{"argument", []string{"extra"}, `unexpected argument "extra"` + "\n" + hint, ExitUsage, ""},
+		{"help", []string{"-h"}, flag.ErrHelp.Error(), 0, "usage: prog [--n N]\n\nFlags:\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr strings.Builder
+			fs := FlagSet("prog", "prog [--n N]", "More.\n", &stderr)
+			fs.Int("n", 0, "a number")
+			err := Parse(fs, tc.args)
+			if got := errString(err); got != tc.wantErr {
+				t.Errorf("Parse error = %q, want %q", got, tc.wantErr)
+			}
+			var code strings.Builder
+			if got := Code("prog", err, &code); got != tc.wantCode {
+				t.Errorf("Code = %d, want %d", got, tc.wantCode)
+			}
+			if !strings.HasPrefix(stderr.String(), tc.wantStderr) || (tc.wantStderr == "" && stderr.Len() > 0) {
+				t.Errorf("flag set printed %q, want %q…", stderr.String(), tc.wantStderr)
+			}
+		})
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

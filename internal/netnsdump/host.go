@@ -13,6 +13,8 @@ import (
 	"io"
 	"io/fs"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -299,9 +301,10 @@ func (h *Host) refresh(ctx context.Context) {
 		h.said.find = true
 		fmt.Fprintf(h.c.Stderr, "sockdump: --all-netns: %v; dumping the namespaces found so far\n", err)
 	}
-	if denied > 0 && !h.said.denied {
+	if len(denied) > 0 && !h.said.denied {
 		h.said.denied = true
-		fmt.Fprintf(h.c.Stderr, "sockdump: --all-netns: could not read the network namespace of %d processes (permission denied; reading other users' /proc/PID/ns/net needs CAP_SYS_PTRACE); sockets in namespaces that only they hold are missing\n", denied)
+		ptrace, _ := hasPtrace()
+		fmt.Fprintf(h.c.Stderr, "sockdump: --all-netns: %s; sockets in namespaces that only they hold are missing\n", deniedMessage(denied, ptrace))
 	}
 	present := make(map[uint64]bool, len(found))
 	h.skipped = 0
@@ -403,4 +406,39 @@ func (h *Host) enter(ctx context.Context, f nsFile) (*namespace, error) {
 		}
 	}
 	return n, nil
+}
+
+// deniedMessage says which processes' network namespaces could not be
+// read, naming a few, and blames CAP_SYS_PTRACE only when it is not held:
+// with it, what is left is what even root may not read (such as pid 1 of
+// a sandbox).
+func deniedMessage(pids []int, ptrace bool) string {
+	const most = 3
+	names := make([]string, 0, most)
+	for _, pid := range pids[:min(len(pids), most)] {
+		names = append(names, strconv.Itoa(pid))
+	}
+	list := strings.Join(names, ", ")
+	if len(pids) > most {
+		list += fmt.Sprintf(" and %d more", len(pids)-most)
+	}
+	what := "process"
+	if len(pids) > 1 {
+		what = "processes"
+	}
+	why := "permission denied"
+	if !ptrace {
+		why += "; reading other users' /proc/PID/ns/net needs CAP_SYS_PTRACE"
+	}
+	return fmt.Sprintf("could not read the network namespace of %s %s (%s)", what, list, why)
+}
+
+// hasPtrace reports whether CAP_SYS_PTRACE is in the effective set.
+func hasPtrace() (bool, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false, err
+	}
+	return data[0].Effective&(1<<unix.CAP_SYS_PTRACE) != 0, nil
 }

@@ -36,7 +36,7 @@ type nsFile struct {
 // processes it could not tell the namespace of because it was not allowed
 // to (reading another user's /proc/PID/ns/net needs CAP_SYS_PTRACE).
 // Processes that exit while it looks are not counted.
-func findNamespaces(procRoot string, pinDirs []string) (found []nsFile, denied int, err error) {
+func findNamespaces(procRoot string, pinDirs []string) (found []nsFile, denied []int, err error) {
 	seen := map[uint64]int{} // index in found
 	add := func(path, proc string) error {
 		var st unix.Stat_t
@@ -74,12 +74,12 @@ func findNamespaces(procRoot string, pinDirs []string) (found []nsFile, denied i
 
 	d, err := os.Open(procRoot)
 	if err != nil {
-		return found, 0, err
+		return found, nil, err
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return found, 0, err
+		return found, nil, err
 	}
 	var pids []int
 	for _, n := range names {
@@ -107,7 +107,7 @@ func findNamespaces(procRoot string, pinDirs []string) (found []nsFile, denied i
 			}
 		}
 		if errors.Is(err, fs.ErrPermission) {
-			denied++
+			denied = append(denied, pid)
 		}
 	}
 	return found, denied, nil

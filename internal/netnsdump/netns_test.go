@@ -49,7 +49,7 @@ func TestFindNamespacesFixture(t *testing.T) {
 	mk(pins + "/not-a-namespace")  // a regular file, not nsfs: ignored
 
 	got, denied, err := findNamespaces(proc, []string{pins, filepath.Join(root, "missing")})
-	if err != nil || denied != 0 {
+	if err != nil || len(denied) != 0 {
 		t.Fatalf("findNamespaces: %v, %d denied", err, denied)
 	}
 	want := []nsFile{{host, proc + "/1/ns/net", proc + "/1"}, {ctr, proc + "/300/ns/net", proc + "/300"}}
@@ -81,5 +81,23 @@ func TestFindNamespacesProc(t *testing.T) {
 	}
 	if !isNetNS("/proc/self/ns/net") || isNetNS("/proc/self/ns/mnt") || isNetNS("/etc/hostname") || isNetNS("/nonexistent") {
 		t.Error("isNetNS does not tell network namespaces from other files")
+	}
+}
+
+func TestDeniedMessage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		pids   []int
+		ptrace bool
+		want   string
+	}{
+		{"one, held", []int{1}, true, "could not read the network namespace of process 1 (permission denied)"},
+		{"two, not held", []int{1, 42}, false, "could not read the network namespace of processes 1, 42 (permission denied; reading other users' /proc/PID/ns/net needs CAP_SYS_PTRACE)"},
+		{"many", []int{1, 2, 3, 4, 5}, true, "could not read the network namespace of processes 1, 2, 3 and 2 more (permission denied)"},
+	} {
+		if got := deniedMessage(tc.pids, tc.ptrace); got != tc.want {
+			t.Errorf("%s: deniedMessage = %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

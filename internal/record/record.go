@@ -283,24 +283,32 @@ func (r *Record) Key() Key {
 }
 
 // Validate reports whether a record of a known type holds what its type
-// requires. Records of unknown types are valid.
+// requires. Records of unknown types are valid. A required member that is
+// absent is said to be absent, not to have a wrong value.
 func (r *Record) Validate() error {
 	switch r.Type {
 	case "":
-		return errors.New(`missing "type"`)
+		return errors.New(`no "type"`)
 	case TypeSocket, TypeDestroyed:
-		if r.Family != FamilyIPv4 && r.Family != FamilyIPv6 {
+		switch r.Family {
+		case FamilyIPv4, FamilyIPv6:
+		case "":
+			return fmt.Errorf(`%s record: no "family"`, r.Type)
+		default:
 			return fmt.Errorf("%s record: family %q is neither %q nor %q", r.Type, r.Family, FamilyIPv4, FamilyIPv6)
 		}
-		if r.Local.IP == "" || r.Remote.IP == "" {
-			return fmt.Errorf("%s record: missing local.ip or remote.ip", r.Type)
+		if r.Local.IP == "" {
+			return fmt.Errorf(`%s record: no "local.ip"`, r.Type)
+		}
+		if r.Remote.IP == "" {
+			return fmt.Errorf(`%s record: no "remote.ip"`, r.Type)
 		}
 		if r.Time.IsZero() {
-			return fmt.Errorf(`%s record: missing "time"`, r.Type)
+			return fmt.Errorf(`%s record: no "time"`, r.Type)
 		}
 	case TypeSnapshot:
 		if r.Time.IsZero() {
-			return errors.New(`snapshot record: missing "time"`)
+			return errors.New(`snapshot record: no "time"`)
 		}
 	}
 	return nil

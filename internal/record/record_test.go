@@ -64,13 +64,15 @@ func TestValidate(t *testing.T) {
 		{"destroyed", sock(func(r *Record) { r.Type = TypeDestroyed }), ""},
 		{"snapshot", &Record{Type: TypeSnapshot, Time: now}, ""},
 		{"unknown type", &Record{Type: "note"}, ""},
-		{"no type", &Record{}, `missing "type"`},
-		{"bad family", sock(func(r *Record) { r.Family = "ipx" }), `family "ipx"`},
-		{"no local ip", sock(func(r *Record) { r.Local.IP = "" }), "missing local.ip"},
-		{"no remote ip", sock(func(r *Record) { r.Remote.IP = "" }), "missing local.ip or remote.ip"},
-		{"no time", sock(func(r *Record) { r.Time = time.Time{} }), `socket record: missing "time"`},
-		{"destroyed without time", sock(func(r *Record) { r.Type, r.Time = TypeDestroyed, time.Time{} }), `destroyed record: missing "time"`},
-		{"snapshot without time", &Record{Type: TypeSnapshot}, `snapshot record: missing "time"`},
+		{"no type", &Record{}, `no "type"`},
+		{"bad family", sock(func(r *Record) { r.Family = "ipx" }), `socket record: family "ipx" is neither "ipv4" nor "ipv6"`},
+		{"no family", sock(func(r *Record) { r.Family = "" }), `socket record: no "family"`},
+		{"destroyed without family", sock(func(r *Record) { r.Type, r.Family = TypeDestroyed, "" }), `destroyed record: no "family"`},
+		{"no local ip", sock(func(r *Record) { r.Local.IP = "" }), `socket record: no "local.ip"`},
+		{"no remote ip", sock(func(r *Record) { r.Remote.IP = "" }), `socket record: no "remote.ip"`},
+		{"no time", sock(func(r *Record) { r.Time = time.Time{} }), `socket record: no "time"`},
+		{"destroyed without time", sock(func(r *Record) { r.Type, r.Time = TypeDestroyed, time.Time{} }), `destroyed record: no "time"`},
+		{"snapshot without time", &Record{Type: TypeSnapshot}, `snapshot record: no "time"`},
 	} {
 		err := tt.r.Validate()
 		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {

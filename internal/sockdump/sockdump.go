@@ -39,8 +39,9 @@ var about = `Output (NDJSON on stdout, one object a line, schema version ` + str
      "local":{"ip":"127.0.0.1","port":22},"remote":{"ip":"127.0.0.1","port":40000},
      "direction":"ingress","inode":12345,"uid":0,"cookie":678,"netns":4026531840}
   "netns" is the inode of the socket's network namespace (net:[INODE]), as
-  ls -l /proc/PID/ns/net shows it. A UDP socket's state is "established"
-  when connected, else "closed", and an unconnected one is "listening".
+  ls -l /proc/PID/ns/net shows it. A connected UDP socket has state
+  "established"; an unconnected one has state "closed" (ss's UNCONN)
+  and direction "listening".
   then one "snapshot" record that closes the dump (of every namespace):
     {"type":"snapshot","time":…,"schema":1,"sockets":N,"duration_ns":D}
   with --interval also "interval_ns" (the period, in nanoseconds), with
