@@ -13,7 +13,6 @@ package codec
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -104,14 +103,14 @@ func (dec *Decoder) DecodeInto(line []byte, r *record.Record) error {
 	defer func() { d.buf = nil }()
 	d.ws()
 	if d.pos >= len(d.buf) || d.buf[d.pos] != '{' {
-		return errors.New("not a JSON object")
+		return &SyntaxError{Msg: "not a JSON object", Offset: d.pos}
 	}
 	if err := decodeObject(d, recordTable, r); err != nil {
 		return err
 	}
 	d.ws()
 	if d.pos != len(d.buf) {
-		return errors.New("trailing data after the JSON object")
+		return &SyntaxError{Msg: "trailing data after the JSON object", Offset: d.pos}
 	}
 	return nil
 }
@@ -191,9 +190,27 @@ func (d *decoder) peek() byte {
 // syntax is an error in the JSON itself.
 func (d *decoder) syntax(what string) error {
 	if d.pos >= len(d.buf) {
-		return errors.New("invalid JSON: unexpected end of input")
+		return &SyntaxError{Msg: "unexpected end of input", Offset: len(d.buf)}
 	}
-	return fmt.Errorf("invalid JSON: %s at offset %d", what, d.pos)
+	return &SyntaxError{Msg: what, Offset: d.pos}
+}
+
+// SyntaxError is a line that is not valid JSON.
+type SyntaxError struct {
+	Msg    string // what is wrong
+	Offset int    // where, in bytes from the start of the line
+}
+
+func (e *SyntaxError) Error() string {
+	switch e.Msg {
+	case "not a JSON object":
+		return e.Msg
+	case "trailing data after the JSON object":
+		return fmt.Sprintf("%s at byte %d", e.Msg, e.Offset)
+	case "unexpected end of input":
+		return "invalid JSON: " + e.Msg
+	}
+	return fmt.Sprintf("invalid JSON: %s at byte %d", e.Msg, e.Offset)
 }
 
 // typeError is a known member of the wrong JSON type or range.

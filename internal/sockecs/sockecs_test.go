@@ -76,7 +76,7 @@ func schema(t testing.TB) *ecscheck.Schema {
 	return s
 }
 
-const wantStderr = `sockecs: line 6: not a JSON object (skipped)
+const wantStderr = `sockecs: line 6: not a JSON object: "not json at all" (skipped)
 sockecs: line 7: socket record: family "ipx" is neither "ipv4" nor "ipv6" (skipped)
 sockecs: line 11: local.ip: "10.0.0.300" is not an IP address (skipped)
 `

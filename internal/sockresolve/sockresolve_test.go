@@ -124,7 +124,7 @@ func TestRun(t *testing.T) {
 	if diff := cmp.Diff(want, parseOut(t, stdout)); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
 	}
-	if want := "sockresolve: line 4: not a JSON object (skipped)"; !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 {
+	if want := "sockresolve: line 4: not a JSON object: \"this is not json\" (skipped)"; !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("stderr = %q, want one line starting with %q", stderr, want)
 	}
 	if n := srv.Queries("192.0.2.1"); n != 1 {

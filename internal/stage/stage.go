@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
@@ -163,6 +164,10 @@ func (in *Input) Next() (Line, error) {
 				in.rec = rec
 			}
 			err := in.dec.DecodeInto(raw, rec)
+			var se *codec.SyntaxError
+			if errors.As(err, &se) {
+				err = fmt.Errorf("%w: %s", err, Excerpt(raw, se.Offset))
+			}
 			if err == nil {
 				err = rec.Validate()
 			}
@@ -208,6 +213,25 @@ func (in *Input) Next() (Line, error) {
 // RemoteSpan is the codec's Decoder.RemoteSpan for the line that Next
 // returned last.
 func (in *Input) RemoteSpan() (start, end int, ok bool) { return in.dec.RemoteSpan() }
+
+// excerptLen is how much of a bad line a message shows.
+const excerptLen = 40
+
+// Excerpt returns up to excerptLen bytes of line around offset, quoted,
+// with anything but printable ASCII escaped, so that a message never puts
+// raw bytes on a terminal; "…" marks what is left out.
+func Excerpt(line []byte, offset int) string {
+	start := max(0, min(offset, len(line))-excerptLen/2)
+	end := min(len(line), start+excerptLen)
+	q := strconv.QuoteToASCII(string(line[start:end]))
+	if start > 0 {
+		q = "…" + q
+	}
+	if end < len(line) {
+		q += "…"
+	}
+	return q
+}
 
 func (in *Input) bad(num int, err error) error {
 	in.Bad++

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,5 +168,28 @@ func TestInputReuse(t *testing.T) {
 		if len(recs) != 3 || (recs[0] == recs[1]) != reuse || (recs[1] == recs[2]) != reuse {
 			t.Errorf("reuse %v: records %p", reuse, recs)
 		}
+	}
+}
+
+// TestBadJSONMessage checks that a line that is not JSON is reported in
+// the stage's words, with where and a short excerpt that escapes what a
+// terminal should not get.
+func TestBadJSONMessage(t *testing.T) {
+	t.Parallel()
+	long := `{"type":"socket","local":{"ip":"10.0.0.1","port":1},"remote":{"ip":"10.0.0.2","port":2}` + "\x1b[31m" + strings.Repeat("x", 60)
+	in := `{"type":"soc` + "\n" + `{"type":"socket"` + "\x01\xff}\n" + long + "\n"
+	var stderr bytes.Buffer
+	i := NewInput(context.Background(), strings.NewReader(in), 0)
+	i.Name, i.Stderr = "stage", &stderr
+	if _, err := i.Next(); err != io.EOF {
+		t.Fatalf("Next: %v", err)
+	}
+	want := []string{
+		`stage: line 1: invalid JSON: unexpected end of input: "{\"type\":\"soc" (skipped)`,
+		`stage: line 2: invalid JSON: want ',' or '}' at byte 16: "{\"type\":\"socket\"\x01\xff}" (skipped)`,
+		`stage: line 3: invalid JSON: want ',' or '}' at byte 87: …"\"10.0.0.2\",\"port\":2}\x1b[31mxxxxxxxxxxxxxxx"… (skipped)`,
+	}
+	if got := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !slices.Equal(got, want) {
+		t.Errorf("stderr:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
