@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sockpipe/sockpipe/internal/version"
 )
 
@@ -61,12 +63,36 @@ func Main(name string, run RunFunc) {
 	// With SIGPIPE handled, a write to a closed stdout returns EPIPE
 	// instead of killing the program, so it can end quietly and cleanly.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	GrowPipe(os.Stdout)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, ErrVersion) {
 		fmt.Fprintf(os.Stdout, "%s %s\n", name, version.String())
 	}
 	os.Exit(Code(name, err, os.Stderr))
+}
+
+// PipeSize is the capacity GrowPipe asks for: the most an unprivileged
+// process may set by default (/proc/sys/fs/pipe-max-size).
+const PipeSize = 1 << 20
+
+// GrowPipe raises the capacity of f, when it is a pipe, from the kernel's
+// 64 KiB to PipeSize, so that a stage writes and the next one reads a
+// pipeline's records in large pieces rather than waking each other every
+// 64 KiB: at 100,000 sockets that is most of the cost of passing records
+// between five processes on two cores. It does nothing to anything else,
+// and a refusal (a user over the pipe quota of fs/pipe-user-pages-soft)
+// leaves the pipe as it was.
+func GrowPipe(f *os.File) {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = sc.Control(func(fd uintptr) {
+		if n, err := unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil && n < PipeSize {
+			_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, PipeSize)
+		}
+	})
 }
 
 // stopSignals returns the signals that stop a program: SIGTERM, and

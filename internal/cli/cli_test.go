@@ -4,8 +4,14 @@ import (
 	"flag"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
 // TestStopSignals runs this test binary again, once as is and once with
@@ -87,4 +93,69 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+func pipeSize(t *testing.T, f *os.File) int {
+	t.Helper()
+	n, err := unix.FcntlInt(f.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestGrowPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if n := pipeSize(t, w); n >= PipeSize {
+		t.Skipf("pipes here start at %d bytes", n)
+	}
+	GrowPipe(w)
+	if n := pipeSize(t, r); n != PipeSize {
+		t.Errorf("pipe capacity %d after GrowPipe, want %d", n, PipeSize)
+	}
+
+	// Anything but a pipe is left alone, without a failure.
+	f, err := os.Create(t.TempDir() + "/file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	GrowPipe(f)
+	if _, err := f.WriteString("x"); err != nil {
+		t.Fatal(err)
+	}
+	GrowPipe(os.NewFile(^uintptr(0), "closed"))
+}
+
+// TestGrowPipeUnprivileged runs GrowPipe as nobody: a user's pipes may
+// reach the default pipe-max-size without privileges.
+func TestGrowPipeUnprivileged(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CLI_TEST_CHILD") == "" {
+			t.Skip("needs root to run a child as nobody")
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		GrowPipe(w)
+		if n := pipeSize(t, r); n != PipeSize {
+			t.Fatalf("pipe capacity %d after GrowPipe as uid %d, want %d", n, os.Getuid(), PipeSize)
+		}
+		return
+	}
+	exe := testprog.CopySelf(t, "test")
+	cmd := exec.Command(exe, "-test.run", "^TestGrowPipeUnprivileged$", "-test.v", "-test.count=1")
+	cmd.Dir = filepath.Dir(exe)
+	cmd.Env = append(os.Environ(), "CLI_TEST_CHILD=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("as nobody: %v\n%s", err, out)
+	}
 }

@@ -106,9 +106,13 @@ type Writer struct {
 	err error
 }
 
-// NewWriter returns a writer with a 64 KiB buffer.
+// WriterSize is a Writer's buffer: a pipe's capacity once cli.GrowPipe has
+// grown it, so that a large output is written a pipeful at a time.
+const WriterSize = 1 << 20
+
+// NewWriter returns a writer with a buffer of WriterSize.
 func NewWriter(w io.Writer) *Writer {
-	return &Writer{bw: bufio.NewWriterSize(w, 64<<10)}
+	return &Writer{bw: bufio.NewWriterSize(w, WriterSize)}
 }
 
 // Write writes b, which must end with a newline.
