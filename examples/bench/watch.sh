@@ -4,6 +4,8 @@
 # 100 processes):
 #   - the first run of the five programs in one pipeline, beside sockdump
 #     alone (wall time, and their ratio), and each stage's peak RSS;
+#   - each filter alone, fed the saved output of the stage before it: MB/s
+#     of input, CPU and peak RSS;
 #   - cron style: watch --once, first run (every socket is new: one
 #     document each) and second run (nothing changed), wall time and CPU;
 #   - streaming: the CPU that watch 1s costs per period once every socket
@@ -53,6 +55,22 @@ for pop in $POPS; do
 		rss="$rss $st $(awk '{print int($1 / 1024)}' "$BENCH_TMP/rss.$st") MiB,"
 	done
 	echo "first run, sockdump | sockdiff | sockproc | sockresolve | sockecs: ${whole} ms median of $RUNS; sockdump alone ${dump} ms: $(awk -v a="$whole" -v b="$dump" 'BEGIN {printf "%.1f", a / b}') times; peak RSS:${rss%,}"
+
+	# Each filter alone, fed the saved output of the stage before it:
+	# wall time, MB/s of input, CPU and peak RSS.
+	"$BIN/sockdump" >"$BENCH_TMP/in.sockdiff"
+	prev=sockdiff
+	for st in sockproc sockresolve sockecs; do
+		"$BIN/$prev" <"$BENCH_TMP/in.$prev" >"$BENCH_TMP/in.$st"
+		prev=$st
+	done
+	for st in sockdiff sockproc sockresolve sockecs; do
+		size=$(wc -c <"$BENCH_TMP/in.$st")
+		ms=$(median_ms "$RUNS" "'$BIN/$st' <'$BENCH_TMP/in.$st' >/dev/null")
+		/usr/bin/time -f "%U %S %M" -o "$BENCH_TMP/t" "$BIN/$st" <"$BENCH_TMP/in.$st" >/dev/null
+		awk -v st="$st" -v size="$size" -v ms="$ms" '{printf "%s alone: %.1f MB in %s ms median of '"$RUNS"': %.0f MB/s of input; %d ms CPU, peak RSS %d MiB\n", st, size / 1e6, ms, size / 1e3 / ms, ($1 + $2) * 1000, $3 / 1024}' "$BENCH_TMP/t"
+	done
+	rm -f "$BENCH_TMP"/in.*
 
 	# Cron style.
 	first=$(median_ms "$RUNS" "rm -rf '$BENCH_TMP/state'; '$WATCH' --once --state-dir '$BENCH_TMP/state' >/dev/null")
