@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sockpipe/sockpipe/internal/ndjson"
 	"github.com/sockpipe/sockpipe/internal/version"
 )
 
@@ -72,9 +73,10 @@ func Main(name string, run RunFunc) {
 	os.Exit(Code(name, err, os.Stderr))
 }
 
-// PipeSize is the capacity GrowPipe asks for: the most an unprivileged
-// process may set by default (/proc/sys/fs/pipe-max-size).
-const PipeSize = 1 << 20
+// PipeSize is the capacity GrowPipe asks for: what an output buffer
+// holds, and the most an unprivileged process may set by default
+// (/proc/sys/fs/pipe-max-size).
+const PipeSize = ndjson.WriterSize
 
 // GrowPipe raises the capacity of f, when it is a pipe, from the kernel's
 // 64 KiB to PipeSize, so that a stage writes and the next one reads a

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -129,6 +128,7 @@ func TestGrowPipe(t *testing.T) {
 	if _, err := f.WriteString("x"); err != nil {
 		t.Fatal(err)
 	}
+	// Nor is a file that is not open (os.NewFile of -1 is nil).
 	GrowPipe(os.NewFile(^uintptr(0), "closed"))
 }
 
@@ -153,7 +153,7 @@ func TestGrowPipeUnprivileged(t *testing.T) {
 	cmd := exec.Command(exe, "-test.run", "^TestGrowPipeUnprivileged$", "-test.v", "-test.count=1")
 	cmd.Dir = filepath.Dir(exe)
 	cmd.Env = append(os.Environ(), "CLI_TEST_CHILD=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	testprog.AsNobody(t, cmd)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "--- PASS") {
 		t.Fatalf("as nobody: %v\n%s", err, out)

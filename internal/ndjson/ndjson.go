@@ -106,8 +106,9 @@ type Writer struct {
 	err error
 }
 
-// WriterSize is a Writer's buffer: a pipe's capacity once cli.GrowPipe has
-// grown it, so that a large output is written a pipeful at a time.
+// WriterSize is a Writer's buffer, and the capacity to which the programs
+// grow their output pipes (cli.GrowPipe), so that a large output is
+// written a pipeful at a time.
 const WriterSize = 1 << 20
 
 // NewWriter returns a writer with a buffer of WriterSize.
