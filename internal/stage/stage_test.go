@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
@@ -141,8 +142,8 @@ func TestInputRewait(t *testing.T) {
 	}
 }
 
-// TestInputReuse checks that, under Reuse, every line is decoded into one
-// record, reset for each line, and that without it each line has its own.
+// TestInputReuse checks that, under Reuse, a record is reset for each line
+// it is reused for, and that without Reuse each line has its own.
 func TestInputReuse(t *testing.T) {
 	t.Parallel()
 	in := good + "\n" + `{"type":"other","x":1}` + "\n" + good + "\n"
@@ -165,7 +166,7 @@ func TestInputReuse(t *testing.T) {
 		if want := "snapshot/0 other/1 snapshot/0"; strings.Join(types, " ") != want {
 			t.Errorf("reuse %v: records %v, want %s", reuse, types, want)
 		}
-		if len(recs) != 3 || (recs[0] == recs[1]) != reuse || (recs[1] == recs[2]) != reuse {
+		if len(recs) != 3 || !reuse && (recs[0] == recs[1] || recs[1] == recs[2]) {
 			t.Errorf("reuse %v: records %p", reuse, recs)
 		}
 	}
@@ -191,5 +192,61 @@ func TestBadJSONMessage(t *testing.T) {
 	}
 	if got := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !slices.Equal(got, want) {
 		t.Errorf("stderr:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestInputAheadSameAsSerial checks that lines decoded ahead, in their own
+// goroutine, come out of Next exactly as those decoded in turn (the path
+// a stage with Consume takes): the same lines, records, remote spans and
+// messages, over enough input to span many batches.
+func TestInputAheadSameAsSerial(t *testing.T) {
+	t.Parallel()
+	lines := []string{
+		good,
+		`{"type":"socket","time":"2026-11-26T04:34:58.609946165Z","family":"ipv4","transport":"tcp","state":"established","local":{"ip":"10.0.0.1","port":22},"remote":{"ip":"10.0.0.2","port":51234,"host":"b.example."},"direction":"ingress","inode":7,"uid":0,"cookie":1,"netns":4026531833,"process":{"pid":42,"name":"sshd"},"user":{"id":"0","name":"root"}}`,
+		`not json`,
+		`{"type":"socket"}`,
+		`{"type":"other","x":[1,{"y":null}]}`,
+		`{"type":"socket","time":"2026-11-26T04:34:58Z","family":"ipv6","transport":"tcp","state":"listening","local":{"ip":"::","port":80},"remote":{"ip":"::","port":0},"direction":"listening","inode":8,"cookie":2}`,
+	}
+	var sb strings.Builder
+	for n := 0; n < 4000; n++ {
+		sb.WriteString(lines[n%len(lines)])
+		sb.WriteByte('\n')
+	}
+	in := sb.String()
+	run := func(serial, reuse, share bool) string {
+		var stderr, out bytes.Buffer
+		i := NewInput(context.Background(), strings.NewReader(in), 0)
+		i.Name, i.Stderr, i.Reuse, i.Share = "stage", &stderr, reuse, share
+		if serial {
+			i.Consume = func([]byte) bool { return false }
+		}
+		o := NewOutput(&out)
+		for n := 0; n < 10000; n++ {
+			l, err := i.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, e, ok := i.RemoteSpan()
+			fmt.Fprintf(&out, "%d %d %d %v %q\n", l.Num, s, e, ok, l.Raw)
+			if err := o.Record(l.Rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := o.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return out.String() + stderr.String() + strconv.Itoa(i.Bad)
+	}
+	for _, reuse := range []bool{false, true} {
+		for _, share := range []bool{false, true} {
+			if a, s := run(false, reuse, share), run(true, reuse, share); a != s {
+				t.Errorf("reuse %v share %v: ahead and serial differ (%d and %d bytes)", reuse, share, len(a), len(s))
+			}
+		}
 	}
 }
