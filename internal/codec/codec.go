@@ -263,22 +263,41 @@ func decodeObject[T any](d *decoder, t *table[T], v *T) error {
 		d.depth--
 		return nil
 	}
+	next := 0 // the member expected next: members come in table order
 	for {
 		d.ws()
 		if d.peek() != '"' {
 			return d.syntax("want a member name")
 		}
-		key, err := d.stringBytes()
-		if err != nil {
-			return err
+		// The encoder writes members in table order, so the name is
+		// most often that of the next member or one after it: a match
+		// of its quoted name and the colon, byte for byte, is the
+		// member, as the full scan and lookup below would find it.
+		var key []byte
+		i := -1
+		for j, end := next, min(next+predict, len(t.members)); j < end; j++ {
+			q := t.members[j].quoted
+			if len(d.buf)-d.pos >= len(q) && string(d.buf[d.pos:d.pos+len(q)]) == q {
+				i, key = j, d.buf[d.pos+1:d.pos+len(q)-2]
+				d.pos += len(q)
+				break
+			}
+		}
+		if i < 0 {
+			var err error
+			if key, err = d.stringBytes(); err != nil {
+				return err
+			}
+			d.ws()
+			if d.peek() != ':' {
+				return d.syntax("want ':'")
+			}
+			d.pos++
+			i = t.lookup(key)
 		}
 		d.ws()
-		if d.peek() != ':' {
-			return d.syntax("want ':'")
-		}
-		d.pos++
-		d.ws()
-		if i := t.lookup(key); i >= 0 {
+		if i >= 0 {
+			next = i + 1
 			m := &t.members[i]
 			d.path = append(d.path, m.name)
 			start, depth := d.pos, d.depth

@@ -273,7 +273,11 @@ func FuzzDifferential(f *testing.F) {
 	}
 	for _, s := range []string{sockdumpLine, snapshotLine, enrichedLine, closedLine, destroyLine, shortLine, lostLine, ownedLine, listenerLine, udpLine, nsSnapLine,
 		`{}`, `{"type":null}`, `{"local":{"port":1e3}}`, ` {"a\u0000b":"\ud800\udc00\udc00","type":"\u00e9\xff"} `, `{"uid":-0}`, `{"inode":01}`,
-		`{"time":"2026-02-29T00:00:00Z"}`, `{"time":"2024-02-29T23:59:59.123456789Z"}`, `{"local":{"ip":"a"},"local":{"port":2}}`, `{"x":[[[{"y":{}}]]]}`} {
+		`{"time":"2026-02-29T00:00:00Z"}`, `{"time":"2024-02-29T23:59:59.123456789Z"}`, `{"local":{"ip":"a"},"local":{"port":2}}`, `{"x":[[[{"y":{}}]]]}`,
+		// members out of table order, twice, or names that begin as a
+		// member's: the decoder's guess of the next member must not matter
+		`{"netns":1,"cookie":2,"state":"listening","family":"ipv4","type":"socket"}`, `{"type":"a","type":"b","time" :"2026-02-29T00:00:00Z","family":"ipv4","family":"ipv6"}`,
+		`{"type":"socket","transportx":"tcp","family\u0022":1,"state":"closed"}`, `{"local":{"port":2,"ip":"::1","port":3}}`} {
 		f.Add([]byte(s))
 	}
 	enc := NewEncoder()

@@ -15,11 +15,12 @@ import (
 
 // member is one known member of an object of Go type T.
 type member[T any] struct {
-	name string
-	key  string                       // ,"name":
-	dec  func(d *decoder, v *T) error // the value, at d.pos; null included
-	enc  func(w *writer, v *T)        // the value
-	has  func(v *T) bool              // whether the member is written
+	name   string
+	key    string                       // ,"name":
+	quoted string                       // "name":
+	dec    func(d *decoder, v *T) error // the value, at d.pos; null included
+	enc    func(w *writer, v *T)        // the value
+	has    func(v *T) bool              // whether the member is written
 	// span makes the decoder keep where the value is in the line, for a
 	// top-level member (Decoder.RemoteSpan).
 	span bool
@@ -39,6 +40,10 @@ type table[T any] struct {
 }
 
 const slotBits = 7
+
+// predict is how many members on from the last one the decoder tries
+// first, by comparing their quoted names with the line's bytes.
+const predict = 4
 
 func slotOf(name []byte, seed uint) uint {
 	n := uint(len(name))
@@ -69,6 +74,7 @@ func newTable[T any](extra func(*T) *[]record.Field, ms ...member[T]) *table[T] 
 	for i := range ms {
 		m := &ms[i]
 		m.key = `,"` + m.name + `":`
+		m.quoted = m.key[1:]
 		if _, dup := t.index[m.name]; dup {
 			panic("codec: member " + m.name + " twice in a table")
 		}
