@@ -461,6 +461,7 @@ func (d *decoder) number() error {
 func (d *decoder) stringBytes() ([]byte, error) {
 	b := d.buf
 	i := d.pos + 1
+	i += PlainLen(b[i:])
 	for i < len(b) {
 		c := b[i]
 		if c == '"' {

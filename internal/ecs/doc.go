@@ -251,6 +251,10 @@ type Doc struct {
 		text []byte
 	}
 	nextTime int
+
+	// shapes are the last document shapes AppendJSON wrote.
+	shapes    [4]*shape
+	nextShape int
 }
 
 // Get returns the field of that name.

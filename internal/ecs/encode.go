@@ -76,16 +76,63 @@ const TimeLayout = "2006-01-02T15:04:05.000Z"
 // newline. Leaves whose names share a prefix become nested objects; the
 // leaves of one object must be adjacent (Build keeps them sorted).
 func (d *Doc) AppendJSON(b []byte) []byte {
+	s := d.shapeOf()
+	at := 0
+	for i := range d.Fields {
+		f := &d.Fields[i]
+		b = append(b, s.text[at:s.ends[i]]...)
+		at = s.ends[i]
+		if f.Kind == Time {
+			b = d.appendTime(b, f.Int)
+		} else {
+			b = f.appendValue(b)
+		}
+	}
+	return append(b, s.text[at:]...)
+}
+
+// shape is the JSON around the values of a document of one sequence of
+// field names: text is all of it, the value of field i goes at ends[i],
+// and the rest of text closes the objects. The documents of a stream come
+// in a few shapes, so that their structure is worked out once.
+type shape struct {
+	names []string
+	text  []byte
+	ends  []int
+}
+
+// shapeOf returns the shape of d's fields, from d's last few or made.
+func (d *Doc) shapeOf() *shape {
+shapes:
+	for _, s := range d.shapes {
+		if s == nil || len(s.names) != len(d.Fields) {
+			continue
+		}
+		for i := range d.Fields {
+			if d.Fields[i].Name != s.names[i] {
+				continue shapes
+			}
+		}
+		return s
+	}
+	s := makeShape(d.Fields)
+	d.shapes[d.nextShape] = s
+	d.nextShape = (d.nextShape + 1) % len(d.shapes)
+	return s
+}
+
+func makeShape(fields []Field) *shape {
+	s := &shape{names: make([]string, len(fields)), ends: make([]int, len(fields))}
 	// The open objects are the dot-separated prefixes of the previous
 	// leaf's name: prev[:ends[i]] (with its dot) for level i+1.
 	var ends [8]int
 	var more [9]bool // whether each level already has a member
 	depth := 0
 	prev := ""
-	b = append(b, '{')
-	for i := range d.Fields {
-		f := &d.Fields[i]
-		name := f.Name
+	b := append([]byte(nil), '{')
+	for i := range fields {
+		name := fields[i].Name
+		s.names[i] = name
 		for depth > 0 && !strings.HasPrefix(name, prev[:ends[depth-1]]) {
 			b = append(b, '}')
 			depth--
@@ -115,17 +162,14 @@ func (d *Doc) AppendJSON(b []byte) []byte {
 		}
 		more[depth] = true
 		b = appendKey(b, name[start:])
-		if f.Kind == Time {
-			b = d.appendTime(b, f.Int)
-		} else {
-			b = f.appendValue(b)
-		}
+		s.ends[i] = len(b)
 		prev = name
 	}
 	for ; depth > 0; depth-- {
 		b = append(b, '}')
 	}
-	return append(b, '}')
+	s.text = append(b, '}')
+	return s
 }
 
 // appendTime appends a date. The last few are kept: the documents of a
@@ -202,25 +246,15 @@ func appendKey(b []byte, k string) []byte {
 	return append(b, '"', ':')
 }
 
-// plain tells the bytes that a JSON string holds as they are.
-var plain = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 // appendString appends s as a JSON string. Plain printable ASCII, nearly
 // every value, is copied as is; anything else is escaped by the codec.
 func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if !plain[s[i]] {
-			if !utf8.ValidString(s) {
-				// As encoding/json does: JSON text must be UTF-8.
-				s = strings.ToValidUTF8(s, "\uFFFD")
-			}
-			return codec.AppendString(b, s)
+	if codec.PlainLen(s) < len(s) {
+		if !utf8.ValidString(s) {
+			// As encoding/json does: JSON text must be UTF-8.
+			s = strings.ToValidUTF8(s, "\uFFFD")
 		}
+		return codec.AppendString(b, s)
 	}
 	b = append(b, '"')
 	b = append(b, s...)
