@@ -160,6 +160,7 @@ func run(ctx context.Context, c config, stdin io.Reader, stdout, stderr io.Write
 	// Every record is done with before the next line: Socket copies the
 	// line, and events are written at once.
 	in.Reuse = true
+	in.Recycle = true // State.Socket copies what it keeps of a line
 	in.Name, in.Stderr, in.Strict = name, stderr, c.strict
 	out := stage.NewOutput(stdout)
 	in.Wait = out.Flush

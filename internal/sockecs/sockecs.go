@@ -185,7 +185,8 @@ func (env Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	out := ndjson.NewWriter(stdout)
 	enc := newEncoder(Writer{Options: opts, Action: action, Now: env.Now}, out)
 	in := stage.NewInput(ctx, stdin, 0)
-	in.Share = true // documents are built from the records, which stay as read
+	in.Share = true   // documents are built from the records, which stay as read
+	in.Recycle = true // and never from the lines
 	// The encoder hands back the records of socket lines once written.
 	in.New = func() *record.Record { return records.Get().(*record.Record) }
 	if env.hold == 0 {

@@ -177,7 +177,8 @@ func (e Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, st
 
 	out := stage.NewOutput(stdout)
 	in := stage.NewInput(ctx, stdin, maxLine)
-	in.Reuse = true // each record is written before the next line is read
+	in.Reuse = true   // each record is written before the next line is read
+	in.Recycle = true // and so is its line
 	in.Name, in.Stderr, in.Strict, in.Wait = "sockproc", stderr, *strict, out.Flush
 
 	p := &processor{tab: tab, users: users, privileged: privileged}

@@ -21,7 +21,7 @@ import (
 // Line is one decoded input line.
 type Line struct {
 	Num int            // 1-based line number
-	Raw []byte         // the line as read, without newline; never overwritten
+	Raw []byte         // the line as read, without newline; never overwritten, but see Input.Recycle
 	Rec *record.Record // the decoded record: see Input.Reuse
 }
 
@@ -78,16 +78,24 @@ type Input struct {
 	// of the records before them that held the same ones (see
 	// codec.Decoder.Share): for a stage that does not change them.
 	Share bool
+	// Recycle lets Input read later lines into the memory of earlier
+	// ones: for a stage that keeps no Line.Raw past its next call of
+	// Next (records never point into it). It saves allocating, and
+	// collecting, as many bytes as the input holds.
+	Recycle bool
 	// Bad counts the bad lines seen.
 	Bad int
 
-	ctx  context.Context
-	dec  *codec.Decoder // one for the stream, so its string cache stays warm
-	rec  *record.Record // the record of every line, under Reuse
-	ch   chan batch
-	cur  batch
-	pos  int
-	done error
+	ctx context.Context
+	// spent carries batches that Next is done with, under Recycle, back
+	// to the reading goroutine.
+	spent chan batch
+	dec   *codec.Decoder // one for the stream, so its string cache stays warm
+	rec   *record.Record // the record of every line, under Reuse
+	ch    chan batch
+	cur   batch
+	pos   int
+	done  error
 	// Without Consume, lines are decoded ahead, in a goroutine of their
 	// own, while the stage works on the lines before them: on a machine
 	// of more than one core a stage then costs about the greater of its
@@ -104,7 +112,7 @@ type Input struct {
 // NewInput starts reading r in the background. The goroutine ends at the
 // end of r or when ctx is done.
 func NewInput(ctx context.Context, r io.Reader, maxLine int) *Input {
-	in := &Input{ctx: ctx, dec: codec.NewDecoder(), ch: make(chan batch, 4), Stderr: io.Discard}
+	in := &Input{ctx: ctx, dec: codec.NewDecoder(), ch: make(chan batch, 4), spent: make(chan batch, 8), Stderr: io.Discard}
 	go in.read(ndjson.NewReader(r, maxLine))
 	return in
 }
@@ -114,14 +122,20 @@ const batchBytes = 256 << 10
 func (in *Input) read(lr *ndjson.Reader) {
 	var b batch
 	// Each batch is sized from the last one, so that a steady stream
-	// fills its buffers without regrowing them. Batches are never reused:
-	// a stage may keep Raw slices.
+	// fills its buffers without regrowing them. Batches are reused only
+	// once Next is done with them, under Recycle: a stage may keep Raw
+	// slices.
 	send := func() bool {
 		select {
 		case in.ch <- b:
-			b = batch{
-				data:    make([]byte, 0, min(len(b.data)+len(b.data)/4+512, batchBytes+64<<10)),
-				entries: make([]entry, 0, len(b.entries)+len(b.entries)/4+4),
+			select {
+			case old := <-in.spent:
+				b = batch{data: old.data[:0], entries: old.entries[:0]}
+			default:
+				b = batch{
+					data:    make([]byte, 0, min(len(b.data)+len(b.data)/4+512, batchBytes+64<<10)),
+					entries: make([]entry, 0, len(b.entries)+len(b.entries)/4+4),
+				}
 			}
 			return true
 		case <-in.ctx.Done():
@@ -299,6 +313,13 @@ func (in *Input) Next() (Line, error) {
 				}
 				in.cur.recs = nil
 			}
+		}
+		if in.Recycle && in.cur.data != nil {
+			select {
+			case in.spent <- batch{data: in.cur.data, entries: in.cur.entries}:
+			default:
+			}
+			in.cur.data, in.cur.entries = nil, nil
 		}
 		select {
 		case b := <-src:

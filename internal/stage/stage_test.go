@@ -210,20 +210,20 @@ func TestInputAheadSameAsSerial(t *testing.T) {
 		`{"type":"socket","time":"2026-11-26T04:34:58Z","family":"ipv6","transport":"tcp","state":"listening","local":{"ip":"::","port":80},"remote":{"ip":"::","port":0},"direction":"listening","inode":8,"cookie":2}`,
 	}
 	var sb strings.Builder
-	for n := 0; n < 4000; n++ {
+	for n := 0; n < 12000; n++ {
 		sb.WriteString(lines[n%len(lines)])
 		sb.WriteByte('\n')
 	}
 	in := sb.String()
-	run := func(serial, reuse, share bool) string {
+	run := func(serial, reuse, share, recycle bool) string {
 		var stderr, out bytes.Buffer
 		i := NewInput(context.Background(), strings.NewReader(in), 0)
-		i.Name, i.Stderr, i.Reuse, i.Share = "stage", &stderr, reuse, share
+		i.Name, i.Stderr, i.Reuse, i.Share, i.Recycle = "stage", &stderr, reuse, share, recycle
 		if serial {
 			i.Consume = func([]byte) bool { return false }
 		}
 		o := NewOutput(&out)
-		for n := 0; n < 10000; n++ {
+		for n := 0; n < 20000; n++ {
 			l, err := i.Next()
 			if err == io.EOF {
 				break
@@ -242,10 +242,15 @@ func TestInputAheadSameAsSerial(t *testing.T) {
 		}
 		return out.String() + stderr.String() + strconv.Itoa(i.Bad)
 	}
+	want := run(true, false, false, false)
 	for _, reuse := range []bool{false, true} {
 		for _, share := range []bool{false, true} {
-			if a, s := run(false, reuse, share), run(true, reuse, share); a != s {
-				t.Errorf("reuse %v share %v: ahead and serial differ (%d and %d bytes)", reuse, share, len(a), len(s))
+			for _, recycle := range []bool{false, true} {
+				for _, serial := range []bool{false, true} {
+					if got := run(serial, reuse, share, recycle); got != want {
+						t.Errorf("serial %v reuse %v share %v recycle %v: lines differ (%d and %d bytes)", serial, reuse, share, recycle, len(got), len(want))
+					}
+				}
 			}
 		}
 	}
