@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
@@ -28,9 +29,11 @@ type Line struct {
 type entry struct {
 	start, end, num int
 	err             error
-	// Set by the decoder goroutine (see Input.ahead): the line's record,
-	// or its error in err, and where its remote end is.
+	// Set by the decoding goroutine (see Input.decoded): the line's
+	// record, or its error in derr, and where its remote end is. A line
+	// it left undecoded has neither.
 	rec  *record.Record
+	derr error
 	span [2]int
 }
 
@@ -96,17 +99,21 @@ type Input struct {
 	cur   batch
 	pos   int
 	done  error
-	// Without Consume, lines are decoded ahead, in a goroutine of their
-	// own, while the stage works on the lines before them: on a machine
-	// of more than one core a stage then costs about the greater of its
-	// decoding and its own work rather than their sum. ahead is set once
-	// that goroutine runs; decoded carries its batches, free the record
-	// slabs it may reuse (under Reuse), and span is the remote span of
-	// the line that Next returned last.
-	ahead   bool
+	// Lines are decoded ahead, in a goroutine of their own, while the
+	// stage works on the lines before them: on a machine of more than
+	// one core a stage then costs about the greater of its decoding and
+	// its own work rather than their sum. decoded carries its batches,
+	// free the record slabs it may reuse (under Reuse), and span is the
+	// remote span of the line that Next returned last.
 	decoded chan batch
 	free    chan []record.Record
 	span    [2]int
+	// Under Consume, lines are decoded ahead only while most of them
+	// are not consumed (speculate), judged by the batch before (lines,
+	// consumed); the others are decoded by Next, with own.
+	speculate       atomic.Bool
+	lines, consumed int
+	own             *codec.Decoder
 }
 
 // NewInput starts reading r in the background. The goroutine ends at the
@@ -185,9 +192,10 @@ func (in *Input) decodeAhead() {
 			}
 			b.recs = b.recs[:len(b.entries)]
 		}
+		spec := in.speculate.Load()
 		for i := range b.entries {
 			e := &b.entries[i]
-			if e.err != nil {
+			if e.err != nil || !spec {
 				continue
 			}
 			var rec *record.Record
@@ -200,8 +208,8 @@ func (in *Input) decodeAhead() {
 				rec = new(record.Record)
 			}
 			raw := b.data[e.start:e.end]
-			if err := in.decode(raw, rec); err != nil {
-				e.err = err
+			if err := decode(in.dec, in.Share, raw, rec); err != nil {
+				e.derr = err
 				continue
 			}
 			e.rec = rec
@@ -219,11 +227,11 @@ func (in *Input) decodeAhead() {
 }
 
 // decode decodes and checks one line into rec.
-func (in *Input) decode(raw []byte, rec *record.Record) error {
-	if in.Share {
-		in.dec.Share()
+func decode(dec *codec.Decoder, share bool, raw []byte, rec *record.Record) error {
+	if share {
+		dec.Share()
 	}
-	err := in.dec.DecodeInto(raw, rec)
+	err := dec.DecodeInto(raw, rec)
 	var se *codec.SyntaxError
 	if errors.As(err, &se) {
 		err = fmt.Errorf("%w: %s", err, Excerpt(raw, se.Offset))
@@ -238,26 +246,16 @@ func (in *Input) decode(raw []byte, rec *record.Record) error {
 // when the context is done, its error; under Strict, a *ndjson.LineError
 // for the first bad line.
 func (in *Input) Next() (Line, error) {
-	if !in.ahead && in.Consume == nil && in.decoded == nil {
-		in.ahead = true
+	if in.decoded == nil {
 		in.decoded = make(chan batch, 2)
 		in.free = make(chan []record.Record, 4)
+		in.speculate.Store(true)
 		go in.decodeAhead()
 	}
 	for {
 		if in.pos < len(in.cur.entries) {
-			e := in.cur.entries[in.pos]
+			e := &in.cur.entries[in.pos]
 			in.pos++
-			if in.ahead {
-				if e.err != nil {
-					if err := in.bad(e.num, e.err); err != nil {
-						return Line{}, err
-					}
-					continue
-				}
-				in.span = e.span
-				return Line{Num: e.num, Raw: in.cur.data[e.start:e.end], Rec: e.rec}, nil
-			}
 			if e.err != nil {
 				if err := in.bad(e.num, e.err); err != nil {
 					return Line{}, err
@@ -265,25 +263,30 @@ func (in *Input) Next() (Line, error) {
 				continue
 			}
 			raw := in.cur.data[e.start:e.end]
-			if in.Consume != nil && in.Consume(raw) {
-				continue
+			if in.Consume != nil {
+				in.lines++
+				if in.Consume(raw) {
+					in.consumed++
+					continue
+				}
 			}
-			rec := in.rec
-			switch {
-			case in.Reuse && rec != nil:
-			case in.New != nil && !in.Reuse:
-				rec = in.New()
-			default:
-				rec = new(record.Record)
-				in.rec = rec
+			rec, err := e.rec, e.derr
+			if rec == nil && err == nil {
+				rec, err = in.decodeHere(raw)
+			} else {
+				in.span = e.span
 			}
-			if err := in.decode(raw, rec); err != nil {
+			if err != nil {
 				if err := in.bad(e.num, err); err != nil {
 					return Line{}, err
 				}
 				continue
 			}
 			return Line{Num: e.num, Raw: raw, Rec: rec}, nil
+		}
+		if in.Consume != nil && in.lines > 0 {
+			in.speculate.Store(in.consumed*2 < in.lines)
+			in.lines, in.consumed = 0, 0
 		}
 		if in.done != nil {
 			return Line{}, in.done
@@ -303,16 +306,12 @@ func (in *Input) Next() (Line, error) {
 			timer = time.NewTimer(in.Rewait)
 			again = timer.C
 		}
-		src := in.ch
-		if in.ahead {
-			src = in.decoded
-			if in.cur.recs != nil {
-				select {
-				case in.free <- in.cur.recs:
-				default:
-				}
-				in.cur.recs = nil
+		if in.cur.recs != nil {
+			select {
+			case in.free <- in.cur.recs:
+			default:
 			}
+			in.cur.recs = nil
 		}
 		if in.Recycle && in.cur.data != nil {
 			select {
@@ -322,7 +321,7 @@ func (in *Input) Next() (Line, error) {
 			in.cur.data, in.cur.entries = nil, nil
 		}
 		select {
-		case b := <-src:
+		case b := <-in.decoded:
 			in.cur, in.pos = b, 0
 		case <-in.ctx.Done():
 			in.done = in.ctx.Err()
@@ -337,10 +336,26 @@ func (in *Input) Next() (Line, error) {
 // RemoteSpan is the codec's Decoder.RemoteSpan for the line that Next
 // returned last.
 func (in *Input) RemoteSpan() (start, end int, ok bool) {
-	if in.ahead {
-		return in.span[0], in.span[1], in.span[1] > in.span[0]
+	return in.span[0], in.span[1], in.span[1] > in.span[0]
+}
+
+// decodeHere decodes a line that was not decoded ahead.
+func (in *Input) decodeHere(raw []byte) (*record.Record, error) {
+	if in.own == nil {
+		in.own = codec.NewDecoder()
 	}
-	return in.dec.RemoteSpan()
+	rec := in.rec
+	switch {
+	case in.Reuse && rec != nil:
+	case in.New != nil && !in.Reuse:
+		rec = in.New()
+	default:
+		rec = new(record.Record)
+		in.rec = rec
+	}
+	err := decode(in.own, in.Share, raw, rec)
+	in.span[0], in.span[1], _ = in.own.RemoteSpan()
+	return rec, err
 }
 
 // excerptLen is how much of a bad line a message shows.
