@@ -126,7 +126,7 @@ func (e *entry) netns() uint64 {
 	return e.ip.netns
 }
 
-func (e *entry) tkey() tkey { return tkey{e.ip, e.str} }
+func (e *entry) tkey() tkey { return tkey{ip: e.ip, str: e.str} }
 
 // State is what is known of the connections of the previous snapshots. The
 // zero value is not usable; call New. A State is not safe for concurrent use.

@@ -180,7 +180,7 @@ func testIPSet(t *testing.T, pool int) {
 			delete(model, k)
 		} else {
 			e := &entry{ip: k}
-			s.put(e)
+			s.put(e, hashOf(&k))
 			model[k] = e
 		}
 		if s.n != len(model) {
@@ -188,7 +188,7 @@ func testIPSet(t *testing.T, pool int) {
 		}
 		if step%100 == 0 {
 			for _, k := range keys {
-				if got, want := s.get(&k), model[k]; got != want {
+				if got, want := s.get(&k, hashOf(&k)), model[k]; got != want {
 					t.Fatalf("step %d: get %v = %p, want %p", step, k, got, want)
 				}
 			}

@@ -57,6 +57,9 @@ const (
 type tkey struct {
 	ip  ipKey
 	str *record.Key
+	// h is the hash of ip, once known (0 for not yet: a hash of 0 is
+	// only computed again).
+	h uint64
 }
 
 func newTable(size int) table {
@@ -100,7 +103,7 @@ func keyOf(r *record.Record) tkey {
 	if rm.Is4() {
 		k.v4 |= 2
 	}
-	return tkey{ip: k}
+	return tkey{ip: k, h: hashOf(&k)}
 }
 
 func strKey(r *record.Record) tkey {
@@ -112,7 +115,7 @@ func (t *table) len() int { return t.ips.n + len(t.strs) }
 
 func (t *table) get(k tkey) (*entry, bool) {
 	if k.str == nil {
-		e := t.ips.get(&k.ip)
+		e := t.ips.get(&k.ip, k.hash())
 		return e, e != nil
 	}
 	e, ok := t.strs[*k.str]
@@ -121,7 +124,7 @@ func (t *table) get(k tkey) (*entry, bool) {
 
 func (t *table) put(k tkey, e *entry) {
 	if k.str == nil {
-		t.ips.put(e)
+		t.ips.put(e, k.hash())
 		return
 	}
 	if t.strs == nil {
@@ -138,63 +141,81 @@ func (t *table) del(k tkey) {
 	delete(t.strs, *k.str)
 }
 
+func (k *tkey) hash() uint64 {
+	if k.h == 0 {
+		k.h = hashOf(&k.ip)
+	}
+	return k.h
+}
+
 // ipSet is the set of entries keyed by ipKey: open addressing with linear
 // probing over the entries themselves, which hold their keys, so that a
-// connection costs one slot of 8 bytes rather than a map slot that copies
-// its key.
+// connection costs a slot of 8 bytes and a tag of 4 rather than a map
+// slot that copies its key. The tags, bits of the keys' hashes, are
+// probed first: a probe follows a pointer to an entry only when its tag
+// matches, nearly always for the entry sought.
 type ipSet struct {
 	slots []*entry // a power of two of them; nil is free
+	tags  []uint32 // by slot: tagOf the hash of its entry's key; 0 is free
 	n     int
 }
 
 var ipSeed = maphash.MakeSeed()
+
+func hashOf(k *ipKey) uint64 { return maphash.Comparable(ipSeed, *k) }
+
+// tagOf is the tag of a hash: bits that its slot does not tell, never 0.
+func tagOf(h uint64) uint32 { return uint32(h>>32) | 1 }
 
 func (s *ipSet) init(size int) {
 	c := 16
 	for c*3/4 < size {
 		c *= 2
 	}
-	s.slots, s.n = make([]*entry, c), 0
+	s.slots, s.tags, s.n = make([]*entry, c), make([]uint32, c), 0
 }
 
-func (s *ipSet) home(k *ipKey) int {
-	return int(maphash.Comparable(ipSeed, *k) & uint64(len(s.slots)-1))
-}
-
-// find returns the slot of k, or the free slot where it would go.
-func (s *ipSet) find(k *ipKey) int {
+// find returns the slot of k, whose hash is h, or the free slot where it
+// would go.
+func (s *ipSet) find(k *ipKey, h uint64) int {
 	mask := len(s.slots) - 1
-	for i := s.home(k); ; i = (i + 1) & mask {
-		if e := s.slots[i]; e == nil || e.ip == *k {
+	tag := tagOf(h)
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		switch t := s.tags[i]; {
+		case t == 0:
+			return i
+		case t == tag && s.slots[i].ip == *k:
 			return i
 		}
 	}
 }
 
-func (s *ipSet) get(k *ipKey) *entry {
+func (s *ipSet) get(k *ipKey, h uint64) *entry {
 	if s.slots == nil {
 		return nil
 	}
-	return s.slots[s.find(k)]
+	return s.slots[s.find(k, h)]
 }
 
-// put adds e, or replaces the entry of its key.
-func (s *ipSet) put(e *entry) {
+// put adds e, whose key's hash is h, or replaces the entry of its key.
+func (s *ipSet) put(e *entry, h uint64) {
 	if (s.n+1)*4 > len(s.slots)*3 {
 		old := s.slots
 		s.init(len(old))
 		for _, o := range old {
 			if o != nil {
-				s.slots[s.find(&o.ip)] = o
+				oh := hashOf(&o.ip)
+				i := s.find(&o.ip, oh)
+				s.slots[i], s.tags[i] = o, tagOf(oh)
 				s.n++
 			}
 		}
 	}
-	i := s.find(&e.ip)
+	i := s.find(&e.ip, h)
 	if s.slots[i] == nil {
 		s.n++
 	}
-	s.slots[i] = e
+	s.slots[i], s.tags[i] = e, tagOf(h)
 }
 
 // del removes the entry of k, moving back the entries that probed past
@@ -203,7 +224,7 @@ func (s *ipSet) del(k *ipKey) {
 	if s.slots == nil {
 		return
 	}
-	i := s.find(k)
+	i := s.find(k, hashOf(k))
 	if s.slots[i] == nil {
 		return
 	}
@@ -211,12 +232,12 @@ func (s *ipSet) del(k *ipKey) {
 	for j := (i + 1) & mask; s.slots[j] != nil; j = (j + 1) & mask {
 		// The entry at j may move to i when its home is not in (i, j],
 		// cyclically.
-		h := s.home(&s.slots[j].ip)
+		h := int(hashOf(&s.slots[j].ip)) & mask
 		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
-			s.slots[i] = s.slots[j]
+			s.slots[i], s.tags[i] = s.slots[j], s.tags[j]
 			i = j
 		}
 	}
-	s.slots[i] = nil
+	s.slots[i], s.tags[i] = nil, 0
 	s.n--
 }
