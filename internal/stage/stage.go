@@ -124,7 +124,7 @@ func NewInput(ctx context.Context, r io.Reader, maxLine int) *Input {
 	return in
 }
 
-const batchBytes = 256 << 10
+const batchBytes = 64 << 10
 
 func (in *Input) read(lr *ndjson.Reader) {
 	var b batch
@@ -140,7 +140,7 @@ func (in *Input) read(lr *ndjson.Reader) {
 				b = batch{data: old.data[:0], entries: old.entries[:0]}
 			default:
 				b = batch{
-					data:    make([]byte, 0, min(len(b.data)+len(b.data)/4+512, batchBytes+64<<10)),
+					data:    make([]byte, 0, min(len(b.data)+len(b.data)/4+512, batchBytes+16<<10)),
 					entries: make([]entry, 0, len(b.entries)+len(b.entries)/4+4),
 				}
 			}
