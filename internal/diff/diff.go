@@ -59,10 +59,10 @@
 //
 // # Cost
 //
-// Each connection costs one entry of 192 bytes, which holds its key, its
+// Each connection costs one entry of 160 bytes, which holds its key, its
 // place in a list and its last record (a plain socket record in a few
-// fields, any other as its line), and a slot of 8 bytes in an open
-// addressing table: about 215 bytes of heap in all (BenchmarkDiff's
+// fields, any other as its line), and a slot of 12 bytes in an open
+// addressing table: about 190 bytes of heap in all (BenchmarkDiff's
 // state-B/conn). Nothing is copied or rebuilt per snapshot: entries
 // carry the generation of the last snapshot that held them, and the list
 // keeps them in the order of their last sighting, so the connections that
@@ -93,7 +93,11 @@ type entry struct {
 	first int64  // first sighting, Unix nanoseconds
 	last  int64  // last sighting, Unix nanoseconds
 	seq   uint64 // order of first sighting, so closed events come out in a stable order
-	gen   uint64 // the last snapshot that held it
+	gen   uint32 // the last snapshot that held it
+	// shared is set when more than one socket held the connection's key
+	// in the last snapshot that held it (SO_REUSEPORT listeners, UDP
+	// servers): the destroy of one of them is not the connection's end.
+	shared bool
 	// key is the connection's table key: ip when str is nil.
 	ip  ipKey
 	str *record.Key
@@ -103,10 +107,6 @@ type entry struct {
 	// already reported: a tombstone, kept so that what remains of the
 	// connection (its time-wait twin) is not reported again.
 	end *ending
-	// shared is set when more than one socket held the connection's key
-	// in the last snapshot that held it (SO_REUSEPORT listeners, UDP
-	// servers): the destroy of one of them is not the connection's end.
-	shared bool
 }
 
 // ending is the end of a connection, as its destroy notification told.
@@ -138,7 +138,7 @@ type State struct {
 	// cursor is the prediction for the next socket: the entry that
 	// followed the last one seen, in the previous snapshot.
 	cursor *entry
-	gen    uint64 // the snapshot being read
+	gen    uint32 // the snapshot being read
 	seen   int    // entries whose gen is gen
 	seq    uint64
 	// complete is set once a complete snapshot has been seen, so that

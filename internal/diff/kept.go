@@ -3,6 +3,7 @@ package diff
 import (
 	"bytes"
 	"hash/maphash"
+	"math"
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
@@ -20,16 +21,34 @@ type kept struct {
 	// sum is a hash of the line the record was read from, after its
 	// time, so that Unchanged recognises the same line without keeping
 	// it; 0 when the line does not begin as the codec writes it.
-	sum           uint64
-	at            int64 // the record's time, Unix nanoseconds
-	inode, cookie uint64
-	uid           uint32
-	hasUID        bool
+	sum    uint64
+	at     int64 // the record's time, Unix nanoseconds
+	cookie uint64
+	// raw is the record's line, for a record that the fields here
+	// cannot hold; nil otherwise. (A pointer, not a slice, keeps an
+	// entry in 160 bytes.)
+	raw    *[]byte
+	inode  uint32 // socket inodes are 32 bits (get_next_ino); a larger one is kept in raw
+	uid    uint32
+	hasUID bool
 	// The record's strings, by their index in the tables below.
 	family, transport, state, direction uint8
-	// raw is the record's line, for a record that the fields above
-	// cannot hold; nil otherwise.
-	raw []byte
+}
+
+// line returns the record's line, for a record kept as one; nil otherwise.
+func (k *kept) line() []byte {
+	if k.raw == nil {
+		return nil
+	}
+	return *k.raw
+}
+
+// setLine keeps the record as line, copied without surrounding space.
+func (k *kept) setLine(line []byte) {
+	if k.raw == nil {
+		k.raw = new([]byte)
+	}
+	*k.raw = append((*k.raw)[:0], bytes.TrimSpace(line)...)
 }
 
 // The strings that a kept record holds by index; index 0 is "".
@@ -86,14 +105,14 @@ func (e *entry) keep(r *record.Record, line []byte) {
 	if e.str == nil && e.rec.compact(r, &e.ip) {
 		return
 	}
-	e.rec.raw = append(e.rec.raw[:0], bytes.TrimSpace(line)...)
+	e.rec.setLine(line)
 }
 
 // seenAgain records that e's last record was read again, at t, from
 // line, unchanged but for its time.
 func (e *entry) seenAgain(t int64, line []byte) {
 	if e.rec.raw != nil {
-		e.rec.raw = append(e.rec.raw[:0], bytes.TrimSpace(line)...)
+		e.rec.setLine(line)
 	} else {
 		e.rec.at = t
 	}
@@ -107,7 +126,7 @@ func (k *kept) compact(r *record.Record, ip *ipKey) bool {
 	k.transport, ok[1] = indexOf(keptTransports, r.Transport)
 	k.state, ok[2] = indexOf(keptStates, r.State)
 	k.direction, ok[3] = indexOf(keptDirections, r.Direction)
-	if ok != [4]bool{true, true, true, true} || r.Type != record.TypeSocket ||
+	if ok != [4]bool{true, true, true, true} || r.Type != record.TypeSocket || r.Inode > math.MaxUint32 ||
 		!ip.spells(false, r.Local.IP) || !ip.spells(true, r.Remote.IP) {
 		return false
 	}
@@ -121,7 +140,7 @@ func (k *kept) compact(r *record.Record, ip *ipKey) bool {
 		!plainEnd(&r.Local) || !plainEnd(&r.Remote) {
 		return false
 	}
-	k.at, k.inode, k.cookie, k.uid, k.hasUID = r.Time.UnixNano(), r.Inode, r.Cookie, r.UID, r.HasUID
+	k.at, k.inode, k.cookie, k.uid, k.hasUID = r.Time.UnixNano(), uint32(r.Inode), r.Cookie, r.UID, r.HasUID
 	return true
 }
 
@@ -135,7 +154,7 @@ func plainEnd(p *record.Endpoint) bool {
 func (e *entry) record() (*record.Record, error) {
 	k := &e.rec
 	if k.raw != nil {
-		return codec.Decode(k.raw)
+		return codec.Decode(*k.raw)
 	}
 	return &record.Record{
 		Type:      record.TypeSocket,
@@ -146,7 +165,7 @@ func (e *entry) record() (*record.Record, error) {
 		Local:     record.Endpoint{IP: e.ip.addr(false).String(), Port: e.ip.lport},
 		Remote:    record.Endpoint{IP: e.ip.addr(true).String(), Port: e.ip.rport},
 		Direction: keptDirections[k.direction],
-		Inode:     k.inode,
+		Inode:     uint64(k.inode),
 		UID:       k.uid,
 		HasUID:    k.hasUID,
 		Cookie:    k.cookie,
@@ -157,7 +176,7 @@ func (e *entry) record() (*record.Record, error) {
 // line returns e's last record as a line, without newline, into buf.
 func (e *entry) line(enc *codec.Encoder) ([]byte, error) {
 	if e.rec.raw != nil {
-		return e.rec.raw, nil
+		return *e.rec.raw, nil
 	}
 	r, err := e.record()
 	if err != nil {
@@ -170,7 +189,7 @@ func (e *entry) line(enc *codec.Encoder) ([]byte, error) {
 // cookie returns the socket cookie of e's last record, or 0.
 func (e *entry) cookie() uint64 {
 	if e.rec.raw != nil {
-		return rawCookie(e.rec.raw)
+		return rawCookie(*e.rec.raw)
 	}
 	return e.rec.cookie
 }

@@ -1,10 +1,12 @@
 package diff
 
 import (
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/record"
@@ -51,12 +53,13 @@ func TestKeptPlain(t *testing.T) {
 		},
 		"no uid, inode or cookie": func(r *record.Record) { r.UID, r.HasUID, r.Inode, r.Cookie, r.NetNS = 0, false, 0, 0, 0 },
 		"time-wait":               func(r *record.Record) { r.State = "time-wait" },
+		"inode of 33 bits":        func(r *record.Record) { r.Inode = 1 << 32 },
 	} {
 		r := base
 		edit(&r)
 		want, got, compact := keptRoundTrip(t, &r)
-		if !compact {
-			t.Errorf("%s: kept as a line", name)
+		if wantCompact := r.Inode <= math.MaxUint32; compact != wantCompact {
+			t.Errorf("%s: kept compact %v, want %v", name, compact, wantCompact)
 		}
 		if got != want {
 			t.Errorf("%s: kept\n%s\ngave back\n%s", name, want, got)
@@ -193,5 +196,13 @@ func testIPSet(t *testing.T, pool int) {
 				}
 			}
 		}
+	}
+}
+
+// TestEntrySize keeps an entry, the cost of a known connection, in the
+// 160-byte size class of the Go allocator.
+func TestEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n > 160 {
+		t.Errorf("an entry is %d bytes, more than 160", n)
 	}
 }
