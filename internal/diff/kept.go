@@ -152,11 +152,18 @@ func plainEnd(p *record.Endpoint) bool {
 
 // record returns e's last record, decoded.
 func (e *entry) record() (*record.Record, error) {
-	k := &e.rec
-	if k.raw != nil {
-		return codec.Decode(*k.raw)
+	if e.rec.raw != nil {
+		return codec.Decode(*e.rec.raw)
 	}
-	return &record.Record{
+	r := new(record.Record)
+	e.compactInto(r)
+	return r, nil
+}
+
+// compactInto sets r to e's last record, kept compact.
+func (e *entry) compactInto(r *record.Record) {
+	k := &e.rec
+	*r = record.Record{
 		Type:      record.TypeSocket,
 		Time:      time.Unix(0, k.at).UTC(),
 		Family:    keptFamilies[k.family],
@@ -170,20 +177,18 @@ func (e *entry) record() (*record.Record, error) {
 		HasUID:    k.hasUID,
 		Cookie:    k.cookie,
 		NetNS:     e.ip.netns,
-	}, nil
+	}
 }
 
-// line returns e's last record as a line, without newline, into buf.
-func (e *entry) line(enc *codec.Encoder) ([]byte, error) {
+// line returns e's last record as a line, without newline: its own
+// memory, or enc's, with scratch for a record it makes.
+func (e *entry) line(enc *codec.Encoder, scratch *record.Record) []byte {
 	if e.rec.raw != nil {
-		return *e.rec.raw, nil
+		return *e.rec.raw
 	}
-	r, err := e.record()
-	if err != nil {
-		return nil, err
-	}
-	b := enc.Encode(r)
-	return b[:len(b)-1], nil
+	e.compactInto(scratch)
+	b := enc.Encode(scratch)
+	return b[:len(b)-1]
 }
 
 // cookie returns the socket cookie of e's last record, or 0.

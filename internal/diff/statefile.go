@@ -116,11 +116,9 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 	sortBySeq(es)
 	line := make([]byte, 0, 512)
 	enc := codec.NewEncoder()
+	var scratch record.Record
 	for _, e := range es {
-		sock, err := e.line(enc)
-		if err != nil {
-			return err
-		}
+		sock := e.line(enc, &scratch)
 		line = append(line[:0], `{"first_seen":"`...)
 		line = time.Unix(0, e.first).UTC().AppendFormat(line, time.RFC3339Nano)
 		line = append(line, `","last_seen":"`...)
