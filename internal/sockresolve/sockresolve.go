@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sockpipe/sockpipe/internal/cli"
@@ -245,6 +246,9 @@ func filter(ctx context.Context, o options, env Env, stdin io.Reader, stdout, st
 
 	in := stage.NewInput(ctx, stdin, maxLine)
 	in.Share = true // only the remote end of a record is changed
+	// The writer hands back the records of socket lines once written;
+	// newItem those of the others at once.
+	in.New = func() *record.Record { return records.Get().(*record.Record) }
 	in.Name, in.Stderr, in.Strict = "sockresolve", stderr, o.Strict
 	in.Wait = func() error {
 		if !send() {
@@ -275,7 +279,7 @@ loop:
 		if (len(pending) >= batch || pending[len(pending)-1].flush) && !send() {
 			break loop
 		}
-		if o.CacheFile != "" && line.Rec.Type == record.TypeSnapshot && env.Now().Sub(lastSave) >= saveEvery {
+		if o.CacheFile != "" && it.flush && env.Now().Sub(lastSave) >= saveEvery {
 			lastSave = env.Now()
 			if serr := res.SaveFile(o.CacheFile); serr != nil {
 				fmt.Fprintf(stderr, "sockresolve: warning: --cache: %v\n", serr)
@@ -312,7 +316,9 @@ func newItem(line stage.Line, res *revdns.Resolver, timeout time.Duration) item 
 	r := line.Rec
 	if r.Type != record.TypeSocket || r.Remote.Port == 0 {
 		// The input never overwrites a line: no copy.
-		return item{raw: line.Raw, flush: r.Type == record.TypeSnapshot}
+		it := item{raw: line.Raw, flush: r.Type == record.TypeSnapshot}
+		records.Put(r)
+		return it
 	}
 	it := item{rec: r}
 	ip, err := netip.ParseAddr(r.Remote.IP)
@@ -400,11 +406,20 @@ func (w *writer) write(it *item) error {
 	} else {
 		e.HostError = res.Error
 	}
+	var err error
 	if it.raw != nil {
-		return w.out.Remote(it.raw, it.start, it.end, it.rec)
+		err = w.out.Remote(it.raw, it.start, it.end, it.rec)
+	} else {
+		err = w.out.Record(it.rec)
 	}
-	return w.out.Record(it.rec)
+	records.Put(it.rec)
+	it.rec = nil
+	return err
 }
+
+// records recycles the records of lines, which the writer is the last to
+// read.
+var records = sync.Pool{New: func() any { return new(record.Record) }}
 
 // wait waits for an item's lookup until its deadline, flushing first.
 func (w *writer) wait(it *item) (revdns.Result, error) {
