@@ -35,14 +35,6 @@ type kept struct {
 	family, transport, state, direction uint8
 }
 
-// line returns the record's line, for a record kept as one; nil otherwise.
-func (k *kept) line() []byte {
-	if k.raw == nil {
-		return nil
-	}
-	return *k.raw
-}
-
 // setLine keeps the record as line, copied without surrounding space.
 func (k *kept) setLine(line []byte) {
 	if k.raw == nil {
