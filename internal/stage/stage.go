@@ -295,17 +295,6 @@ func (in *Input) Next() (Line, error) {
 			in.done = in.cur.err
 			continue
 		}
-		if in.Wait != nil {
-			if err := in.Wait(); err != nil {
-				return Line{}, err
-			}
-		}
-		var again <-chan time.Time
-		var timer *time.Timer
-		if in.Rewait > 0 && in.Wait != nil {
-			timer = time.NewTimer(in.Rewait)
-			again = timer.C
-		}
 		if in.cur.recs != nil {
 			select {
 			case in.free <- in.cur.recs:
@@ -319,6 +308,25 @@ func (in *Input) Next() (Line, error) {
 			default:
 			}
 			in.cur.data, in.cur.entries = nil, nil
+		}
+		// A batch ready is taken without waiting: Wait (a flush, in
+		// most stages) is for when the input has nothing ready.
+		select {
+		case b := <-in.decoded:
+			in.cur, in.pos = b, 0
+			continue
+		default:
+		}
+		if in.Wait != nil {
+			if err := in.Wait(); err != nil {
+				return Line{}, err
+			}
+		}
+		var again <-chan time.Time
+		var timer *time.Timer
+		if in.Rewait > 0 && in.Wait != nil {
+			timer = time.NewTimer(in.Rewait)
+			again = timer.C
 		}
 		select {
 		case b := <-in.decoded:
