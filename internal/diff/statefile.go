@@ -205,6 +205,7 @@ func Decode(r io.Reader) (*State, error) {
 	var fast entryParser
 	dec := codec.NewDecoder()
 	var sock record.Record // each entry's, kept by keep as it needs
+	var fe fileEntry       // each entry's line, parsed (one, as it escapes)
 	for {
 		line, err := lr.Next()
 		if err == io.EOF {
@@ -230,8 +231,8 @@ func Decode(r io.Reader) (*State, error) {
 			s.cursor = s.front
 			return s, nil
 		}
-		var fe fileEntry
 		if !fast.parse(line, &fe) {
+			fe = fileEntry{}
 			if err := codec.Unmarshal(line, &fe); err != nil {
 				return nil, bad(errors.New("not a state entry"))
 			}
