@@ -250,18 +250,39 @@ type processor struct {
 	tab        *proctable.Table
 	users      *userdb.DB
 	privileged bool
+	// byUID are the user objects made since the users were last
+	// refreshed: a record's user is written, not changed, so records of
+	// one uid share one.
+	byUID map[uint32]*record.User
 }
 
 func (p *processor) endSnapshot() {
 	p.tab.EndSnapshot()
 	p.users.Refresh()
+	clear(p.byUID)
 }
+
+// user returns the user object of uid.
+func (p *processor) user(uid uint32) *record.User {
+	if u := p.byUID[uid]; u != nil {
+		return u
+	}
+	if p.byUID == nil || len(p.byUID) >= maxUsers {
+		p.byUID = make(map[uint32]*record.User)
+	}
+	e, _ := p.users.Lookup(uid)
+	u := &record.User{ID: strconv.FormatUint(uint64(uid), 10), Name: e.Name, FullName: e.FullName}
+	p.byUID[uid] = u
+	return u
+}
+
+// maxUsers bounds processor.byUID; past it, it starts afresh.
+const maxUsers = 4096
 
 // socket adds the process and the user to a socket record.
 func (p *processor) socket(r *record.Record) {
 	if r.HasUID {
-		e, _ := p.users.Lookup(r.UID)
-		r.User = &record.User{ID: strconv.FormatUint(uint64(r.UID), 10), Name: e.Name, FullName: e.FullName}
+		r.User = p.user(r.UID)
 	}
 	closed := r.Event == record.EventClosed
 	proc, ctr := p.tab.Owner(r.Inode, r.Time, !closed)
@@ -270,8 +291,7 @@ func (p *processor) socket(r *record.Record) {
 		// says who made it. The kernel reports a closing socket's uid
 		// as 0; the owner's is the socket's.
 		if r.Inode == 0 || !r.HasUID {
-			e, _ := p.users.Lookup(o.UID)
-			r.User = &record.User{ID: strconv.FormatUint(uint64(o.UID), 10), Name: e.Name, FullName: e.FullName}
+			r.User = p.user(o.UID)
 		}
 		if o.Via == record.OwnerListener {
 			// An accepted connection: the process of its listener, if

@@ -151,9 +151,8 @@ func (in *Input) read(lr *ndjson.Reader) {
 	}
 	for {
 		line, err := lr.Next()
-		var le *ndjson.LineError
-		switch {
-		case errors.As(err, &le):
+		switch le := lineError(err); {
+		case le != nil:
 			b.entries = append(b.entries, entry{num: le.Line, err: le.Err})
 		case err != nil:
 			b.err = err
@@ -232,14 +231,27 @@ func decode(dec *codec.Decoder, share bool, raw []byte, rec *record.Record) erro
 		dec.Share()
 	}
 	err := dec.DecodeInto(raw, rec)
-	var se *codec.SyntaxError
-	if errors.As(err, &se) {
-		err = fmt.Errorf("%w: %s", err, Excerpt(raw, se.Offset))
+	if err != nil {
+		// (Only here: the target of errors.As escapes, an allocation.)
+		var se *codec.SyntaxError
+		if errors.As(err, &se) {
+			err = fmt.Errorf("%w: %s", err, Excerpt(raw, se.Offset))
+		}
+		return err
 	}
+	return rec.Validate()
+}
+
+// lineError returns err as a *ndjson.LineError, or nil.
+func lineError(err error) *ndjson.LineError {
 	if err == nil {
-		err = rec.Validate()
+		return nil
 	}
-	return err
+	var le *ndjson.LineError
+	if errors.As(err, &le) {
+		return le
+	}
+	return nil
 }
 
 // Next returns the next good line. At the end of input it returns io.EOF;
