@@ -223,21 +223,31 @@ func filter(ctx context.Context, o options, env Env, stdin io.Reader, stdout, st
 	// Items go to the writer in batches, each sent when full, at a
 	// snapshot record, and before the input waits.
 	batch := min(itemBatch, o.MaxPending)
-	queue := make(chan []item, max(1, o.MaxPending/batch))
-	w := &writer{out: stage.NewOutput(stdout), timeout: o.Timeout}
+	queue := make(chan *chunk, max(1, o.MaxPending/batch))
+	// Written chunks come back, to hold the lines of later ones.
+	free := make(chan *chunk, cap(queue)+2)
+	w := &writer{out: stage.NewOutput(stdout), timeout: o.Timeout, free: free}
 	wdone := make(chan struct{})
 	go func() {
 		defer close(wdone)
 		w.err = w.run(queue)
 	}()
-	pending := make([]item, 0, batch)
+	newChunk := func() *chunk {
+		select {
+		case c := <-free:
+			return c
+		default:
+			return &chunk{items: make([]item, 0, batch)}
+		}
+	}
+	pending := newChunk()
 	send := func() bool {
-		if len(pending) == 0 {
+		if len(pending.items) == 0 {
 			return true
 		}
 		select {
 		case queue <- pending:
-			pending = make([]item, 0, batch)
+			pending = newChunk()
 			return true
 		case <-wdone:
 			return false
@@ -245,7 +255,8 @@ func filter(ctx context.Context, o options, env Env, stdin io.Reader, stdout, st
 	}
 
 	in := stage.NewInput(ctx, stdin, maxLine)
-	in.Share = true // only the remote end of a record is changed
+	in.Share = true   // only the remote end of a record is changed
+	in.Recycle = true // lines are copied into their chunk
 	// The writer hands back the records of socket lines once written;
 	// newItem those of the others at once.
 	in.New = func() *record.Record { return records.Get().(*record.Record) }
@@ -275,8 +286,11 @@ loop:
 				it.raw, it.start, it.end = line.Raw, start, end
 			}
 		}
-		pending = append(pending, it)
-		if (len(pending) >= batch || pending[len(pending)-1].flush) && !send() {
+		if it.raw != nil {
+			it.raw = pending.keep(it.raw)
+		}
+		pending.items = append(pending.items, it)
+		if (len(pending.items) >= batch || it.flush) && !send() {
 			break loop
 		}
 		if o.CacheFile != "" && it.flush && env.Now().Sub(lastSave) >= saveEvery {
@@ -311,11 +325,29 @@ const itemBatch = 64
 // errWriterDone stops the input when the writer has stopped.
 var errWriterDone = errors.New("writer stopped")
 
+// chunk is items on their way to the writer, and the lines they write.
+type chunk struct {
+	items []item
+	lines []byte
+}
+
+// keep copies line into c, for one of its items: the input reuses its
+// memory once the next line is read.
+func (c *chunk) keep(line []byte) []byte {
+	if cap(c.lines)-len(c.lines) < len(line) {
+		// Lines kept so far stay where they are; later ones go into
+		// memory of their own.
+		c.lines = make([]byte, 0, max(2*cap(c.lines), len(line), 64<<10))
+	}
+	start := len(c.lines)
+	c.lines = append(c.lines, line...)
+	return c.lines[start:len(c.lines):len(c.lines)]
+}
+
 // newItem prepares a line for output, starting its lookup if it needs one.
 func newItem(line stage.Line, res *revdns.Resolver, timeout time.Duration) item {
 	r := line.Rec
 	if r.Type != record.TypeSocket || r.Remote.Port == 0 {
-		// The input never overwrites a line: no copy.
 		it := item{raw: line.Raw, flush: r.Type == record.TypeSnapshot}
 		records.Put(r)
 		return it
@@ -337,6 +369,7 @@ type writer struct {
 	timeout  time.Duration
 	err      error
 	timedOut int // records written before their lookup ended
+	free     chan<- *chunk
 	// domains keeps the registered domains of the names written lately:
 	// the public-suffix list costs more than the rest of a record.
 	domains map[string]string
@@ -358,9 +391,9 @@ func (w *writer) domain(host string) string {
 	return d
 }
 
-func (w *writer) run(queue <-chan []item) error {
+func (w *writer) run(queue <-chan *chunk) error {
 	for {
-		var b []item
+		var b *chunk
 		var ok bool
 		select {
 		case b, ok = <-queue:
@@ -374,10 +407,16 @@ func (w *writer) run(queue <-chan []item) error {
 		if !ok {
 			return w.out.Flush()
 		}
-		for i := range b {
-			if err := w.write(&b[i]); err != nil {
+		for i := range b.items {
+			if err := w.write(&b.items[i]); err != nil {
 				return err
 			}
+		}
+		clear(b.items)
+		b.items, b.lines = b.items[:0], b.lines[:0]
+		select {
+		case w.free <- b:
+		default:
 		}
 	}
 }
