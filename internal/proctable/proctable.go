@@ -375,6 +375,11 @@ type walkResult struct {
 }
 
 // walk reads every /proc/PID/fd and rebuilds the index.
+// Walk reads every process's socket files now, as the first Owner of a
+// socket the index does not hold would: for a caller with time to spare
+// before its first socket.
+func (t *Table) Walk() { t.walk() }
+
 func (t *Table) walk() {
 	t.walkStart = t.Now()
 	t.walkedGen = t.gen + 1

@@ -63,9 +63,10 @@ Output: the same records; each socket record gets
     container it monitors. An input container is kept, its id replaced.
 Output is flushed at each snapshot record and whenever input pauses.
 
-Cost: /proc/PID/fd of every process is walked only when a socket arrives
-whose inode is not already known, at most once per snapshot; the inode
-index and the process details are cached. After sockdiff, a host with no
+Cost: /proc/PID/fd of every process is walked once at start (while the
+stages before are still dumping), then only when a socket arrives whose
+inode is not already known, at most once per snapshot; the inode index
+and the process details are cached. After sockdiff, a host with no
 new sockets costs no /proc read at all. --stats shows the counts.
 
 Privileges: CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH in the effective set to
@@ -190,8 +191,19 @@ func (e Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		fmt.Fprintf(stderr, "sockproc: stats: %s sockets=%d %v\n", what, sockets, s.Sub(last))
 		last, sockets = s, 0
 	}
+	// The first walk of the processes begins at once, while the stages
+	// before this one are still dumping, rather than at the first socket.
+	walked := make(chan struct{})
+	go func() {
+		defer close(walked)
+		tab.Walk()
+	}()
 	for {
 		line, err := in.Next()
+		if walked != nil {
+			<-walked
+			walked = nil
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = nil

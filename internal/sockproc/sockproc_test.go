@@ -142,7 +142,9 @@ func TestRun(t *testing.T) {
 			sockLine("established", 5555, -1, `,"event":"closed"`),
 		},
 		want: []string{
-			sockLine("established", 1001, -1, `,"event":"closed"`),
+			// The processes are walked at the start: a closed event,
+			// which never walks, finds them.
+			sockLine("established", 1001, -1, `,"event":"closed",`+nginxJSON),
 			sockLine("established", 1002, -1, `,"event":"opened",`+nginxJSON),
 			sockLine("established", 1001, -1, `,"event":"closed",`+nginxJSON),
 			sockLine("established", 5555, -1, `,"event":"closed"`),
@@ -233,11 +235,11 @@ func TestRunStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `sockproc: stats: snapshot=2026-11-26T04:30:00.000Z sockets=4 lookups=4 hits=1 not_found=2 walks=1 fd_dirs=1 fd_links=3 proc_files=5
+	want := `sockproc: stats: snapshot=2026-11-26T04:30:00.000Z sockets=4 lookups=4 hits=2 not_found=2 walks=1 fd_dirs=1 fd_links=3 proc_files=5
 sockproc: stats: snapshot=2026-11-26T04:30:00.000Z sockets=1 lookups=1 hits=1 not_found=0 walks=0 fd_dirs=0 fd_links=0 proc_files=1
 sockproc: stats: snapshot=2026-11-26T04:30:00.000Z sockets=0 lookups=0 hits=0 not_found=0 walks=0 fd_dirs=0 fd_links=0 proc_files=0
 sockproc: stats: end sockets=0 lookups=0 hits=0 not_found=0 walks=0 fd_dirs=0 fd_links=0 proc_files=0
-sockproc: stats: total sockets=5 lookups=5 hits=2 not_found=2 walks=1 fd_dirs=1 fd_links=3 proc_files=6
+sockproc: stats: total sockets=5 lookups=5 hits=3 not_found=2 walks=1 fd_dirs=1 fd_links=3 proc_files=6
 `
 	// The walk's duration varies; its presence is checked, not its value.
 	got := regexp.MustCompile(` walk_ms=[0-9]+\.[0-9]`).ReplaceAllString(stderr, "")
