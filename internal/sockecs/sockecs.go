@@ -344,11 +344,12 @@ func (e *encoder) run() {
 	}
 	for j := range e.jobs {
 		e.w.Options.Period = j.period
+		now := e.w.now() // the documents of a job are built at once
 		for _, r := range j.recs {
 			if failed {
 				break
 			}
-			if err := e.out.Write(e.w.Append(r)); err != nil {
+			if err := e.out.Write(e.w.AppendAt(r, now)); err != nil {
 				fail(err)
 			}
 			records.Put(r)
@@ -449,10 +450,20 @@ type Writer struct {
 // any, and the document, each with its newline. The slice is valid until
 // the next call.
 func (w *Writer) Append(r *record.Record) []byte {
+	return w.AppendAt(r, w.now())
+}
+
+func (w *Writer) now() time.Time {
 	if w.Now == nil {
 		w.Now = time.Now
 	}
-	w.doc.Build(r, w.Now(), &w.Options)
+	return w.Now()
+}
+
+// AppendAt is Append for a document built at now: for a caller that
+// builds a batch of documents at once, and reads the clock once for them.
+func (w *Writer) AppendAt(r *record.Record, now time.Time) []byte {
+	w.doc.Build(r, now, &w.Options)
 	b := append(w.buf[:0], w.Action...)
 	b = w.doc.AppendJSON(b)
 	b = append(b, '\n')
