@@ -115,8 +115,8 @@ type Table struct {
 	// SocketFilesErr is the last error of SocketFiles.
 	SocketFilesErr error
 
-	inodes map[uint64]int // socket inode -> pid that holds it
-	procs  map[int]*proc  // processes that held a socket at the last walk
+	inodes inodeIndex    // socket inode -> pid that holds it
+	procs  map[int]*proc // processes that held a socket at the last walk
 
 	gen       uint64    // snapshot number, incremented by EndSnapshot
 	walkedGen uint64    // gen+1 of the last walk; 0 before any
@@ -150,11 +150,10 @@ func New(root string) (*Table, error) {
 		return nil, err
 	}
 	return &Table{
-		root:   root,
-		fs:     fs,
-		Now:    time.Now,
-		inodes: make(map[uint64]int),
-		procs:  make(map[int]*proc),
+		root:  root,
+		fs:    fs,
+		Now:   time.Now,
+		procs: make(map[int]*proc),
 	}, nil
 }
 
@@ -246,7 +245,7 @@ func (t *Table) mayWalk(seen time.Time) bool {
 
 // indexed returns the live process that the index names for inode.
 func (t *Table) indexed(inode uint64) *proc {
-	pid, ok := t.inodes[inode]
+	pid, ok := t.inodes.get(inode)
 	if !ok {
 		return nil
 	}
@@ -439,7 +438,7 @@ func (t *Table) walk() {
 	wg.Wait()
 	defer func() { t.stats.WalkTime += t.Now().Sub(t.walkStart) }()
 
-	inodes := make(map[uint64]int, len(t.inodes))
+	inodes := newInodeIndex(t.inodes.len())
 	procs := make(map[int]*proc, len(t.procs))
 	for i := range res {
 		r := &res[i]
@@ -462,10 +461,10 @@ func (t *Table) walk() {
 		p.checked = t.gen + 1
 		procs[r.pid] = p
 		for _, ino := range r.inodes {
-			if cur, ok := inodes[ino]; ok && !older(p, procs[cur]) {
+			if cur, ok := inodes.get(ino); ok && !older(p, procs[cur]) {
 				continue
 			}
-			inodes[ino] = r.pid
+			inodes.set(ino, r.pid)
 		}
 	}
 	t.inodes, t.procs = inodes, procs
