@@ -1,0 +1,221 @@
+package socktable
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/sockpipe/sockpipe/internal/inetdiag"
+)
+
+// ErrPermission is the cause of an Open that lacked privileges.
+var ErrPermission = errors.New("loading a BPF iterator needs root, or CAP_BPF and CAP_PERFMON")
+
+// ErrNoBTF is the cause of an Open on a kernel without BTF.
+var ErrNoBTF = errors.New("the kernel has no BTF (/sys/kernel/btf/vmlinux is missing)")
+
+// ErrPidNamespace is the cause of an Open in a pid namespace other than
+// the initial one, whose processes' sockets the walk would miss.
+var ErrPidNamespace = errors.New("not in the initial pid namespace")
+
+// initPidNS is the inode of the initial pid namespace (PROC_PID_INIT_INO).
+const initPidNS = 0xEFFFFFFC
+
+// Socket is one TCP socket that a process holds, as a netlink TCP dump of
+// its namespace would describe it.
+type Socket struct {
+	Family           uint8 // inetdiag.AFInet or inetdiag.AFInet6
+	State            uint8 // TCP state
+	MPTCP            bool  // the file holds an MPTCP socket; this is its first TCP subflow
+	SrcPort, DstPort uint16
+	// Src and Dst are the local and remote addresses, 16 bytes as
+	// netip.Addr.As16 gives them (IPv4 mapped into IPv6).
+	Src, Dst  [16]byte
+	Interface uint32 // bound interface index, 0 if none
+	UID       uint32
+	Inode     uint64 // the socket's inode; 0 if it has none
+	// Cookie is the socket cookie as made so far: 0 when nothing asked
+	// for it yet (a netlink dump makes it).
+	Cookie uint64
+	NetNS  uint64 // inode of its network namespace
+	// SynQueue is a listener's count of request sockets (SYN-RECV), which
+	// a dump lists and the walk does not; AcceptQueue its connections
+	// waiting for accept.
+	SynQueue, AcceptQueue uint32
+	// Addr is the kernel address of the socket: the same socket held by
+	// several files or processes is listed once.
+	Addr uint64
+}
+
+// Inetdiag returns s as a netlink TCP dump gives it.
+func (s *Socket) Inetdiag() inetdiag.Socket {
+	return inetdiag.Socket{
+		Family: s.Family, Protocol: inetdiag.ProtoTCP, State: s.State,
+		Src: addr(s.Family, s.Src), Dst: addr(s.Family, s.Dst),
+		SrcPort: s.SrcPort, DstPort: s.DstPort,
+		Interface: s.Interface, Cookie: s.Cookie,
+		UID: s.UID, Inode: uint32(s.Inode),
+	}
+}
+
+func addr(family uint8, b [16]byte) netip.Addr {
+	if family == inetdiag.AFInet6 {
+		return netip.AddrFrom16(b)
+	}
+	return netip.AddrFrom4([4]byte(b[12:16]))
+}
+
+// entrySize is the size of struct entry of socktable.bpf.c.
+const entrySize = 88
+
+const flagMPTCP = 1 // ENTRY_MPTCP
+
+// Walker walks the host's TCP sockets. Close it when done.
+type Walker struct {
+	prog *ebpf.Program
+	link *link.Iter
+	buf  []byte
+}
+
+// Open loads the iterator.
+func Open() (*Walker, error) {
+	// The iterator visits the tasks of the caller's pid namespace: in
+	// another, it would miss the sockets of processes outside it.
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return nil, err
+	}
+	if st.Ino != initPidNS {
+		return nil, ErrPidNamespace
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, ErrNoBTF
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil && !errors.Is(err, unix.EPERM) {
+		return nil, err
+	}
+	var objs socktableObjects
+	if err := loadSocktableObjects(&objs, nil); err != nil {
+		return nil, loadError(err)
+	}
+	l, err := link.AttachIter(link.IterOptions{Program: objs.TcpSockets})
+	if err != nil {
+		objs.Close()
+		return nil, loadError(fmt.Errorf("attaching the task_file iterator: %w", err))
+	}
+	return &Walker{prog: objs.TcpSockets, link: l}, nil
+}
+
+func loadError(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return ErrPermission
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		msg := ve.Error()
+		if n := len(ve.Log); n > 0 {
+			msg = ve.Log[n-1]
+		}
+		return fmt.Errorf("the kernel refused the program: %s", msg)
+	}
+	return err
+}
+
+// Walk lists the TCP sockets that the processes hold, by network
+// namespace inode, each socket once. A process that exits meanwhile may be
+// left out, as may a socket opened or closed meanwhile.
+func (w *Walker) Walk() (map[uint64][]Socket, error) {
+	r, err := w.link.Open()
+	if err != nil {
+		return nil, fmt.Errorf("reading the task_file iterator: %w", err)
+	}
+	defer r.Close()
+	if w.buf == nil {
+		w.buf = make([]byte, 64*entrySize<<4)
+	}
+	seen := map[uint64]bool{}
+	out := map[uint64][]Socket{}
+	err = decode(r, w.buf, func(s *Socket) {
+		if seen[s.Addr] {
+			return
+		}
+		seen[s.Addr] = true
+		out[s.NetNS] = append(out[s.NetNS], *s)
+	})
+	return out, err
+}
+
+// Decode reads the iterator's records from r and calls fn for each; fn
+// must not keep the pointer.
+func Decode(r io.Reader, fn func(*Socket)) error {
+	return decode(r, make([]byte, 64*entrySize), fn)
+}
+
+func decode(r io.Reader, buf []byte, fn func(*Socket)) error {
+	have := 0
+	var s Socket
+	for {
+		n, err := r.Read(buf[have:])
+		have += n
+		i := 0
+		for ; have-i >= entrySize; i += entrySize {
+			parse(buf[i:i+entrySize], &s)
+			fn(&s)
+		}
+		have = copy(buf, buf[i:have])
+		if err == io.EOF || (n == 0 && err == nil) {
+			if have != 0 {
+				return fmt.Errorf("task_file iterator: %d bytes left over", have)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading the task_file iterator: %w", err)
+		}
+	}
+}
+
+// parse decodes one struct entry (entrySize bytes).
+func parse(e []byte, s *Socket) {
+	ne := binary.NativeEndian
+	*s = Socket{
+		Addr:        ne.Uint64(e[0:8]),
+		Cookie:      ne.Uint64(e[8:16]),
+		Inode:       ne.Uint64(e[16:24]),
+		NetNS:       uint64(ne.Uint32(e[24:28])),
+		UID:         ne.Uint32(e[28:32]),
+		SynQueue:    ne.Uint32(e[32:36]),
+		AcceptQueue: ne.Uint32(e[36:40]),
+		Interface:   ne.Uint32(e[40:44]),
+		SrcPort:     ne.Uint16(e[44:46]),
+		DstPort:     ne.Uint16(e[46:48]),
+		Family:      e[48],
+		State:       e[49],
+		MPTCP:       e[50]&flagMPTCP != 0,
+	}
+	if s.Family == inetdiag.AFInet6 {
+		s.Src = [16]byte(e[52:68])
+		s.Dst = [16]byte(e[68:84])
+	} else {
+		s.Src = netip.AddrFrom4([4]byte(e[52:56])).As16()
+		s.Dst = netip.AddrFrom4([4]byte(e[68:72])).As16()
+	}
+}
+
+// Close frees the iterator.
+func (w *Walker) Close() error {
+	err := w.link.Close()
+	if perr := w.prog.Close(); err == nil {
+		err = perr
+	}
+	return err
+}
