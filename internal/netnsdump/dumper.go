@@ -15,6 +15,7 @@ import (
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/inetdiag"
 	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/socktable"
 )
 
 // Dumper takes snapshots of one network namespace.
@@ -53,6 +54,11 @@ type Dumper struct {
 	// perFamily is set when the kernel refused to dump TCP of both
 	// families at once: then IPv4 and IPv6 are dumped one after the other.
 	perFamily bool
+	// walked, when walkOK, are the namespace's TCP sockets from the
+	// host's walk, which the next collect takes instead of a netlink TCP
+	// dump (Host.walk).
+	walked []socktable.Socket
+	walkOK bool
 }
 
 // entry is the part of a socket that a record needs, without pointers, so
@@ -162,6 +168,10 @@ func (d *Dumper) collect(start time.Time) error {
 		return nil
 	}
 	for _, proto := range d.protocols {
+		if proto == inetdiag.ProtoTCP && d.walkOK {
+			d.collectWalked()
+			continue
+		}
 		if proto == inetdiag.ProtoTCP && !d.perFamily {
 			// Both families in one walk of the kernel's tables: these
 			// hold the sockets of every network namespace of the host

@@ -1,0 +1,83 @@
+package netnsdump
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sockpipe/sockpipe/internal/testprog"
+)
+
+// TestIntegrationWalk dumps a network namespace of the test's own with
+// --all-netns twice, once with the walk and once with netlink only: the
+// same socket records, but for their time. It is not parallel: it sets
+// PinDirs, so that the host's other namespaces stay out.
+func TestIntegrationWalk(t *testing.T) {
+	ns := testprog.NewNetNS(t)
+	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
+	fix := testprog.StartFixture(t, ns, bin, "-tcp", "127.0.0.1:0", "-tcp", "[::1]:0", "-tcp", "[::]:0")
+	// A proc root of the fixture alone, and no pins: the namespaces are
+	// the test's own and the fixture's.
+	proc := t.TempDir()
+	pid := fmt.Sprint(fix.PID)
+	if err := os.Symlink(filepath.Join("/proc", pid), filepath.Join(proc, pid)); err != nil {
+		t.Fatal(err)
+	}
+	pins := PinDirs
+	PinDirs = nil
+	defer func() { PinDirs = pins }()
+
+	dump := func(noWalk bool) ([]string, []uint64, string) {
+		d, err := Open("", TCP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		h := NewHost(d, "", Config{Protocols: TCP, All: true, ProcRoot: proc, NoWalk: noWalk, Stderr: &stderr})
+		defer h.Close()
+		var recs []string
+		// The first dump makes the cookies; the second may take the walk's.
+		for i := range 2 {
+			recs = recs[:0]
+			if err := h.Snapshot(context.Background(), Lines(func(b []byte) error {
+				var m map[string]any
+				if err := json.Unmarshal(b, &m); err != nil {
+					return err
+				}
+				if m["type"] != "socket" || m["netns"] != float64(ns.Ino) {
+					return nil
+				}
+				delete(m, "time")
+				b, err := json.Marshal(m)
+				recs = append(recs, string(b))
+				return err
+			})); err != nil {
+				t.Fatalf("snapshot %d: %v", i, err)
+			}
+		}
+		slices.Sort(recs)
+		return recs, slices.Clone(h.walkedNS), stderr.String()
+	}
+	want, walked, _ := dump(true)
+	if len(walked) != 0 {
+		t.Errorf("NoWalk: walked %v", walked)
+	}
+	got, walked, stderr := dump(false)
+	if !slices.Contains(walked, ns.Ino) {
+		t.Errorf("the walk did not cover net:[%d] (walked %v; stderr %q)", ns.Ino, walked, stderr)
+	}
+	t.Logf("walk and netlink:\n%s", strings.Join(got, "\n"))
+	// 3 listeners, 3 connections with both ends.
+	if len(want) != 9 {
+		t.Errorf("netlink: %d records, want 9:\n%s", len(want), strings.Join(want, "\n"))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("walk:\n%s\nnetlink:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
