@@ -33,6 +33,7 @@ typedef unsigned short umode_t;
 #define IPPROTO_TCP 6
 #define IPPROTO_MPTCP 262
 #define TCP_CLOSE 7
+#define TCP_LISTEN 10
 
 typedef struct {
 	int counter;
@@ -48,7 +49,7 @@ typedef struct {
 
 struct in6_addr {
 	union {
-		__u8 u6_addr8[16];
+		__u32 u6_addr32[4];
 	} in6_u;
 } __attribute__((preserve_access_index));
 
@@ -115,7 +116,10 @@ struct mptcp_sock {
 	struct sock *first;
 } __attribute__((preserve_access_index));
 
-struct file;
+struct file {
+	struct inode *f_inode;
+} __attribute__((preserve_access_index));
+
 struct task_struct;
 struct seq_file;
 
@@ -155,6 +159,47 @@ struct entry {
 	__u32 pad2;
 };
 
+// FILL fills the entry e of the TCP socket sk with the reads RD(sk, a)
+// (CO-RE either way): direct loads where the verifier knows sk's type,
+// probe reads where it does not (a subflow found through an MPTCP
+// socket).
+#define FILL(E, S, RD)                                                                   \
+	do {                                                                              \
+		(E)->sk = (__u64)(S);                                                    \
+		(E)->cookie = RD(S, __sk_common.skc_cookie.counter);                     \
+		struct net *net_ = RD(S, __sk_common.skc_net.net);                        \
+		(E)->netns = RD(net_, ns.inum);                                           \
+		(E)->uid = RD(S, sk_uid.val);                                            \
+		(E)->backlog = RD(S, sk_ack_backlog);                                    \
+		(E)->ifindex = RD(S, __sk_common.skc_bound_dev_if);                      \
+		(E)->sport = RD(S, __sk_common.skc_num);                                 \
+		(E)->dport = bpf_ntohs(RD(S, __sk_common.skc_dport));                    \
+		if ((E)->family == AF_INET6) {                                            \
+			__u32 *src = (__u32 *)(E)->src, *dst = (__u32 *)(E)->dst;         \
+			src[0] = RD(S, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[0]); \
+			src[1] = RD(S, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[1]); \
+			src[2] = RD(S, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[2]); \
+			src[3] = RD(S, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3]); \
+			dst[0] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[0]);     \
+			dst[1] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[1]);     \
+			dst[2] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[2]);     \
+			dst[3] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[3]);     \
+		} else {                                                                  \
+			*(__be32 *)(E)->src = RD(S, __sk_common.skc_rcv_saddr);          \
+			*(__be32 *)(E)->dst = RD(S, __sk_common.skc_daddr);              \
+		}                                                                         \
+	} while (0)
+
+#define DIRECT(p, a) ((p)->a)
+
+// listener_queue sets a listener's count of request sockets, which is
+// past struct sock: read by a probe either way.
+static __always_inline void listener_queue(struct entry *e, struct sock *sk)
+{
+	if (e->state == TCP_LISTEN)
+		e->synq = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
+}
+
 SEC("iter/task_file")
 int tcp_sockets(struct bpf_iter__task_file *ctx)
 {
@@ -165,52 +210,43 @@ int tcp_sockets(struct bpf_iter__task_file *ctx)
 	struct socket *so = bpf_sock_from_file(file);
 	if (!so)
 		return 0;
-	struct sock *sk = BPF_CORE_READ(so, sk);
+	struct sock *sk = so->sk;
 	if (!sk)
 		return 0;
 	struct entry e = {};
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
-	if (proto == IPPROTO_MPTCP) {
-		if (!bpf_core_field_exists(struct mptcp_sock, first))
+	if (sk->sk_protocol == IPPROTO_TCP) {
+		e.family = sk->__sk_common.skc_family;
+		e.state = sk->__sk_common.skc_state;
+		// A closed socket is in none of the tables that a dump walks.
+		if ((e.family != AF_INET && e.family != AF_INET6) || e.state == TCP_CLOSE)
 			return 0;
-		// A netlink TCP dump lists the TCP subflow, not the MPTCP
-		// socket: its first subflow is what it lists for this file.
-		sk = BPF_CORE_READ((struct mptcp_sock *)sk, first);
-		if (!sk)
-			return 0;
-		proto = BPF_CORE_READ(sk, sk_protocol);
-		e.flags = ENTRY_MPTCP;
+		FILL(&e, sk, DIRECT);
+		// The socket of the file is the socket's: its inode is the
+		// file's.
+		e.ino = file->f_inode->i_ino;
+		listener_queue(&e, sk);
+		bpf_seq_write(seq, &e, sizeof(e));
+		return 0;
 	}
-	if (proto != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_MPTCP || !bpf_core_field_exists(struct mptcp_sock, first))
 		return 0;
-	e.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (e.family != AF_INET && e.family != AF_INET6)
+	// A netlink TCP dump lists the TCP subflow, not the MPTCP socket:
+	// its first subflow is what it lists for this file.
+	struct sock *ssk = BPF_CORE_READ((struct mptcp_sock *)sk, first);
+	if (!ssk || BPF_CORE_READ(ssk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	e.state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	// A closed socket is in none of the tables that a dump walks.
-	if (e.state == TCP_CLOSE)
+	e.flags = ENTRY_MPTCP;
+	e.family = BPF_CORE_READ(ssk, __sk_common.skc_family);
+	e.state = BPF_CORE_READ(ssk, __sk_common.skc_state);
+	if ((e.family != AF_INET && e.family != AF_INET6) || e.state == TCP_CLOSE)
 		return 0;
-	e.sk = (__u64)sk;
-	e.cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	struct socket *owner = BPF_CORE_READ(sk, sk_socket);
+	FILL(&e, ssk, BPF_CORE_READ);
+	// Its inode, as sock_i_ino gives it: that of the socket it belongs
+	// to (SOCK_INODE), 0 if none.
+	struct socket *owner = BPF_CORE_READ(ssk, sk_socket);
 	if (owner)
 		e.ino = BPF_CORE_READ((struct socket_alloc *)owner, vfs_inode.i_ino);
-	e.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	e.uid = BPF_CORE_READ(sk, sk_uid.val);
-	e.synq = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
-	e.backlog = BPF_CORE_READ(sk, sk_ack_backlog);
-	e.ifindex = BPF_CORE_READ(sk, __sk_common.skc_bound_dev_if);
-	e.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (e.family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e.src, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e.dst, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		__be32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__be32 b = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(e.src, &a, 4);
-		__builtin_memcpy(e.dst, &b, 4);
-	}
+	listener_queue(&e, ssk);
 	bpf_seq_write(seq, &e, sizeof(e));
 	return 0;
 }

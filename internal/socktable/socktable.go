@@ -83,6 +83,9 @@ type Walker struct {
 	prog *ebpf.Program
 	link *link.Iter
 	buf  []byte
+	// seen and out are those of the last walk, reused.
+	seen map[uint64]struct{}
+	out  map[uint64][]Socket
 }
 
 // Open loads the iterator.
@@ -132,7 +135,8 @@ func loadError(err error) error {
 
 // Walk lists the TCP sockets that the processes hold, by network
 // namespace inode, each socket once. A process that exits meanwhile may be
-// left out, as may a socket opened or closed meanwhile.
+// left out, as may a socket opened or closed meanwhile. The map and its
+// slices are valid until the next Walk, which reuses them.
 func (w *Walker) Walk() (map[uint64][]Socket, error) {
 	r, err := w.link.Open()
 	if err != nil {
@@ -142,16 +146,26 @@ func (w *Walker) Walk() (map[uint64][]Socket, error) {
 	if w.buf == nil {
 		w.buf = make([]byte, 64*entrySize<<4)
 	}
-	seen := map[uint64]bool{}
-	out := map[uint64][]Socket{}
+	if w.out == nil {
+		w.seen, w.out = map[uint64]struct{}{}, map[uint64][]Socket{}
+	}
+	clear(w.seen)
+	for ns, socks := range w.out {
+		w.out[ns] = socks[:0]
+	}
 	err = decode(r, w.buf, func(s *Socket) {
-		if seen[s.Addr] {
+		if _, ok := w.seen[s.Addr]; ok {
 			return
 		}
-		seen[s.Addr] = true
-		out[s.NetNS] = append(out[s.NetNS], *s)
+		w.seen[s.Addr] = struct{}{}
+		w.out[s.NetNS] = append(w.out[s.NetNS], *s)
 	})
-	return out, err
+	for ns, socks := range w.out {
+		if len(socks) == 0 {
+			delete(w.out, ns)
+		}
+	}
+	return w.out, err
 }
 
 // Decode reads the iterator's records from r and calls fn for each; fn

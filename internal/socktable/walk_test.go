@@ -191,3 +191,28 @@ func TestUnprivileged(t *testing.T) {
 		t.Errorf("as nobody: %v\n%s", err, out)
 	}
 }
+
+// BenchmarkWalk walks the host's TCP sockets: its cost follows the open
+// files of every process, whatever the number of namespaces.
+func BenchmarkWalk(b *testing.B) {
+	if os.Getuid() != 0 {
+		b.Skip("the walk needs root")
+	}
+	w, err := Open()
+	if err != nil {
+		b.Skip(err)
+	}
+	defer w.Close()
+	n := 0
+	for b.Loop() {
+		m, err := w.Walk()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = 0
+		for _, s := range m {
+			n += len(s)
+		}
+	}
+	b.ReportMetric(float64(n), "sockets")
+}
