@@ -159,35 +159,35 @@ struct entry {
 	__u32 pad2;
 };
 
-// FILL fills the entry e of the TCP socket sk with the reads RD(sk, a)
-// (CO-RE either way): direct loads where the verifier knows sk's type,
-// probe reads where it does not (a subflow found through an MPTCP
-// socket).
-#define FILL(E, S, RD)                                                                   \
-	do {                                                                              \
-		(E)->sk = (__u64)(S);                                                    \
-		(E)->cookie = RD(S, __sk_common.skc_cookie.counter);                     \
-		struct net *net_ = RD(S, __sk_common.skc_net.net);                        \
-		(E)->netns = RD(net_, ns.inum);                                           \
-		(E)->uid = RD(S, sk_uid.val);                                            \
-		(E)->backlog = RD(S, sk_ack_backlog);                                    \
-		(E)->ifindex = RD(S, __sk_common.skc_bound_dev_if);                      \
-		(E)->sport = RD(S, __sk_common.skc_num);                                 \
-		(E)->dport = bpf_ntohs(RD(S, __sk_common.skc_dport));                    \
-		if ((E)->family == AF_INET6) {                                            \
-			__u32 *src = (__u32 *)(E)->src, *dst = (__u32 *)(E)->dst;         \
+// FILL fills the entry E of the TCP socket S, whose family E holds
+// already, with the reads RD(S, member) (CO-RE either way): direct loads
+// where the verifier knows the type of S, probe reads where it does not
+// (a subflow found through an MPTCP socket).
+#define FILL(E, S, RD)                                                                  \
+	do {                                                                            \
+		(E)->sk = (__u64)(S);                                                   \
+		(E)->cookie = RD(S, __sk_common.skc_cookie.counter);                    \
+		struct net *net_ = RD(S, __sk_common.skc_net.net);                      \
+		(E)->netns = RD(net_, ns.inum);                                         \
+		(E)->uid = RD(S, sk_uid.val);                                           \
+		(E)->backlog = RD(S, sk_ack_backlog);                                   \
+		(E)->ifindex = RD(S, __sk_common.skc_bound_dev_if);                     \
+		(E)->sport = RD(S, __sk_common.skc_num);                                \
+		(E)->dport = bpf_ntohs(RD(S, __sk_common.skc_dport));                   \
+		if ((E)->family == AF_INET6) {                                          \
+			__u32 *src = (__u32 *)(E)->src, *dst = (__u32 *)(E)->dst;       \
 			src[0] = RD(S, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[0]); \
 			src[1] = RD(S, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[1]); \
 			src[2] = RD(S, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[2]); \
 			src[3] = RD(S, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3]); \
-			dst[0] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[0]);     \
-			dst[1] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[1]);     \
-			dst[2] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[2]);     \
-			dst[3] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[3]);     \
-		} else {                                                                  \
-			*(__be32 *)(E)->src = RD(S, __sk_common.skc_rcv_saddr);          \
-			*(__be32 *)(E)->dst = RD(S, __sk_common.skc_daddr);              \
-		}                                                                         \
+			dst[0] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[0]);    \
+			dst[1] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[1]);    \
+			dst[2] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[2]);    \
+			dst[3] = RD(S, __sk_common.skc_v6_daddr.in6_u.u6_addr32[3]);    \
+		} else {                                                                \
+			*(__be32 *)(E)->src = RD(S, __sk_common.skc_rcv_saddr);         \
+			*(__be32 *)(E)->dst = RD(S, __sk_common.skc_daddr);             \
+		}                                                                       \
 	} while (0)
 
 #define DIRECT(p, a) ((p)->a)
