@@ -56,9 +56,11 @@ type Dumper struct {
 	perFamily bool
 	// walked, when walkOK, are the namespace's TCP sockets from the
 	// host's walk, which the next collect takes instead of a netlink TCP
-	// dump (Host.walk).
-	walked []socktable.Socket
-	walkOK bool
+	// dump (Host.walk), with a netlink dump of the sockets in walkStates
+	// (time-wait, request sockets) when not 0.
+	walked     []socktable.Socket
+	walkOK     bool
+	walkStates uint32
 }
 
 // entry is the part of a socket that a record needs, without pointers, so
@@ -169,7 +171,9 @@ func (d *Dumper) collect(start time.Time) error {
 	}
 	for _, proto := range d.protocols {
 		if proto == inetdiag.ProtoTCP && d.walkOK {
-			d.collectWalked()
+			if err := d.collectWalked(collect); err != nil {
+				return err
+			}
 			continue
 		}
 		if proto == inetdiag.ProtoTCP && !d.perFamily {

@@ -1,6 +1,7 @@
 package netnsdump
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -20,7 +21,7 @@ import (
 // every one when the walk cannot load (said once on stderr).
 func (h *Host) walk() {
 	for _, n := range h.nss {
-		n.d.walked, n.d.walkOK = nil, false
+		n.d.walked, n.d.walkOK, n.d.walkStates = nil, false, 0
 	}
 	if h.c.NoWalk || h.walkFailed {
 		return
@@ -59,8 +60,8 @@ func (h *Host) walk() {
 			continue
 		}
 		socks := all[n.d.netns]
-		if socktable.Covered(socks, before[i], after) == nil {
-			n.d.walked, n.d.walkOK = socks, true
+		if states, err := socktable.Covered(socks, before[i], after); err == nil {
+			n.d.walked, n.d.walkOK, n.d.walkStates = socks, true, states
 			h.walkedNS = append(h.walkedNS, n.d.netns)
 		}
 	}
@@ -91,8 +92,10 @@ func readSockstat(d *Dumper) (socktable.Sockstat, bool) {
 }
 
 // collectWalked adds the walk's TCP sockets to d.socks and d.listeners,
-// as a netlink TCP dump of both families would.
-func (d *Dumper) collectWalked() {
+// and with collect those of a netlink dump of d.walkStates: together, what
+// a netlink TCP dump of both families would list. A socket that the walk
+// saw and that is in time-wait by that dump is kept as that dump saw it.
+func (d *Dumper) collectWalked(collect func(*inetdiag.Socket) error) error {
 	for i := range d.walked {
 		w := &d.walked[i]
 		d.socks = append(d.socks, entry{
@@ -106,5 +109,38 @@ func (d *Dumper) collectWalked() {
 			d.listeners.Add(&s)
 		}
 	}
-	d.walked, d.walkOK = nil, false
+	states := d.walkStates
+	d.walked, d.walkOK, d.walkStates = nil, false, 0
+	if states == 0 {
+		return nil
+	}
+	mark := len(d.socks)
+	if !d.perFamily {
+		// Both families at once, else one after the other, as collect.
+		err := d.conn.Dump(inetdiag.AFUnspec, inetdiag.ProtoTCP, states, collect)
+		if errors.Is(err, inetdiag.ErrUnsupported) || errors.Is(err, inetdiag.ErrPermission) {
+			d.perFamily = true
+			d.socks = d.socks[:mark]
+		} else if err != nil {
+			return err
+		}
+	}
+	if d.perFamily {
+		for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
+			if err := d.conn.Dump(fam, inetdiag.ProtoTCP, states, collect); err != nil {
+				return err
+			}
+		}
+	}
+	added := d.socks[mark:]
+	if len(added) == 0 {
+		return nil
+	}
+	later := make(map[uint64]bool, len(added))
+	for i := range added {
+		later[added[i].cookie] = true
+	}
+	kept := slices.DeleteFunc(d.socks[:mark], func(e entry) bool { return later[e.cookie] })
+	d.socks = append(kept, added...)
+	return nil
 }

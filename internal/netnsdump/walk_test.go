@@ -5,11 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sockpipe/sockpipe/internal/testprog"
 )
@@ -64,20 +70,76 @@ func TestIntegrationWalk(t *testing.T) {
 		slices.Sort(recs)
 		return recs, slices.Clone(h.walkedNS), stderr.String()
 	}
-	want, walked, _ := dump(true)
-	if len(walked) != 0 {
-		t.Errorf("NoWalk: walked %v", walked)
+	compare := func(what string, want int) {
+		t.Helper()
+		netlink, walked, _ := dump(true)
+		if len(walked) != 0 {
+			t.Errorf("%s: NoWalk: walked %v", what, walked)
+		}
+		got, walked, stderr := dump(false)
+		if !slices.Contains(walked, ns.Ino) {
+			t.Errorf("%s: the walk did not cover net:[%d] (walked %v; stderr %q)", what, ns.Ino, walked, stderr)
+		}
+		t.Logf("%s: walk and netlink:\n%s", what, strings.Join(got, "\n"))
+		if len(netlink) != want {
+			t.Errorf("%s: netlink: %d records, want %d:\n%s", what, len(netlink), want, strings.Join(netlink, "\n"))
+		}
+		if !slices.Equal(got, netlink) {
+			t.Errorf("%s: walk:\n%s\nnetlink:\n%s", what, strings.Join(got, "\n"), strings.Join(netlink, "\n"))
+		}
 	}
-	got, walked, stderr := dump(false)
-	if !slices.Contains(walked, ns.Ino) {
-		t.Errorf("the walk did not cover net:[%d] (walked %v; stderr %q)", ns.Ino, walked, stderr)
-	}
-	t.Logf("walk and netlink:\n%s", strings.Join(got, "\n"))
 	// 3 listeners, 3 connections with both ends.
-	if len(want) != 9 {
-		t.Errorf("netlink: %d records, want 9:\n%s", len(want), strings.Join(want, "\n"))
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("walk:\n%s\nnetlink:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	compare("held sockets", 9)
+	// A connection closed by its client, which waits in TIME_WAIT: the
+	// walk does not see it, a netlink dump of that state adds it.
+	timeWait(t, ns)
+	compare("and a time-wait socket", 10)
+}
+
+// timeWait leaves a loopback connection in TIME_WAIT in ns, made from a
+// thread of its own that enters ns and ends with it.
+func timeWait(t *testing.T, ns testprog.NetNS) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread, in ns, ends with the goroutine.
+		runtime.LockOSThread()
+		errc <- func() error {
+			fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+				return err
+			}
+			lc := net.ListenConfig{}
+			lc.SetMultipathTCP(false)
+			l, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			c, err := net.DialTimeout("tcp4", l.Addr().String(), 5*time.Second)
+			if err != nil {
+				return err
+			}
+			l.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+			a, err := l.Accept()
+			if err != nil {
+				c.Close()
+				return err
+			}
+			defer a.Close()
+			c.Close()
+			a.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := a.Read(make([]byte, 1)); err != io.EOF {
+				return fmt.Errorf("server end: %v, want EOF", err)
+			}
+			return nil
+		}()
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -210,6 +210,12 @@ func startFixture(t *testing.T, ns testprog.NetNS, mode string) int {
 // with the fields the walk does not give zeroed.
 func netlinkDump(t *testing.T, ns testprog.NetNS) []inetdiag.Socket {
 	t.Helper()
+	return netlinkDumpStates(t, ns, inetdiag.ActiveStates)
+}
+
+// netlinkDumpStates is netlinkDump of the sockets in the given states.
+func netlinkDumpStates(t *testing.T, ns testprog.NetNS, states uint32) []inetdiag.Socket {
+	t.Helper()
 	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +227,7 @@ func netlinkDump(t *testing.T, ns testprog.NetNS) []inetdiag.Socket {
 	}
 	defer c.Close()
 	var out []inetdiag.Socket
-	if err := c.Dump(inetdiag.AFUnspec, inetdiag.ProtoTCP, inetdiag.ActiveStates, func(s *inetdiag.Socket) error {
+	if err := c.Dump(inetdiag.AFUnspec, inetdiag.ProtoTCP, states, func(s *inetdiag.Socket) error {
 		d := *s
 		d.Timer, d.Retrans, d.Expires, d.RQueue, d.WQueue, d.Info = 0, 0, 0, 0, 0, nil
 		out = append(out, d)
@@ -254,8 +260,8 @@ func openWalker(t *testing.T) *Walker {
 }
 
 // walkNS walks the host and returns ns's sockets, and whether they cover
-// it, by the sockstat of the fixture pid.
-func walkNS(t *testing.T, w *Walker, ns testprog.NetNS, pid int) ([]Socket, error) {
+// it, by the sockstat of the fixture pid, with the states to add.
+func walkNS(t *testing.T, w *Walker, ns testprog.NetNS, pid int) ([]Socket, uint32, error) {
 	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/net", pid)
 	before, err := ReadSockstat(dir)
@@ -270,8 +276,9 @@ func walkNS(t *testing.T, w *Walker, ns testprog.NetNS, pid int) ([]Socket, erro
 	if err != nil {
 		t.Fatal(err)
 	}
-	socks := all[ns.Ino]
-	return socks, Covered(socks, before, after)
+	socks := slices.Clone(all[ns.Ino])
+	states, err := Covered(socks, before, after)
+	return socks, states, err
 }
 
 // TestIntegrationSameAsNetlink dumps the same population in a network
@@ -283,7 +290,7 @@ func TestIntegrationSameAsNetlink(t *testing.T) {
 	pid := startFixture(t, ns, "plain")
 	// The first dump makes the cookies of sockets that had none.
 	first := netlinkDump(t, ns)
-	socks, cerr := walkNS(t, w, ns, pid)
+	socks, states, cerr := walkNS(t, w, ns, pid)
 	want := netlinkDump(t, ns)
 	if !slices.Equal(first, want) {
 		t.Logf("the two netlink dumps differ:\n%v\n%v", first, want)
@@ -308,28 +315,48 @@ func TestIntegrationSameAsNetlink(t *testing.T) {
 	if mptcp < 1 {
 		t.Errorf("no socket found through an MPTCP socket (%d)", mptcp)
 	}
-	if cerr != nil {
-		t.Errorf("not covered: %v", cerr)
+	if cerr != nil || states != 0 {
+		t.Errorf("not covered: %v, states %#x", cerr, states)
 	}
 }
 
 // TestIntegrationNotCovered checks that a connection waiting to be
-// accepted, or one in TIME_WAIT, makes the namespace not covered.
+// accepted makes the namespace not covered, and that one in TIME_WAIT
+// makes it covered with time-wait sockets to add: the walk's sockets and
+// a netlink dump of that state alone are then what a whole dump lists.
 func TestIntegrationNotCovered(t *testing.T) {
 	w := openWalker(t)
-	for _, mode := range []string{"unaccepted", "timewait"} {
-		t.Run(mode, func(t *testing.T) {
-			ns := testprog.NewNetNS(t)
-			pid := startFixture(t, ns, mode)
-			netlinkDump(t, ns) // the cookies
-			socks, err := walkNS(t, w, ns, pid)
-			if err == nil {
-				t.Errorf("covered with %d sockets, netlink lists:\n%s", len(socks), lines(netlinkDump(t, ns)))
-			} else {
-				t.Logf("not covered: %v", err)
-			}
-		})
-	}
+	t.Run("unaccepted", func(t *testing.T) {
+		ns := testprog.NewNetNS(t)
+		pid := startFixture(t, ns, "unaccepted")
+		netlinkDump(t, ns) // the cookies
+		if socks, states, err := walkNS(t, w, ns, pid); err == nil {
+			t.Errorf("covered (states %#x) with %d sockets, netlink lists:\n%s", states, len(socks), lines(netlinkDump(t, ns)))
+		} else {
+			t.Logf("not covered: %v", err)
+		}
+	})
+	t.Run("timewait", func(t *testing.T) {
+		ns := testprog.NewNetNS(t)
+		pid := startFixture(t, ns, "timewait")
+		netlinkDump(t, ns) // the cookies
+		socks, states, err := walkNS(t, w, ns, pid)
+		if err != nil || states != 1<<StateTimeWait {
+			t.Fatalf("%v, states %#x; want covered with time-wait sockets to add", err, states)
+		}
+		want := netlinkDump(t, ns)
+		got := netlinkDumpStates(t, ns, states)
+		if len(got) != 1 || got[0].State != StateTimeWait {
+			t.Errorf("the dump of time-wait sockets:\n%s", lines(got))
+		}
+		for i := range socks {
+			got = append(got, socks[i].Inetdiag())
+		}
+		sortSockets(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("walk and time-wait (%d sockets):\n%s\nnetlink (%d):\n%s", len(got), lines(got), len(want), lines(want))
+		}
+	})
 }
 
 func lines(socks []inetdiag.Socket) string {

@@ -59,20 +59,26 @@ func TestReadSockstat(t *testing.T) {
 func TestCovered(t *testing.T) {
 	socks := []Socket{{SrcPort: 80, State: 10, Cookie: 1}, {SrcPort: 80, DstPort: 5000, State: 1, Cookie: 2}}
 	st := Sockstat{TCPInUse: 1, TCP6InUse: 1}
-	if err := Covered(socks, st, st); err != nil {
-		t.Errorf("covered: %v", err)
+	if states, err := Covered(socks, st, st); err != nil || states != 0 {
+		t.Errorf("covered: %v, states %#x", err, states)
+	}
+	tw := Sockstat{TCPInUse: 1, TCP6InUse: 1, TimeWait: 1}
+	if states, err := Covered(socks, tw, tw); err != nil || states != 1<<StateTimeWait {
+		t.Errorf("time-wait: %v, states %#x", err, states)
+	}
+	synq := []Socket{{State: 10, Cookie: 1, SynQueue: 1}, socks[1]}
+	if states, err := Covered(synq, tw, tw); err != nil || states != 1<<StateTimeWait|1<<StateNewSynRecv {
+		t.Errorf("time-wait and SYN queue: %v, states %#x", err, states)
 	}
 	for name, c := range map[string]struct {
 		socks         []Socket
 		before, after Sockstat
 	}{
-		"changed":   {socks, st, Sockstat{TCPInUse: 2, TCP6InUse: 1}},
-		"time-wait": {socks, Sockstat{TCPInUse: 1, TCP6InUse: 1, TimeWait: 1}, Sockstat{TCPInUse: 1, TCP6InUse: 1, TimeWait: 1}},
-		"missing":   {socks[:1], st, st},
-		"syn queue": {[]Socket{{State: 10, Cookie: 1, SynQueue: 1}, socks[1]}, st, st},
-		"cookie":    {[]Socket{socks[0], {State: 1}}, st, st},
+		"changed": {socks, st, Sockstat{TCPInUse: 2, TCP6InUse: 1}},
+		"missing": {socks[:1], st, st},
+		"cookie":  {[]Socket{socks[0], {State: 1}}, st, st},
 	} {
-		if err := Covered(c.socks, c.before, c.after); err == nil {
+		if _, err := Covered(c.socks, c.before, c.after); err == nil {
 			t.Errorf("%s: covered", name)
 		}
 	}
