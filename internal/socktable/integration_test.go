@@ -29,7 +29,8 @@ const fixtureEnv = "SOCKTABLE_FIXTURE"
 // TestFixture is no test of its own: run with SOCKTABLE_FIXTURE set (by
 // startFixture, in a test's network namespace), it holds loopback TCP
 // sockets until its standard input closes. Always: an MPTCP listener
-// (Go's default) with a plain and an MPTCP connection to it, accepted;
+// (Go's default) with a plain connection (its client's socket held by two
+// descriptors) and an MPTCP one to it, accepted;
 // plain listeners on ::1 and on :: with an IPv6 and an IPv4-mapped
 // connection, accepted. With "unaccepted", a connection that waits in a
 // listener's accept queue; with "timewait", a connection that it closes
@@ -92,6 +93,13 @@ func fixture(mode string) error {
 	if err := connect(lm, "tcp4", lm.Addr().String(), false, true); err != nil {
 		return err
 	}
+	// A second descriptor of that client's socket (File dups it): the
+	// walk lists the socket once.
+	dup, err := keep[len(keep)-2].(*net.TCPConn).File()
+	if err != nil {
+		return err
+	}
+	keep = append(keep, dup)
 	if err := connect(lm, "tcp4", lm.Addr().String(), true, true); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -83,9 +84,11 @@ type Walker struct {
 	prog *ebpf.Program
 	link *link.Iter
 	buf  []byte
-	// seen and out are those of the last walk, reused.
-	seen map[uint64]struct{}
-	out  map[uint64][]Socket
+	// addrs, out and byNS are those of the last walk, reused: the
+	// sockets' addresses, and their lists by namespace.
+	addrs []uint64
+	out   map[uint64][]Socket
+	byNS  map[uint64]*[]Socket
 }
 
 // Open loads the iterator.
@@ -147,25 +150,62 @@ func (w *Walker) Walk() (map[uint64][]Socket, error) {
 		w.buf = make([]byte, 64*entrySize<<4)
 	}
 	if w.out == nil {
-		w.seen, w.out = map[uint64]struct{}{}, map[uint64][]Socket{}
+		w.out, w.byNS = map[uint64][]Socket{}, map[uint64]*[]Socket{}
 	}
-	clear(w.seen)
-	for ns, socks := range w.out {
-		w.out[ns] = socks[:0]
+	for _, socks := range w.byNS {
+		*socks = (*socks)[:0]
 	}
+	w.addrs = w.addrs[:0]
+	var (
+		lastNS = ^uint64(0)
+		last   *[]Socket
+	)
 	err = decode(r, w.buf, func(s *Socket) {
-		if _, ok := w.seen[s.Addr]; ok {
-			return
+		// A process's sockets are mostly of one namespace.
+		if s.NetNS != lastNS {
+			if last = w.byNS[s.NetNS]; last == nil {
+				last = new([]Socket)
+				w.byNS[s.NetNS] = last
+			}
+			lastNS = s.NetNS
 		}
-		w.seen[s.Addr] = struct{}{}
-		w.out[s.NetNS] = append(w.out[s.NetNS], *s)
+		*last = append(*last, *s)
+		w.addrs = append(w.addrs, s.Addr)
 	})
-	for ns, socks := range w.out {
-		if len(socks) == 0 {
-			delete(w.out, ns)
+	clear(w.out)
+	for ns, socks := range w.byNS {
+		if len(*socks) == 0 {
+			delete(w.byNS, ns)
+			continue
+		}
+		w.out[ns] = *socks
+	}
+	// A socket held by several files, or by several processes, is listed
+	// once: sorting its addresses (cheaper than a set) tells whether any is.
+	slices.Sort(w.addrs)
+	for i := 1; i < len(w.addrs); i++ {
+		if w.addrs[i] == w.addrs[i-1] {
+			w.dedupe()
+			break
 		}
 	}
 	return w.out, err
+}
+
+// dedupe keeps the first of each socket listed more than once.
+func (w *Walker) dedupe() {
+	seen := make(map[uint64]bool, len(w.addrs))
+	for ns, socks := range w.byNS {
+		kept := slices.DeleteFunc(*socks, func(s Socket) bool {
+			if seen[s.Addr] {
+				return true
+			}
+			seen[s.Addr] = true
+			return false
+		})
+		*socks = kept
+		w.out[ns] = kept
+	}
 }
 
 // Decode reads the iterator's records from r and calls fn for each; fn
