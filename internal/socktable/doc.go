@@ -14,6 +14,8 @@
 // did not, the namespace is to be dumped with netlink.
 //
 // It needs CAP_BPF and CAP_PERFMON (or root) and a kernel with BTF; the
-// walk visits the processes of the caller's pid namespace, so Open
-// refuses to run in another.
+// walk visits the processes of the caller's pid namespace, and gives uids
+// as the kernel holds them where a netlink dump maps them into the
+// caller's user namespace, so Open refuses to run in other pid or user
+// namespaces than the initial ones.
 package socktable

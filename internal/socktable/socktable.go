@@ -27,8 +27,17 @@ var ErrNoBTF = errors.New("the kernel has no BTF (/sys/kernel/btf/vmlinux is mis
 // the initial one, whose processes' sockets the walk would miss.
 var ErrPidNamespace = errors.New("not in the initial pid namespace")
 
-// initPidNS is the inode of the initial pid namespace (PROC_PID_INIT_INO).
-const initPidNS = 0xEFFFFFFC
+// ErrUserNamespace is the cause of an Open in a user namespace other than
+// the initial one, into which a netlink dump maps the uids it gives: the
+// walk gives them as the kernel holds them.
+var ErrUserNamespace = errors.New("not in the initial user namespace")
+
+// The inodes of the initial pid and user namespaces (PROC_PID_INIT_INO,
+// PROC_USER_INIT_INO).
+const (
+	initPidNS  = 0xEFFFFFFC
+	initUserNS = 0xEFFFFFFD
+)
 
 // Socket is one TCP socket that a process holds, as a netlink TCP dump of
 // its namespace would describe it.
@@ -95,12 +104,18 @@ type Walker struct {
 func Open() (*Walker, error) {
 	// The iterator visits the tasks of the caller's pid namespace: in
 	// another, it would miss the sockets of processes outside it.
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
-		return nil, err
-	}
-	if st.Ino != initPidNS {
-		return nil, ErrPidNamespace
+	for _, ns := range []struct {
+		path string
+		ino  uint64
+		err  error
+	}{{"/proc/self/ns/pid", initPidNS, ErrPidNamespace}, {"/proc/self/ns/user", initUserNS, ErrUserNamespace}} {
+		var st unix.Stat_t
+		if err := unix.Stat(ns.path, &st); err != nil {
+			return nil, err
+		}
+		if st.Ino != ns.ino {
+			return nil, ns.err
+		}
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return nil, ErrNoBTF
