@@ -5,17 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sockpipe/sockpipe/internal/testprog"
 )
@@ -91,55 +85,9 @@ func TestIntegrationWalk(t *testing.T) {
 	// 3 listeners, 3 connections with both ends.
 	compare("held sockets", 9)
 	// A connection closed by its client, which waits in TIME_WAIT: the
-	// walk does not see it, a netlink dump of that state adds it.
-	timeWait(t, ns)
+	// walk does not see it, a netlink dump of that state adds it. (Made
+	// by a process of its own: a thread of the test that entered the
+	// namespace could be the main one, whose namespace is the process's.)
+	testprog.StartFixture(t, ns, bin, "-timewait", "127.0.0.1:0")
 	compare("and a time-wait socket", 10)
-}
-
-// timeWait leaves a loopback connection in TIME_WAIT in ns, made from a
-// thread of its own that enters ns and ends with it.
-func timeWait(t *testing.T, ns testprog.NetNS) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread, in ns, ends with the goroutine.
-		runtime.LockOSThread()
-		errc <- func() error {
-			fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-				return err
-			}
-			lc := net.ListenConfig{}
-			lc.SetMultipathTCP(false)
-			l, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-			if err != nil {
-				return err
-			}
-			defer l.Close()
-			c, err := net.DialTimeout("tcp4", l.Addr().String(), 5*time.Second)
-			if err != nil {
-				return err
-			}
-			l.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
-			a, err := l.Accept()
-			if err != nil {
-				c.Close()
-				return err
-			}
-			defer a.Close()
-			c.Close()
-			a.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, err := a.Read(make([]byte, 1)); err != io.EOF {
-				return fmt.Errorf("server end: %v, want EOF", err)
-			}
-			return nil
-		}()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
 }
