@@ -109,9 +109,10 @@ const (
 // dump would make one). Then states is the mask (1<<state) of the states
 // that a netlink dump of the namespace must add, which the walk does not
 // see: time-wait when the namespace has some, request sockets when a
-// listener has some; 0 when the walk's sockets are all. Such a dump lists
-// only the few sockets in those states: the kernel skips the others
-// before it describes them.
+// listener has some; 0 when the walk's sockets are all. Such a dump
+// describes only the few sockets in those states, but the kernel still
+// walks its table for it, which by default holds every namespace's
+// sockets.
 func Covered(socks []Socket, before, after Sockstat) (states uint32, err error) {
 	if before != after {
 		return 0, errors.New("its sockets changed during the walk")
