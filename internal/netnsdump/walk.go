@@ -18,12 +18,18 @@ import (
 // next collect, in place of a netlink TCP dump: by default the kernel
 // keeps one TCP table for every namespace, and a dump of one walks all of
 // it. A namespace that it does not cover is dumped with netlink, as is
-// every one when the walk cannot load (said once on stderr).
+// every one when the walk cannot load (said once on stderr). With one
+// namespace to dump, a dump walks the table once anyway: no walk then.
 func (h *Host) walk() {
+	h.walkedNS = h.walkedNS[:0]
+	tcp := 0
 	for _, n := range h.nss {
 		n.d.walked, n.d.walkOK, n.d.walkStates = nil, false, 0
+		if slices.Contains(n.d.protocols, inetdiag.ProtoTCP) {
+			tcp++
+		}
 	}
-	if h.c.NoWalk || h.walkFailed {
+	if h.c.NoWalk || h.walkFailed || tcp < 2 {
 		return
 	}
 	if h.walker == nil {
@@ -50,7 +56,6 @@ func (h *Host) walk() {
 		}
 		return
 	}
-	h.walkedNS = h.walkedNS[:0]
 	for i, n := range h.nss {
 		if !known[i] {
 			continue
