@@ -70,6 +70,9 @@ func TestCovered(t *testing.T) {
 	if states, err := Covered(synq, tw, tw); err != nil || states != 1<<StateTimeWait|1<<StateNewSynRecv {
 		t.Errorf("time-wait and SYN queue: %v, states %#x", err, states)
 	}
+	if states, err := Covered(socks, st, tw); err != nil || states != 1<<StateTimeWait {
+		t.Errorf("a time-wait socket since the walk began: %v, states %#x", err, states)
+	}
 	for name, c := range map[string]struct {
 		socks         []Socket
 		before, after Sockstat
