@@ -12,24 +12,21 @@ import (
 	"github.com/sockpipe/sockpipe/internal/socktable"
 )
 
-// walk lists, with --all-netns, the TCP sockets that processes hold in
-// every namespace at once, and gives each namespace that the walk covers
-// (socktable.Covered, by its sockstat counts) the walk's sockets for its
-// next collect, in place of a netlink TCP dump: by default the kernel
-// keeps one TCP table for every namespace, and a dump of one walks all of
-// it. A namespace that it does not cover is dumped with netlink, as is
-// every one when the walk cannot load (said once on stderr). With one
-// namespace to dump, a dump walks the table once anyway: no walk then.
+// walk lists, with --all-netns, the TCP and UDP sockets that processes
+// hold in every namespace at once, and gives each namespace that the walk
+// covers (socktable.Covered and CoveredUDP, by its sockstat counts) the
+// walk's sockets for its next collect, in place of a netlink dump of
+// that protocol: by default the kernel keeps one TCP table and one UDP
+// table for every namespace, and a dump of one walks all of it. A
+// namespace that it does not cover is dumped with netlink, as is every
+// one when the walk cannot load (said once on stderr). With one namespace
+// to dump, a dump walks the tables once anyway: no walk then.
 func (h *Host) walk() {
 	h.walkedNS = h.walkedNS[:0]
-	tcp := 0
 	for _, n := range h.nss {
-		n.d.walked, n.d.walkOK, n.d.walkStates = nil, false, 0
-		if slices.Contains(n.d.protocols, inetdiag.ProtoTCP) {
-			tcp++
-		}
+		n.d.walked, n.d.walkOK, n.d.walkUDP, n.d.walkStates = nil, false, false, 0
 	}
-	if h.c.NoWalk || h.walkFailed || tcp < 2 {
+	if h.c.NoWalk || h.walkFailed || len(h.nss) < 2 {
 		return
 	}
 	if h.walker == nil {
@@ -44,9 +41,7 @@ func (h *Host) walk() {
 	before := make([]socktable.Sockstat, len(h.nss))
 	known := make([]bool, len(h.nss))
 	for i, n := range h.nss {
-		if slices.Contains(n.d.protocols, inetdiag.ProtoTCP) {
-			before[i], known[i] = readSockstat(n.d)
-		}
+		before[i], known[i] = readSockstat(n.d)
 	}
 	all, err := h.walker.Walk()
 	if err != nil {
@@ -65,8 +60,16 @@ func (h *Host) walk() {
 			continue
 		}
 		socks := all[n.d.netns]
-		if states, err := socktable.Covered(socks, before[i], after); err == nil {
-			n.d.walked, n.d.walkOK, n.d.walkStates = socks, true, states
+		if slices.Contains(n.d.protocols, inetdiag.ProtoTCP) {
+			if states, err := socktable.Covered(socks, before[i], after); err == nil {
+				n.d.walkOK, n.d.walkStates = true, states
+			}
+		}
+		if slices.Contains(n.d.protocols, inetdiag.ProtoUDP) {
+			n.d.walkUDP = socktable.CoveredUDP(socks, before[i], after) == nil
+		}
+		if n.d.walkOK || n.d.walkUDP {
+			n.d.walked = socks
 			h.walkedNS = append(h.walkedNS, n.d.netns)
 		}
 	}
@@ -96,26 +99,36 @@ func readSockstat(d *Dumper) (socktable.Sockstat, bool) {
 	return s, err == nil
 }
 
-// collectWalked adds the walk's TCP sockets to d.socks and d.listeners,
-// and with collect those of a netlink dump of d.walkStates: together, what
-// a netlink TCP dump of both families would list. A socket that the walk
-// saw and that is in time-wait by that dump is kept as that dump saw it.
-func (d *Dumper) collectWalked(collect func(*inetdiag.Socket) error) error {
+// collectWalked adds the walk's sockets of protocol proto to d.socks and
+// d.listeners, and for TCP with collect those of a netlink dump of
+// d.walkStates: together, what a netlink dump of both families would
+// list. A socket that the walk saw and that is in time-wait by that dump
+// is kept as that dump saw it.
+func (d *Dumper) collectWalked(proto uint8, collect func(*inetdiag.Socket) error) error {
+	listen := uint8(inetdiag.StateListen)
+	if proto == inetdiag.ProtoUDP {
+		listen = inetdiag.StateClose
+	}
 	for i := range d.walked {
 		w := &d.walked[i]
+		if w.Protocol != proto {
+			continue
+		}
 		d.socks = append(d.socks, entry{
-			family: w.Family, proto: inetdiag.ProtoTCP, state: w.State,
+			family: w.Family, proto: proto, state: w.State,
 			srcPort: w.SrcPort, dstPort: w.DstPort,
 			uid: w.UID, inode: uint32(w.Inode), cookie: w.Cookie,
 			src: w.Src, dst: w.Dst,
 		})
-		if w.State == inetdiag.StateListen {
+		if w.State == listen {
 			s := w.Inetdiag()
 			d.listeners.Add(&s)
 		}
 	}
+	if proto != inetdiag.ProtoTCP {
+		return nil
+	}
 	states := d.walkStates
-	d.walked, d.walkOK, d.walkStates = nil, false, 0
 	if states == 0 {
 		return nil
 	}

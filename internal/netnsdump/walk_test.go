@@ -11,17 +11,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sockpipe/sockpipe/internal/inetdiag"
 	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
-// TestIntegrationWalk dumps a network namespace of the test's own with
-// --all-netns twice, once with the walk and once with netlink only: the
-// same socket records, but for their time. It is not parallel: it sets
+// TestIntegrationWalk dumps the TCP and UDP sockets of a network
+// namespace of the test's own with --all-netns twice, once with the walk
+// and once with netlink only: the same socket records, but for their time. It is not parallel: it sets
 // PinDirs, so that the host's other namespaces stay out.
 func TestIntegrationWalk(t *testing.T) {
 	ns := testprog.NewNetNS(t)
 	bin := testprog.Build(t, "github.com/sockpipe/sockpipe/internal/testprog/sockfix")
-	fix := testprog.StartFixture(t, ns, bin, "-tcp", "127.0.0.1:0", "-tcp", "[::1]:0", "-tcp", "[::]:0")
+	fix := testprog.StartFixture(t, ns, bin, "-tcp", "127.0.0.1:0", "-tcp", "[::1]:0", "-tcp", "[::]:0", "-udp", "127.0.0.1:0", "-udp", "[::1]:0")
 	// A proc root of the fixture alone, and no pins: the namespaces are
 	// the test's own and the fixture's.
 	proc := t.TempDir()
@@ -34,12 +35,13 @@ func TestIntegrationWalk(t *testing.T) {
 	defer func() { PinDirs = pins }()
 
 	dump := func(noWalk bool) ([]string, []uint64, string) {
-		d, err := Open("", TCP)
+		tcpUDP := []uint8{inetdiag.ProtoTCP, inetdiag.ProtoUDP}
+		d, err := Open("", tcpUDP)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var stderr bytes.Buffer
-		h := NewHost(d, "", Config{Protocols: TCP, All: true, ProcRoot: proc, NoWalk: noWalk, Stderr: &stderr})
+		h := NewHost(d, "", Config{Protocols: tcpUDP, All: true, ProcRoot: proc, NoWalk: noWalk, Stderr: &stderr})
 		defer h.Close()
 		var recs []string
 		// The first dump makes the cookies; the second may take the walk's.
@@ -82,12 +84,13 @@ func TestIntegrationWalk(t *testing.T) {
 			t.Errorf("%s: walk:\n%s\nnetlink:\n%s", what, strings.Join(got, "\n"), strings.Join(netlink, "\n"))
 		}
 	}
-	// 3 listeners, 3 connections with both ends.
-	compare("held sockets", 9)
+	// TCP: 3 listeners, 3 connections with both ends; UDP: 3 sockets
+	// for each -udp.
+	compare("held sockets", 15)
 	// A connection closed by its client, which waits in TIME_WAIT: the
 	// walk does not see it, a netlink dump of that state adds it. (Made
 	// by a process of its own: a thread of the test that entered the
 	// namespace could be the main one, whose namespace is the process's.)
 	testprog.StartFixture(t, ns, bin, "-timewait", "127.0.0.1:0")
-	compare("and a time-wait socket", 10)
+	compare("and a time-wait socket", 16)
 }

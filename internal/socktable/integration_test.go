@@ -32,7 +32,7 @@ const fixtureEnv = "SOCKTABLE_FIXTURE"
 // (Go's default) with a plain connection (its client's socket held by two
 // descriptors) and an MPTCP one to it, accepted;
 // plain listeners on ::1 and on :: with an IPv6 and an IPv4-mapped
-// connection, accepted. With "unaccepted", a connection that waits in a
+// connection, accepted; UDP sockets, bound, connected and without a port. With "unaccepted", a connection that waits in a
 // listener's accept queue; with "timewait", a connection that it closes
 // first, left in TIME_WAIT.
 func TestFixture(t *testing.T) {
@@ -117,6 +117,28 @@ func fixture(mode string) error {
 	if err := connect(ld, "tcp4", "127.0.0.1:"+port(ld), false, true); err != nil {
 		return err
 	}
+	// UDP: a bound socket, one connected to it, one on ::1, and one
+	// without a port, which no table holds.
+	b4, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	keep = append(keep, b4)
+	c4, err := net.Dial("udp4", b4.LocalAddr().String())
+	if err != nil {
+		return err
+	}
+	keep = append(keep, c4)
+	b6, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		return err
+	}
+	keep = append(keep, b6)
+	unbound, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(unbound)
 	if strings.Contains(mode, "unaccepted") {
 		if err := connect(ld, "tcp4", "127.0.0.1:"+port(ld), false, false); err != nil {
 			return err
@@ -214,15 +236,16 @@ func startFixture(t *testing.T, ns testprog.NetNS, mode string) int {
 	}
 }
 
-// netlinkDump dumps ns's TCP sockets with netlink, as sockdump does,
-// with the fields the walk does not give zeroed.
+// netlinkDump dumps ns's TCP and UDP sockets with netlink, as sockdump
+// does, with the fields the walk does not give zeroed.
 func netlinkDump(t *testing.T, ns testprog.NetNS) []inetdiag.Socket {
 	t.Helper()
-	return netlinkDumpStates(t, ns, inetdiag.ActiveStates)
+	return netlinkDumpStates(t, ns, inetdiag.ActiveStates, true)
 }
 
-// netlinkDumpStates is netlinkDump of the sockets in the given states.
-func netlinkDumpStates(t *testing.T, ns testprog.NetNS, states uint32) []inetdiag.Socket {
+// netlinkDumpStates is netlinkDump of the TCP sockets in the given
+// states, and with udp of every UDP socket.
+func netlinkDumpStates(t *testing.T, ns testprog.NetNS, states uint32, udp bool) []inetdiag.Socket {
 	t.Helper()
 	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -235,13 +258,22 @@ func netlinkDumpStates(t *testing.T, ns testprog.NetNS, states uint32) []inetdia
 	}
 	defer c.Close()
 	var out []inetdiag.Socket
-	if err := c.Dump(inetdiag.AFUnspec, inetdiag.ProtoTCP, states, func(s *inetdiag.Socket) error {
+	add := func(s *inetdiag.Socket) error {
 		d := *s
 		d.Timer, d.Retrans, d.Expires, d.RQueue, d.WQueue, d.Info = 0, 0, 0, 0, 0, nil
 		out = append(out, d)
 		return nil
-	}); err != nil {
+	}
+	if err := c.Dump(inetdiag.AFUnspec, inetdiag.ProtoTCP, states, add); err != nil {
 		t.Fatal(err)
+	}
+	for _, fam := range []uint8{inetdiag.AFInet, inetdiag.AFInet6} {
+		if !udp {
+			break
+		}
+		if err := c.Dump(fam, inetdiag.ProtoUDP, inetdiag.ActiveStates, add); err != nil {
+			t.Fatal(err)
+		}
 	}
 	sortSockets(out)
 	return out
@@ -249,7 +281,7 @@ func netlinkDumpStates(t *testing.T, ns testprog.NetNS, states uint32) []inetdia
 
 func sortSockets(s []inetdiag.Socket) {
 	slices.SortFunc(s, func(a, b inetdiag.Socket) int {
-		return cmp.Or(cmp.Compare(a.Inode, b.Inode), cmp.Compare(a.Cookie, b.Cookie),
+		return cmp.Or(cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Inode, b.Inode), cmp.Compare(a.Cookie, b.Cookie),
 			cmp.Compare(a.SrcPort, b.SrcPort), cmp.Compare(a.DstPort, b.DstPort), cmp.Compare(a.State, b.State))
 	})
 }
@@ -268,8 +300,9 @@ func openWalker(t *testing.T) *Walker {
 }
 
 // walkNS walks the host and returns ns's sockets, and whether they cover
-// it, by the sockstat of the fixture pid, with the states to add.
-func walkNS(t *testing.T, w *Walker, ns testprog.NetNS, pid int) ([]Socket, uint32, error) {
+// it, by the sockstat of the fixture pid: its TCP sockets, with the
+// states to add, and its UDP ones (udpErr).
+func walkNS(t *testing.T, w *Walker, ns testprog.NetNS, pid int) (socks []Socket, states uint32, err, udpErr error) {
 	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/net", pid)
 	before, err := ReadSockstat(dir)
@@ -284,9 +317,9 @@ func walkNS(t *testing.T, w *Walker, ns testprog.NetNS, pid int) ([]Socket, uint
 	if err != nil {
 		t.Fatal(err)
 	}
-	socks := slices.Clone(all[ns.Ino])
-	states, err := Covered(socks, before, after)
-	return socks, states, err
+	socks = slices.Clone(all[ns.Ino])
+	states, err = Covered(socks, before, after)
+	return socks, states, err, CoveredUDP(socks, before, after)
 }
 
 // TestIntegrationSameAsNetlink dumps the same population in a network
@@ -298,7 +331,7 @@ func TestIntegrationSameAsNetlink(t *testing.T) {
 	pid := startFixture(t, ns, "plain")
 	// The first dump makes the cookies of sockets that had none.
 	first := netlinkDump(t, ns)
-	socks, states, cerr := walkNS(t, w, ns, pid)
+	socks, states, cerr, uerr := walkNS(t, w, ns, pid)
 	want := netlinkDump(t, ns)
 	if !slices.Equal(first, want) {
 		t.Logf("the two netlink dumps differ:\n%v\n%v", first, want)
@@ -315,9 +348,9 @@ func TestIntegrationSameAsNetlink(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("walk (%d sockets):\n%s\nnetlink (%d):\n%s", len(got), lines(got), len(want), lines(want))
 	}
-	// 3 listeners, 4 connections with both ends.
-	if len(want) != 11 {
-		t.Errorf("netlink lists %d sockets, want 11:\n%s", len(want), lines(want))
+	// TCP: 3 listeners, 4 connections with both ends; UDP: 3 sockets.
+	if len(want) != 14 {
+		t.Errorf("netlink lists %d sockets, want 14:\n%s", len(want), lines(want))
 	}
 	t.Logf("walk and netlink:\n%s", lines(got))
 	if mptcp < 1 {
@@ -325,6 +358,9 @@ func TestIntegrationSameAsNetlink(t *testing.T) {
 	}
 	if cerr != nil || states != 0 {
 		t.Errorf("not covered: %v, states %#x", cerr, states)
+	}
+	if uerr != nil {
+		t.Errorf("UDP not covered: %v", uerr)
 	}
 }
 
@@ -338,7 +374,7 @@ func TestIntegrationNotCovered(t *testing.T) {
 		ns := testprog.NewNetNS(t)
 		pid := startFixture(t, ns, "unaccepted")
 		netlinkDump(t, ns) // the cookies
-		if socks, states, err := walkNS(t, w, ns, pid); err == nil {
+		if socks, states, err, _ := walkNS(t, w, ns, pid); err == nil {
 			t.Errorf("covered (states %#x) with %d sockets, netlink lists:\n%s", states, len(socks), lines(netlinkDump(t, ns)))
 		} else {
 			t.Logf("not covered: %v", err)
@@ -348,12 +384,12 @@ func TestIntegrationNotCovered(t *testing.T) {
 		ns := testprog.NewNetNS(t)
 		pid := startFixture(t, ns, "timewait")
 		netlinkDump(t, ns) // the cookies
-		socks, states, err := walkNS(t, w, ns, pid)
+		socks, states, err, _ := walkNS(t, w, ns, pid)
 		if err != nil || states != 1<<StateTimeWait {
 			t.Fatalf("%v, states %#x; want covered with time-wait sockets to add", err, states)
 		}
 		want := netlinkDump(t, ns)
-		got := netlinkDumpStates(t, ns, states)
+		got := netlinkDumpStates(t, ns, states, false)
 		if len(got) != 1 || got[0].State != StateTimeWait {
 			t.Errorf("the dump of time-wait sockets:\n%s", lines(got))
 		}
@@ -370,8 +406,8 @@ func TestIntegrationNotCovered(t *testing.T) {
 func lines(socks []inetdiag.Socket) string {
 	var b strings.Builder
 	for _, s := range socks {
-		fmt.Fprintf(&b, "  %s %v:%d %v:%d if %d uid %d ino %d cookie %d\n",
-			record.StateName(s.State), s.Src, s.SrcPort, s.Dst, s.DstPort, s.Interface, s.UID, s.Inode, s.Cookie)
+		fmt.Fprintf(&b, "  %d %s %v:%d %v:%d if %d uid %d ino %d cookie %d\n",
+			s.Protocol, record.StateName(s.State), s.Src, s.SrcPort, s.Dst, s.DstPort, s.Interface, s.UID, s.Inode, s.Cookie)
 	}
 	return b.String()
 }

@@ -2,10 +2,11 @@
 
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 //
-// The TCP sockets that processes hold, in every network namespace at
-// once: a task_file iterator that writes, for each open file that is a
-// TCP socket (or an MPTCP socket, by its first TCP subflow), one fixed
-// record of what a netlink TCP dump tells of it. See package socktable.
+// The TCP and UDP sockets that processes hold, in every network
+// namespace at once: a task_file iterator that writes, for each open file
+// that is a TCP socket (or an MPTCP socket, by its first TCP subflow) or a
+// UDP socket, one fixed record of what a netlink dump tells of it. See
+// package socktable.
 //
 // Built with bpf2go (go generate); CO-RE over the kernel's BTF: the
 // kernel structs below name only the members read.
@@ -31,6 +32,7 @@ typedef unsigned short umode_t;
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 #define IPPROTO_MPTCP 262
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
@@ -136,8 +138,9 @@ struct bpf_iter__task_file {
 
 // Flags of struct entry.
 #define ENTRY_MPTCP 1 // the file holds an MPTCP socket; this is its first subflow
+#define ENTRY_UDP 2   // a UDP socket, not a TCP one
 
-// entry is what the iterator writes for one TCP socket; Go reads it as
+// entry is what the iterator writes for one socket; Go reads it as
 // socktable.Socket (entrySize bytes, native byte order).
 struct entry {
 	__u64 sk;      // the socket's address, to tell sockets held twice apart
@@ -201,7 +204,7 @@ static __always_inline void listener_queue(struct entry *e, struct sock *sk)
 }
 
 SEC("iter/task_file")
-int tcp_sockets(struct bpf_iter__task_file *ctx)
+int sockets(struct bpf_iter__task_file *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct file *file = ctx->file;
@@ -225,6 +228,18 @@ int tcp_sockets(struct bpf_iter__task_file *ctx)
 		// file's.
 		e.ino = file->f_inode->i_ino;
 		listener_queue(&e, sk);
+		bpf_seq_write(seq, &e, sizeof(e));
+		return 0;
+	}
+	if (sk->sk_protocol == IPPROTO_UDP) {
+		e.family = sk->__sk_common.skc_family;
+		e.state = sk->__sk_common.skc_state;
+		// A socket without a port is in no table that a dump walks.
+		if ((e.family != AF_INET && e.family != AF_INET6) || sk->__sk_common.skc_num == 0)
+			return 0;
+		e.flags = ENTRY_UDP;
+		FILL(&e, sk, DIRECT);
+		e.ino = file->f_inode->i_ino;
 		bpf_seq_write(seq, &e, sizeof(e));
 		return 0;
 	}

@@ -39,11 +39,12 @@ const (
 	initUserNS = 0xEFFFFFFD
 )
 
-// Socket is one TCP socket that a process holds, as a netlink TCP dump of
-// its namespace would describe it.
+// Socket is one TCP or UDP socket that a process holds, as a netlink dump
+// of its namespace would describe it.
 type Socket struct {
 	Family           uint8 // inetdiag.AFInet or inetdiag.AFInet6
-	State            uint8 // TCP state
+	Protocol         uint8 // inetdiag.ProtoTCP or inetdiag.ProtoUDP
+	State            uint8 // TCP state (for UDP: established when connected, else closed)
 	MPTCP            bool  // the file holds an MPTCP socket; this is its first TCP subflow
 	SrcPort, DstPort uint16
 	// Src and Dst are the local and remote addresses, 16 bytes as
@@ -68,7 +69,7 @@ type Socket struct {
 // Inetdiag returns s as a netlink TCP dump gives it.
 func (s *Socket) Inetdiag() inetdiag.Socket {
 	return inetdiag.Socket{
-		Family: s.Family, Protocol: inetdiag.ProtoTCP, State: s.State,
+		Family: s.Family, Protocol: s.Protocol, State: s.State,
 		Src: addr(s.Family, s.Src), Dst: addr(s.Family, s.Dst),
 		SrcPort: s.SrcPort, DstPort: s.DstPort,
 		Interface: s.Interface, Cookie: s.Cookie,
@@ -86,7 +87,11 @@ func addr(family uint8, b [16]byte) netip.Addr {
 // entrySize is the size of struct entry of socktable.bpf.c.
 const entrySize = 88
 
-const flagMPTCP = 1 // ENTRY_MPTCP
+// Flags of struct entry.
+const (
+	flagMPTCP = 1 // ENTRY_MPTCP
+	flagUDP   = 2 // ENTRY_UDP
+)
 
 // Walker walks the host's TCP sockets. Close it when done.
 type Walker struct {
@@ -128,12 +133,12 @@ func Open() (*Walker, error) {
 	if err := loadSocktableObjects(&objs, nil); err != nil {
 		return nil, loadError(err)
 	}
-	l, err := link.AttachIter(link.IterOptions{Program: objs.TcpSockets})
+	l, err := link.AttachIter(link.IterOptions{Program: objs.Sockets})
 	if err != nil {
 		objs.Close()
 		return nil, loadError(fmt.Errorf("attaching the task_file iterator: %w", err))
 	}
-	return &Walker{prog: objs.TcpSockets, link: l}, nil
+	return &Walker{prog: objs.Sockets, link: l}, nil
 }
 
 func loadError(err error) error {
@@ -151,7 +156,7 @@ func loadError(err error) error {
 	return err
 }
 
-// Walk lists the TCP sockets that the processes hold, by network
+// Walk lists the TCP and UDP sockets that the processes hold, by network
 // namespace inode, each socket once. A process that exits meanwhile may be
 // left out, as may a socket opened or closed meanwhile. The map and its
 // slices are valid until the next Walk, which reuses them.
@@ -270,6 +275,10 @@ func parse(e []byte, s *Socket) {
 		Family:      e[48],
 		State:       e[49],
 		MPTCP:       e[50]&flagMPTCP != 0,
+		Protocol:    inetdiag.ProtoTCP,
+	}
+	if e[50]&flagUDP != 0 {
+		s.Protocol = inetdiag.ProtoUDP
 	}
 	if s.Family == inetdiag.AFInet6 {
 		s.Src = [16]byte(e[52:68])

@@ -16,7 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	socktableProgTcpSockets = "tcp_sockets"
+	socktableProgSockets = "sockets"
 )
 
 // loadSocktable returns the embedded CollectionSpec for socktable.
@@ -61,7 +61,7 @@ type socktableSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socktableProgramSpecs struct {
-	TcpSockets *ebpf.ProgramSpec `ebpf:"tcp_sockets"`
+	Sockets *ebpf.ProgramSpec `ebpf:"sockets"`
 }
 
 // socktableMapSpecs contains maps before they are loaded into the kernel.
@@ -112,12 +112,12 @@ type socktableVariables struct {
 //
 // It can be passed to loadSocktableObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socktablePrograms struct {
-	TcpSockets *ebpf.Program `ebpf:"tcp_sockets"`
+	Sockets *ebpf.Program `ebpf:"sockets"`
 }
 
 func (p *socktablePrograms) Close() error {
 	return _SocktableClose(
-		p.TcpSockets,
+		p.Sockets,
 	)
 }
 

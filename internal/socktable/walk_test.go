@@ -16,7 +16,8 @@ import (
 )
 
 // seedFile holds real records of the iterator, written by
-// TestWriteSeeds: an MPTCP listener, plain and IPv6 ones, connections.
+// TestWriteSeeds: an MPTCP listener, plain and IPv6 ones, connections, a
+// UDP socket.
 var seedFile = filepath.Join("testdata", "records.bin")
 
 // TestWriteSeeds writes seedFile from this process's own sockets when
@@ -48,6 +49,11 @@ func TestWriteSeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
+	u, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
 	w, err := Open()
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +69,7 @@ func TestWriteSeeds(t *testing.T) {
 	for _, a := range []net.Addr{l4.Addr(), l6.Addr()} {
 		ports[uint16(a.(*net.TCPAddr).Port)] = true
 	}
+	ports[uint16(u.LocalAddr().(*net.UDPAddr).Port)] = true
 	n := uint64(0)
 	if err := Decode(r, func(s *Socket) {
 		if !ports[s.SrcPort] && !ports[s.DstPort] {
@@ -96,7 +103,10 @@ func encode(s *Socket) []byte {
 	ne.PutUint16(e[46:], s.DstPort)
 	e[48], e[49] = s.Family, s.State
 	if s.MPTCP {
-		e[50] = flagMPTCP
+		e[50] |= flagMPTCP
+	}
+	if s.Protocol == inetdiag.ProtoUDP {
+		e[50] |= flagUDP
 	}
 	if s.Family == inetdiag.AFInet6 {
 		copy(e[52:68], s.Src[:])
@@ -130,7 +140,7 @@ func TestDecode(t *testing.T) {
 	if len(got) < 4 {
 		t.Fatalf("%d records in %s, want at least 4", len(got), seedFile)
 	}
-	var mptcp, v6, listen bool
+	var mptcp, v6, listen, udp bool
 	for i := range got {
 		s := &got[i]
 		if !bytes.Equal(encode(s), b[i*entrySize:(i+1)*entrySize]) {
@@ -143,9 +153,10 @@ func TestDecode(t *testing.T) {
 		mptcp = mptcp || s.MPTCP
 		v6 = v6 || s.Family == inetdiag.AFInet6
 		listen = listen || s.State == inetdiag.StateListen
+		udp = udp || s.Protocol == inetdiag.ProtoUDP
 	}
-	if !mptcp || !v6 || !listen {
-		t.Errorf("%s: MPTCP %v, IPv6 %v, listener %v; want all", seedFile, mptcp, v6, listen)
+	if !mptcp || !v6 || !listen || !udp {
+		t.Errorf("%s: MPTCP %v, IPv6 %v, listener %v, UDP %v; want all", seedFile, mptcp, v6, listen, udp)
 	}
 	var again []Socket
 	if err := Decode(oneByte{bytes.NewReader(b)}, func(s *Socket) { again = append(again, *s) }); err != nil || !slices.Equal(again, got) {
