@@ -33,7 +33,7 @@ func (h *Host) walk() {
 		w, err := socktable.Open()
 		if err != nil {
 			h.walkFailed = true
-			fmt.Fprintf(h.c.Stderr, "sockdump: --all-netns: cannot walk every namespace's TCP sockets at once (%v); dumping each namespace with netlink\n", err)
+			fmt.Fprintf(h.c.Stderr, "sockdump: --all-netns: cannot walk every namespace's sockets at once (%v); dumping each namespace with netlink\n", err)
 			return
 		}
 		h.walker = w

@@ -162,7 +162,7 @@ struct entry {
 	__u32 pad2;
 };
 
-// FILL fills the entry E of the TCP socket S, whose family E holds
+// FILL fills the entry E of the socket S, whose family E holds
 // already, with the reads RD(S, member) (CO-RE either way): direct loads
 // where the verifier knows the type of S, probe reads where it does not
 // (a subflow found through an MPTCP socket).

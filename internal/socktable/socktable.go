@@ -93,7 +93,7 @@ const (
 	flagUDP   = 2 // ENTRY_UDP
 )
 
-// Walker walks the host's TCP sockets. Close it when done.
+// Walker walks the host's TCP and UDP sockets. Close it when done.
 type Walker struct {
 	prog *ebpf.Program
 	link *link.Iter

@@ -203,7 +203,7 @@ func TestUnprivileged(t *testing.T) {
 	}
 }
 
-// BenchmarkWalk walks the host's TCP sockets: its cost follows the open
+// BenchmarkWalk walks the host's sockets: its cost follows the open
 // files of every process, whatever the number of namespaces.
 func BenchmarkWalk(b *testing.B) {
 	if os.Getuid() != 0 {
