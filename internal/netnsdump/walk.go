@@ -12,6 +12,9 @@ import (
 	"github.com/sockpipe/sockpipe/internal/socktable"
 )
 
+// openWalker loads the walk; tests replace it.
+var openWalker = socktable.Open
+
 // walk lists, with --all-netns, the TCP and UDP sockets that processes
 // hold in every namespace at once, and gives each namespace that the walk
 // covers (socktable.Covered and CoveredUDP, by its sockstat counts) the
@@ -30,7 +33,7 @@ func (h *Host) walk() {
 		return
 	}
 	if h.walker == nil {
-		w, err := socktable.Open()
+		w, err := openWalker()
 		if err != nil {
 			h.walkFailed = true
 			fmt.Fprintf(h.c.Stderr, "sockdump: --all-netns: cannot walk every namespace's sockets at once (%v); dumping each namespace with netlink\n", err)

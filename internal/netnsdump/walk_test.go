@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/sockpipe/sockpipe/internal/inetdiag"
+	"github.com/sockpipe/sockpipe/internal/socktable"
 	"github.com/sockpipe/sockpipe/internal/testprog"
 )
 
@@ -93,4 +94,29 @@ func TestIntegrationWalk(t *testing.T) {
 	// namespace could be the main one, whose namespace is the process's.)
 	testprog.StartFixture(t, ns, bin, "-timewait", "127.0.0.1:0")
 	compare("and a time-wait socket", 16)
+}
+
+// TestWalkCannotLoad: where the walk cannot load, the host says so once,
+// and every namespace is left to netlink.
+func TestWalkCannotLoad(t *testing.T) {
+	open := openWalker
+	openWalker = func() (*socktable.Walker, error) { return nil, socktable.ErrPermission }
+	defer func() { openWalker = open }()
+	var stderr bytes.Buffer
+	h := &Host{c: Config{All: true, Stderr: &stderr}}
+	for i := range 2 {
+		h.nss = append(h.nss, &namespace{d: NewDumper(nil, uint64(i+1), TCP)})
+	}
+	for range 3 {
+		h.walk()
+		for _, n := range h.nss {
+			if n.d.walkOK || n.d.walkUDP {
+				t.Errorf("net:[%d] takes the walk's sockets", n.d.netns)
+			}
+		}
+	}
+	want := "sockdump: --all-netns: cannot walk every namespace's sockets at once (" + socktable.ErrPermission.Error() + "); dumping each namespace with netlink\n"
+	if stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
 }
