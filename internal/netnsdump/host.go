@@ -88,6 +88,7 @@ type Host struct {
 	walkFailed bool
 	walkSaid   bool
 	walkedNS   []uint64
+	walkMin    int // the fewest namespaces that a snapshot walks for
 
 	overflows   int       // notifications lost since the last snapshot
 	overflowMsg time.Time // when their loss was last reported
@@ -112,7 +113,7 @@ func NewHost(d *Dumper, path string, c Config) *Host {
 	if c.Stderr == nil {
 		c.Stderr = io.Discard
 	}
-	h := &Host{c: c, failed: map[uint64]bool{}, dumpSaid: map[uint64]bool{}}
+	h := &Host{c: c, failed: map[uint64]bool{}, dumpSaid: map[uint64]bool{}, walkMin: defaultWalkMin}
 	h.self = &namespace{d: d, path: path}
 	h.adopt(d)
 	h.nss = []*namespace{h.self}
