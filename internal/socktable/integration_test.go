@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,8 +34,9 @@ const fixtureEnv = "SOCKTABLE_FIXTURE"
 // descriptors) and an MPTCP one to it, accepted;
 // plain listeners on ::1 and on :: with an IPv6 and an IPv4-mapped
 // connection, accepted; UDP sockets, bound, connected and without a port. With "unaccepted", a connection that waits in a
-// listener's accept queue; with "timewait", a connection that it closes
-// first, left in TIME_WAIT.
+// listener's accept queue; with "synq", a connection whose handshake left
+// a request socket at its listener (TCP_DEFER_ACCEPT, no data sent); with
+// "timewait", a connection that it closes first, left in TIME_WAIT.
 func TestFixture(t *testing.T) {
 	mode := os.Getenv(fixtureEnv)
 	if mode == "" {
@@ -141,6 +143,28 @@ func fixture(mode string) error {
 	defer unix.Close(unbound)
 	if strings.Contains(mode, "unaccepted") {
 		if err := connect(ld, "tcp4", "127.0.0.1:"+port(ld), false, false); err != nil {
+			return err
+		}
+	}
+	if strings.Contains(mode, "synq") {
+		// With TCP_DEFER_ACCEPT, a handshake without data leaves a
+		// request socket at the listener.
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 30)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		lc.SetMultipathTCP(false)
+		l, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		keep = append(keep, l)
+		if err := connect(l, "tcp4", l.Addr().String(), false, false); err != nil {
 			return err
 		}
 	}
@@ -365,9 +389,10 @@ func TestIntegrationSameAsNetlink(t *testing.T) {
 }
 
 // TestIntegrationNotCovered checks that a connection waiting to be
-// accepted makes the namespace not covered, and that one in TIME_WAIT
-// makes it covered with time-wait sockets to add: the walk's sockets and
-// a netlink dump of that state alone are then what a whole dump lists.
+// accepted makes the namespace not covered, and that one in TIME_WAIT, or
+// a request socket at a listener, makes it covered with that state to
+// add: the walk's sockets and a netlink dump of that state alone are then
+// what a whole dump lists.
 func TestIntegrationNotCovered(t *testing.T) {
 	w := openWalker(t)
 	t.Run("unaccepted", func(t *testing.T) {
@@ -380,27 +405,40 @@ func TestIntegrationNotCovered(t *testing.T) {
 			t.Logf("not covered: %v", err)
 		}
 	})
-	t.Run("timewait", func(t *testing.T) {
-		ns := testprog.NewNetNS(t)
-		pid := startFixture(t, ns, "timewait")
-		netlinkDump(t, ns) // the cookies
-		socks, states, err, _ := walkNS(t, w, ns, pid)
-		if err != nil || states != 1<<StateTimeWait {
-			t.Fatalf("%v, states %#x; want covered with time-wait sockets to add", err, states)
-		}
-		want := netlinkDump(t, ns)
-		got := netlinkDumpStates(t, ns, states, false)
-		if len(got) != 1 || got[0].State != StateTimeWait {
-			t.Errorf("the dump of time-wait sockets:\n%s", lines(got))
-		}
-		for i := range socks {
-			got = append(got, socks[i].Inetdiag())
-		}
-		sortSockets(got)
-		if !slices.Equal(got, want) {
-			t.Errorf("walk and time-wait (%d sockets):\n%s\nnetlink (%d):\n%s", len(got), lines(got), len(want), lines(want))
-		}
-	})
+	// A request socket is asked for as TCP_NEW_SYN_RECV and described as
+	// TCP_SYN_RECV.
+	for _, c := range []struct {
+		mode         string
+		state, shown uint8
+	}{{"timewait", StateTimeWait, StateTimeWait}, {"synq", StateNewSynRecv, 3}} {
+		t.Run(c.mode, func(t *testing.T) { addedByState(t, w, c.mode, c.state, c.shown) })
+	}
+}
+
+// addedByState checks that the fixture in mode leaves one socket in
+// state that the walk does not see, and that a netlink dump of that state
+// adds it (described in state shown).
+func addedByState(t *testing.T, w *Walker, mode string, state, shown uint8) {
+	t.Helper()
+	ns := testprog.NewNetNS(t)
+	pid := startFixture(t, ns, mode)
+	netlinkDump(t, ns) // the cookies
+	socks, states, err, _ := walkNS(t, w, ns, pid)
+	if err != nil || states != 1<<state {
+		t.Fatalf("%v, states %#x; want covered with the sockets in state %d to add", err, states, state)
+	}
+	want := netlinkDump(t, ns)
+	got := netlinkDumpStates(t, ns, states, false)
+	if len(got) != 1 || got[0].State != shown {
+		t.Errorf("the dump of state %d:\n%s", state, lines(got))
+	}
+	for i := range socks {
+		got = append(got, socks[i].Inetdiag())
+	}
+	sortSockets(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("walk and state %d (%d sockets):\n%s\nnetlink (%d):\n%s", state, len(got), lines(got), len(want), lines(want))
+	}
 }
 
 func lines(socks []inetdiag.Socket) string {
