@@ -15,6 +15,7 @@ import (
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/inetdiag"
 	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/socktable"
 )
 
 // Dumper takes snapshots of one network namespace.
@@ -53,6 +54,15 @@ type Dumper struct {
 	// perFamily is set when the kernel refused to dump TCP of both
 	// families at once: then IPv4 and IPv6 are dumped one after the other.
 	perFamily bool
+	// walked are the namespace's sockets from the host's walk: when
+	// walkOK, the next collect takes its TCP ones instead of a netlink TCP
+	// dump (Host.walk), with a netlink dump of the sockets in walkStates
+	// (time-wait, request sockets) when not 0; when walkUDP, its UDP ones
+	// instead of a netlink UDP dump.
+	walked     []socktable.Socket
+	walkOK     bool
+	walkUDP    bool
+	walkStates uint32
 }
 
 // entry is the part of a socket that a record needs, without pointers, so
@@ -140,6 +150,8 @@ func (d *Dumper) Close() error { return d.conn.Close() }
 // the first record is written, since direction depends on listeners that
 // the kernel may list after the connections they accepted.
 func (d *Dumper) collect(start time.Time) error {
+	// The walk's sockets are for this collect only.
+	defer func() { d.walked, d.walkOK, d.walkUDP, d.walkStates = nil, false, false, 0 }()
 	d.listenersAt = start
 	d.prevSocks, d.socks = d.socks, d.prevSocks
 	d.prevListeners, d.listeners = d.listeners, d.prevListeners
@@ -162,6 +174,12 @@ func (d *Dumper) collect(start time.Time) error {
 		return nil
 	}
 	for _, proto := range d.protocols {
+		if proto == inetdiag.ProtoTCP && d.walkOK || proto == inetdiag.ProtoUDP && d.walkUDP {
+			if err := d.collectWalked(proto, collect); err != nil {
+				return err
+			}
+			continue
+		}
 		if proto == inetdiag.ProtoTCP && !d.perFamily {
 			// Both families in one walk of the kernel's tables: these
 			// hold the sockets of every network namespace of the host

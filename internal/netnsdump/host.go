@@ -22,6 +22,7 @@ import (
 	"github.com/sockpipe/sockpipe/internal/inetdiag"
 	"github.com/sockpipe/sockpipe/internal/ownertable"
 	"github.com/sockpipe/sockpipe/internal/record"
+	"github.com/sockpipe/sockpipe/internal/socktable"
 )
 
 // Config is what a Host is told: what to dump besides its first
@@ -51,6 +52,9 @@ type Config struct {
 	// listeners again, and how long between two such reads;
 	// 0 is DefaultListenerRefresh.
 	ListenerRefresh time.Duration
+	// NoWalk makes Config.All dump every namespace with netlink, without
+	// the one walk of every namespace's TCP sockets (Host.walk).
+	NoWalk bool
 }
 
 // DefaultListenerRefresh is Config.ListenerRefresh by default.
@@ -76,6 +80,16 @@ type Host struct {
 	skipped  int             // namespaces found by the last refresh but not dumped
 	said     said
 
+	// walker lists every namespace's TCP sockets at once (with All);
+	// walkFailed is set once it could not load, walkSaid once a walk
+	// failed; walkedNS are the namespaces of the last snapshot that took
+	// the walk's sockets.
+	walker     *socktable.Walker
+	walkFailed bool
+	walkSaid   bool
+	walkedNS   []uint64
+	walkMin    int // the fewest namespaces that a snapshot walks for
+
 	overflows   int       // notifications lost since the last snapshot
 	overflowMsg time.Time // when their loss was last reported
 }
@@ -99,7 +113,7 @@ func NewHost(d *Dumper, path string, c Config) *Host {
 	if c.Stderr == nil {
 		c.Stderr = io.Discard
 	}
-	h := &Host{c: c, failed: map[uint64]bool{}, dumpSaid: map[uint64]bool{}}
+	h := &Host{c: c, failed: map[uint64]bool{}, dumpSaid: map[uint64]bool{}, walkMin: defaultWalkMin}
 	h.self = &namespace{d: d, path: path}
 	h.adopt(d)
 	h.nss = []*namespace{h.self}
@@ -209,6 +223,9 @@ func (h *Host) Close() {
 		n.close()
 	}
 	h.owners.Close()
+	if h.walker != nil {
+		h.walker.Close()
+	}
 }
 
 // Snapshot dumps every namespace, writes their socket records and then one
@@ -220,6 +237,7 @@ func (h *Host) Snapshot(ctx context.Context, out Output) error {
 	start := h.c.Now()
 	if h.c.All {
 		h.refresh(ctx)
+		h.walk()
 	}
 	skipped := h.skipped
 	ok := make([]bool, len(h.nss))

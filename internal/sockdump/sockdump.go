@@ -75,6 +75,17 @@ CAP_SYS_ADMIN; --all-netns needs CAP_SYS_ADMIN to enter the other
 namespaces and CAP_SYS_PTRACE to find those of other users' processes
 (without them it dumps what it can, and says what it skipped).
 
+--all-netns and the cost of many namespaces: by default the kernel keeps
+one TCP table (and one UDP table) for every namespace, and a netlink dump
+of one walks all of it. As root (or with CAP_BPF and CAP_PERFMON too) in
+the host's pid and user namespaces, on a kernel with BTF, sockdump instead
+lists the TCP and UDP sockets that processes hold, in every namespace at
+once, with one BPF walk of the processes' open files, and takes them for
+each namespace where its sockstat counts show the walk missed none
+(adding its time-wait and SYN-RECV sockets with a netlink dump of those
+states alone); a namespace where it did not is dumped with netlink. Where the walk cannot load, sockdump says so once on stderr
+and dumps every namespace with netlink. The records are the same.
+
 Exit codes:
   0  success, or stopped by SIGINT/SIGTERM or a closed stdout
   1  failure (I/O, an unexpected kernel error)
