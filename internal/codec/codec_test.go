@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -332,5 +333,35 @@ func BenchmarkDecodePipeline(b *testing.B) {
 				i += 7
 			}
 		})
+	}
+}
+
+// TestRememberShared checks that an encoder that remembers shared objects
+// writes what one that does not writes, over more objects than it has
+// slots for, each written many times.
+func TestRememberShared(t *testing.T) {
+	base, err := Decode([]byte(enrichedLine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var procs []*record.Process
+	var users []*record.User
+	for i := range 1000 {
+		p := *base.Process
+		p.PID, p.Args = i+1, []string{"prog", strconv.Itoa(i)}
+		procs = append(procs, &p)
+		users = append(users, &record.User{ID: strconv.Itoa(i % 300), Name: "u" + strconv.Itoa(i%300)})
+	}
+	plain, memo := NewEncoder(), NewEncoder()
+	memo.RememberShared()
+	for i := range 20000 {
+		r := *base
+		r.Process, r.User = procs[(i*7919)%len(procs)], users[(i*104729)%len(users)]
+		if i%5 == 0 {
+			r.Container = &record.Container{ID: strconv.Itoa(i)}
+		}
+		if want, got := string(plain.Encode(&r)), string(memo.Encode(&r)); got != want {
+			t.Fatalf("record %d: remembering encoder wrote\n%s\nwant\n%s", i, got, want)
+		}
 	}
 }

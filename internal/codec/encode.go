@@ -19,6 +19,29 @@ func NewEncoder() *Encoder {
 	return &Encoder{w: writer{b: make([]byte, 0, 512)}}
 }
 
+// RememberShared makes the encoder keep the JSON of the last process,
+// user and container objects it wrote, by their address, and write it
+// again for the same object rather than encode it: for a stage whose
+// records share such objects (a process's sockets) and that never
+// changes one once written.
+func (e *Encoder) RememberShared() {
+	if e.w.memo == nil {
+		e.w.memo = new([sharedMembers][memoSlots]memoEntry)
+	}
+}
+
+// sharedMembers is how many members are shared (see shared); memoSlots
+// how many objects of each the encoder remembers, by their address.
+const (
+	sharedMembers = 3
+	memoSlots     = 256
+)
+
+type memoEntry struct {
+	obj  any // the object, which this keeps alive: its address stays its own
+	text []byte
+}
+
 // Encode returns r as one JSON object followed by a newline. The slice is
 // valid until the next call.
 func (e *Encoder) Encode(r *record.Record) []byte {
@@ -35,6 +58,7 @@ type writer struct {
 	// snapshot share their time, and formatting it is not free.
 	lastTime time.Time
 	lastText []byte
+	memo     *[sharedMembers][memoSlots]memoEntry // see Encoder.RememberShared
 }
 
 // encodeObject writes v as an object of table t: its members in table

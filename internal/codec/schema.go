@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"time"
+	"unsafe"
 
 	"github.com/sockpipe/sockpipe/internal/record"
 )
@@ -212,6 +213,22 @@ func ptr[T, S any](name string, t *table[S], f func(*T) **S) member[T] {
 // (a dump lists sockets in the order of the kernel's hash tables).
 func shared[T, S any](name string, slot int, t *table[S], f func(*T) **S) member[T] {
 	m := ptr(name, t, f)
+	plainEnc := m.enc
+	m.enc = func(w *writer, v *T) {
+		s := *f(v)
+		if w.memo == nil || s == nil {
+			plainEnc(w, v)
+			return
+		}
+		c := &w.memo[slot][uintptr(unsafe.Pointer(s))>>4%memoSlots]
+		if c.obj == any(s) {
+			w.b = append(w.b, c.text...)
+			return
+		}
+		start := len(w.b)
+		plainEnc(w, v)
+		c.obj, c.text = s, append(c.text[:0], w.b[start:]...)
+	}
 	plain := m.dec
 	m.dec = func(d *decoder, v *T) error {
 		if !d.share {

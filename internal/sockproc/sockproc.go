@@ -177,6 +177,9 @@ func (e Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	}
 
 	out := stage.NewOutput(stdout)
+	// The table's processes and containers, and p.user's users, are
+	// shared by their sockets' records and never changed.
+	out.RememberShared()
 	in := stage.NewInput(ctx, stdin, maxLine)
 	in.Reuse = true   // each record is written before the next line is read
 	in.Recycle = true // and so is its line

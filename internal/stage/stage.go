@@ -436,6 +436,11 @@ func (o *Output) Remote(line []byte, start, end int, r *record.Record) error {
 	return o.w.Write(o.enc.EncodeRemote(line, start, end, r))
 }
 
+// RememberShared is codec.Encoder.RememberShared for the output's
+// encoder: for a stage that never changes a process, user or container
+// object once it has written it.
+func (o *Output) RememberShared() { o.enc.RememberShared() }
+
 // Raw writes a line as it was read (without its newline).
 func (o *Output) Raw(line []byte) error { return o.w.WriteLine(line) }
 
