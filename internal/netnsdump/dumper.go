@@ -59,9 +59,13 @@ type Dumper struct {
 	// dump (Host.walk), with a netlink dump of the sockets in walkStates
 	// (time-wait, request sockets) when not 0; when walkUDP, its UDP ones
 	// instead of a netlink UDP dump.
-	walked     []socktable.Socket
-	walkOK     bool
-	walkUDP    bool
+	walked  []socktable.Socket
+	walkOK  bool
+	walkUDP bool
+	// udpDumped is set once a netlink UDP dump worked: the walk's UDP
+	// sockets stand for one only then (a kernel without udp_diag has
+	// none to give, which only a dump tells).
+	udpDumped  bool
 	walkStates uint32
 }
 
@@ -217,6 +221,9 @@ func (d *Dumper) collect(start time.Time) error {
 			if err != nil {
 				return err
 			}
+		}
+		if proto == inetdiag.ProtoUDP && slices.Contains(d.protocols, inetdiag.ProtoUDP) {
+			d.udpDumped = true
 		}
 	}
 	return nil

@@ -75,7 +75,7 @@ func (h *Host) walk() {
 				n.d.walkOK, n.d.walkStates = true, states
 			}
 		}
-		if slices.Contains(n.d.protocols, inetdiag.ProtoUDP) {
+		if slices.Contains(n.d.protocols, inetdiag.ProtoUDP) && n.d.udpDumped {
 			n.d.walkUDP = socktable.CoveredUDP(socks, before[i], after) == nil
 		}
 		if n.d.walkOK || n.d.walkUDP {
@@ -100,13 +100,17 @@ func readSockstat(d *Dumper) (socktable.Sockstat, bool) {
 		}
 		ns = proc + "/ns/net"
 	}
-	// The process may have exited, and its pid be another's.
-	var st unix.Stat_t
-	if unix.Stat(ns, &st) != nil || st.Ino != d.netns {
+	// The process may have exited, and its pid be another's: before the
+	// read, or during it.
+	inNS := func() bool {
+		var st unix.Stat_t
+		return unix.Stat(ns, &st) == nil && st.Ino == d.netns
+	}
+	if !inNS() {
 		return socktable.Sockstat{}, false
 	}
 	s, err := socktable.ReadSockstat(dir)
-	return s, err == nil
+	return s, err == nil && inNS()
 }
 
 // collectWalked adds the walk's sockets of protocol proto to d.socks and

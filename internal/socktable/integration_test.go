@@ -141,6 +141,18 @@ func fixture(mode string) error {
 		return err
 	}
 	defer unix.Close(unbound)
+	// Raw sockets of the protocols of TCP and UDP, one connected: in no
+	// table that a dump walks, and not in its counts.
+	for _, proto := range []int{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		raw, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(raw)
+		if err := unix.Connect(raw, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+	}
 	if strings.Contains(mode, "unaccepted") {
 		if err := connect(ld, "tcp4", "127.0.0.1:"+port(ld), false, false); err != nil {
 			return err

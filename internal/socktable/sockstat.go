@@ -128,13 +128,17 @@ func Covered(socks []Socket, before, after Sockstat) (states uint32, err error) 
 	if before.TCPInUse != after.TCPInUse || before.TCP6InUse != after.TCP6InUse {
 		return 0, errors.New("its sockets changed during the walk")
 	}
-	listed := 0
+	var v4, v6 int
 	for i := range socks {
 		s := &socks[i]
 		if s.Protocol != inetdiag.ProtoTCP {
 			continue
 		}
-		listed++
+		if s.Family == inetdiag.AFInet6 {
+			v6++
+		} else {
+			v4++
+		}
 		if s.SynQueue != 0 {
 			states |= 1 << StateNewSynRecv
 		}
@@ -142,8 +146,11 @@ func Covered(socks []Socket, before, after Sockstat) (states uint32, err error) 
 			return 0, errors.New("a socket has no cookie yet")
 		}
 	}
-	if n := before.TCPInUse + before.TCP6InUse; listed != n {
-		return 0, fmt.Errorf("processes hold %d of its %d TCP sockets", listed, n)
+	// By family: the kernel counts a socket under the family that the
+	// walk reads (sk_prot follows IPV6_ADDRFORM), so that one socket too
+	// many of one family cannot hide one missing of the other.
+	if v4 != before.TCPInUse || v6 != before.TCP6InUse {
+		return 0, fmt.Errorf("processes hold %d of its %d IPv4 and %d of its %d IPv6 TCP sockets", v4, before.TCPInUse, v6, before.TCP6InUse)
 	}
 	if before.TimeWait != 0 || after.TimeWait != 0 {
 		states |= 1 << StateTimeWait
@@ -159,19 +166,23 @@ func CoveredUDP(socks []Socket, before, after Sockstat) error {
 	if before.UDPInUse != after.UDPInUse || before.UDP6InUse != after.UDP6InUse {
 		return errors.New("its UDP sockets changed during the walk")
 	}
-	listed := 0
+	var v4, v6 int
 	for i := range socks {
 		s := &socks[i]
 		if s.Protocol != inetdiag.ProtoUDP {
 			continue
 		}
-		listed++
+		if s.Family == inetdiag.AFInet6 {
+			v6++
+		} else {
+			v4++
+		}
 		if s.Cookie == 0 {
 			return errors.New("a UDP socket has no cookie yet")
 		}
 	}
-	if n := before.UDPInUse + before.UDP6InUse; listed != n {
-		return fmt.Errorf("processes hold %d of its %d UDP sockets", listed, n)
+	if v4 != before.UDPInUse || v6 != before.UDP6InUse {
+		return fmt.Errorf("processes hold %d of its %d IPv4 and %d of its %d IPv6 UDP sockets", v4, before.UDPInUse, v6, before.UDP6InUse)
 	}
 	return nil
 }

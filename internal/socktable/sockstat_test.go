@@ -60,7 +60,8 @@ func TestReadSockstat(t *testing.T) {
 
 func TestCovered(t *testing.T) {
 	const tcp, udp = inetdiag.ProtoTCP, inetdiag.ProtoUDP
-	socks := []Socket{{Protocol: tcp, SrcPort: 80, State: 10, Cookie: 1}, {Protocol: tcp, SrcPort: 80, DstPort: 5000, State: 1, Cookie: 2}, {Protocol: udp, SrcPort: 53, State: 7, Cookie: 3}}
+	const v4, v6 = inetdiag.AFInet, inetdiag.AFInet6
+	socks := []Socket{{Family: v4, Protocol: tcp, SrcPort: 80, State: 10, Cookie: 1}, {Family: v6, Protocol: tcp, SrcPort: 80, DstPort: 5000, State: 1, Cookie: 2}, {Family: v4, Protocol: udp, SrcPort: 53, State: 7, Cookie: 3}}
 	st := Sockstat{TCPInUse: 1, TCP6InUse: 1}
 	if states, err := Covered(socks, st, st); err != nil || states != 0 {
 		t.Errorf("covered: %v, states %#x", err, states)
@@ -69,7 +70,7 @@ func TestCovered(t *testing.T) {
 	if states, err := Covered(socks, tw, tw); err != nil || states != 1<<StateTimeWait {
 		t.Errorf("time-wait: %v, states %#x", err, states)
 	}
-	synq := []Socket{{Protocol: tcp, State: 10, Cookie: 1, SynQueue: 1}, socks[1]}
+	synq := []Socket{{Family: v4, Protocol: tcp, State: 10, Cookie: 1, SynQueue: 1}, socks[1]}
 	if states, err := Covered(synq, tw, tw); err != nil || states != 1<<StateTimeWait|1<<StateNewSynRecv {
 		t.Errorf("time-wait and SYN queue: %v, states %#x", err, states)
 	}
@@ -82,7 +83,9 @@ func TestCovered(t *testing.T) {
 	}{
 		"changed": {socks, st, Sockstat{TCPInUse: 2, TCP6InUse: 1}},
 		"missing": {socks[:1], st, st},
-		"cookie":  {[]Socket{socks[0], {Protocol: tcp, State: 1}}, st, st},
+		"cookie":  {[]Socket{socks[0], {Family: v6, Protocol: tcp, State: 1}}, st, st},
+		// One IPv4 socket too many (a raw one, say) and one IPv6 missing.
+		"families": {[]Socket{socks[0], {Family: v4, Protocol: tcp, State: 1, Cookie: 9}}, st, st},
 	} {
 		if _, err := Covered(c.socks, c.before, c.after); err == nil {
 			t.Errorf("%s: covered", name)

@@ -96,8 +96,14 @@ struct sock {
 } __attribute__((preserve_access_index));
 
 struct socket {
+	short type;
 	struct sock *sk;
 } __attribute__((preserve_access_index));
+
+// Socket types: a raw socket may have the protocol number of TCP or UDP
+// in sk_protocol, and is in no table that a TCP or UDP dump walks.
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
 
 // A socket's inode is the one allocated with it (SOCK_INODE), as the
 // kernel's sock_i_ino reads it for a netlink dump.
@@ -217,7 +223,8 @@ int sockets(struct bpf_iter__task_file *ctx)
 	if (!sk)
 		return 0;
 	struct entry e = {};
-	if (sk->sk_protocol == IPPROTO_TCP) {
+	short type = so->type;
+	if (sk->sk_protocol == IPPROTO_TCP && type == SOCK_STREAM) {
 		e.family = sk->__sk_common.skc_family;
 		e.state = sk->__sk_common.skc_state;
 		// A closed socket is in none of the tables that a dump walks.
@@ -231,7 +238,7 @@ int sockets(struct bpf_iter__task_file *ctx)
 		bpf_seq_write(seq, &e, sizeof(e));
 		return 0;
 	}
-	if (sk->sk_protocol == IPPROTO_UDP) {
+	if (sk->sk_protocol == IPPROTO_UDP && type == SOCK_DGRAM) {
 		e.family = sk->__sk_common.skc_family;
 		e.state = sk->__sk_common.skc_state;
 		// A socket without a port is in no table that a dump walks.
@@ -243,7 +250,7 @@ int sockets(struct bpf_iter__task_file *ctx)
 		bpf_seq_write(seq, &e, sizeof(e));
 		return 0;
 	}
-	if (sk->sk_protocol != IPPROTO_MPTCP || !bpf_core_field_exists(struct mptcp_sock, first))
+	if (sk->sk_protocol != IPPROTO_MPTCP || type != SOCK_STREAM || !bpf_core_field_exists(struct mptcp_sock, first))
 		return 0;
 	// A netlink TCP dump lists the TCP subflow, not the MPTCP socket:
 	// its first subflow is what it lists for this file.

@@ -228,6 +228,10 @@ func (w *Walker) dedupe() {
 	}
 }
 
+// maxAgain bounds the reads that decode makes again after EAGAIN: each
+// goes a million files further.
+const maxAgain = 1 << 12
+
 // Decode reads the iterator's records from r and calls fn for each; fn
 // must not keep the pointer.
 func Decode(r io.Reader, fn func(*Socket)) error {
@@ -235,10 +239,20 @@ func Decode(r io.Reader, fn func(*Socket)) error {
 }
 
 func decode(r io.Reader, buf []byte, fn func(*Socket)) error {
-	have := 0
+	have, again := 0, 0
 	var s Socket
 	for {
 		n, err := r.Read(buf[have:])
+		if err != nil && errors.Is(err, unix.EAGAIN) && again < maxAgain {
+			// The kernel stops a read that went through a million
+			// files without writing anything (MAX_ITER_OBJECTS); the
+			// next read goes on from there.
+			again++
+			err = nil
+			if n == 0 {
+				continue
+			}
+		}
 		have += n
 		i := 0
 		for ; have-i >= entrySize; i += entrySize {

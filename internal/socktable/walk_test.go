@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"golang.org/x/sys/unix"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -165,6 +167,29 @@ func TestDecode(t *testing.T) {
 	if err := Decode(bytes.NewReader(b[:entrySize+3]), func(*Socket) {}); err == nil {
 		t.Error("a torn record: no error")
 	}
+	// The kernel's EAGAIN after a million files without a socket: read
+	// on.
+	var after []Socket
+	if err := Decode(&eagain{r: oneByte{bytes.NewReader(b)}}, func(s *Socket) { after = append(after, *s) }); err != nil || !slices.Equal(after, got) {
+		t.Errorf("with EAGAIN between reads: %v, %d records, want %d", err, len(after), len(got))
+	}
+	if err := Decode(&eagain{r: bytes.NewReader(b), always: true}, func(*Socket) {}); !errors.Is(err, unix.EAGAIN) {
+		t.Errorf("EAGAIN for ever: %v, want it after a bound", err)
+	}
+}
+
+// eagain fails every other read with EAGAIN, or every one.
+type eagain struct {
+	r      io.Reader
+	n      int
+	always bool
+}
+
+func (e *eagain) Read(p []byte) (int, error) {
+	if e.n++; e.always || e.n%2 == 1 {
+		return 0, unix.EAGAIN
+	}
+	return e.r.Read(p)
 }
 
 func FuzzDecode(f *testing.F) {
