@@ -34,7 +34,8 @@ func (e *Encoder) RememberShared() {
 // how many objects of each the encoder remembers, by their address.
 const (
 	sharedMembers = 3
-	memoSlots     = 256
+	memoBits      = 8
+	memoSlots     = 1 << memoBits // by Fibonacci hashing of the address: objects of one size come at a stride
 )
 
 type memoEntry struct {

@@ -220,7 +220,7 @@ func shared[T, S any](name string, slot int, t *table[S], f func(*T) **S) member
 			plainEnc(w, v)
 			return
 		}
-		c := &w.memo[slot][uintptr(unsafe.Pointer(s))>>4%memoSlots]
+		c := &w.memo[slot][(uint64(uintptr(unsafe.Pointer(s)))*0x9E3779B97F4A7C15)>>(64-memoBits)]
 		if c.obj == any(s) {
 			w.b = append(w.b, c.text...)
 			return

@@ -65,6 +65,7 @@ func rolesOf(direction string, strict bool) roles {
 // socket records make documents; Build does not look at r.Type.
 func (d *Doc) Build(r *record.Record, now time.Time, o *Options) {
 	d.Fields = d.Fields[:0]
+	d.proc, d.procFrom, d.procTo = nil, 0, 0
 	d.in.set(r, now, o)
 	for _, obj := range objects {
 		obj.add(d, &d.in)
@@ -298,6 +299,10 @@ func (d *Doc) process(in *input) {
 	if p == nil {
 		return
 	}
+	// The process's fields are p's alone: AppendJSON may write them as
+	// it wrote them for p before (see Doc.procs).
+	d.proc, d.procFrom = p, len(d.Fields)
+	defer func() { d.procTo = len(d.Fields) }()
 	if len(p.Args) > 0 {
 		d.strs("process.args", p.Args)
 	}

@@ -151,7 +151,11 @@
 // file is. It is never negative (a clock stepped back gives 0).
 package ecs
 
-import "time"
+import (
+	"time"
+
+	"github.com/sockpipe/sockpipe/internal/record"
+)
 
 // Version is the ECS version the documents follow.
 const Version = "9.4.0"
@@ -255,6 +259,27 @@ type Doc struct {
 	// shapes are the last document shapes AppendJSON wrote.
 	shapes    [4]*shape
 	nextShape int
+
+	// proc is the process whose fields are Fields[procFrom:procTo], set
+	// by Build; procs, the JSON that AppendJSON wrote for the fields of
+	// the last processes, by the process's address and the document's
+	// shape. Records share their process objects (the decoder's Share)
+	// and never change them.
+	proc             *record.Process
+	procFrom, procTo int
+	procs            [procSlots]procText
+}
+
+// procSlots is how many processes' fields a Doc remembers.
+const (
+	procBits  = 8
+	procSlots = 1 << procBits
+)
+
+type procText struct {
+	proc  *record.Process // kept alive by this: its address stays its own
+	shape *shape
+	text  []byte
 }
 
 // Get returns the field of that name.

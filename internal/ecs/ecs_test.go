@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -580,6 +581,38 @@ func TestAppendMillis(t *testing.T) {
 		want := time.Unix(0, ns).UTC().AppendFormat(nil, TimeLayout)
 		if got := appendMillis(nil, ns); string(got) != string(want) {
 			t.Fatalf("appendMillis(%d) = %s, want %s", ns, got, want)
+		}
+	}
+}
+
+// TestProcessFieldsRemembered checks that a Doc that writes the fields of
+// processes it wrote before, from memory, writes what a new Doc writes,
+// for processes met again in the other mode and with records that have
+// and lack other fields, and with more processes than it remembers.
+func TestProcessFieldsRemembered(t *testing.T) {
+	for _, n := range []int{150, 600} {
+		testProcessFieldsRemembered(t, n)
+	}
+}
+
+func testProcessFieldsRemembered(t *testing.T, n int) {
+	var procs []*record.Process
+	for i := range n {
+		procs = append(procs, &record.Process{PID: 100 + i, PPID: i % 3, Name: "p" + strconv.Itoa(i), Executable: "/bin/p", Args: []string{"p", strconv.Itoa(i), "a\"b"}, Start: t0.Add(-time.Duration(i) * time.Second)})
+	}
+	var reused Doc
+	for i := range 5000 {
+		r := corpusRecord(families[i%len(families)], record.DirectionIngress, record.EventOpened, withProcess|withUser)
+		r.Process = procs[(i*7919)%len(procs)]
+		if i%3 == 0 {
+			r.User = nil
+		}
+		o := Options{Hostname: "web-1", Strict: i%7 < 3} // a process is met again in either mode
+		reused.Build(r, t0, &o)
+		got := string(reused.AppendJSON(nil))
+		want := string(New(r, t0, &o).AppendJSON(nil))
+		if got != want {
+			t.Fatalf("document %d:\n%s\nwant\n%s", i, got, want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/record"
@@ -78,17 +79,47 @@ const TimeLayout = "2006-01-02T15:04:05.000Z"
 func (d *Doc) AppendJSON(b []byte) []byte {
 	s := d.shapeOf()
 	at := 0
-	for i := range d.Fields {
-		f := &d.Fields[i]
+	for i := 0; i < len(d.Fields); i++ {
 		b = append(b, s.text[at:s.ends[i]]...)
 		at = s.ends[i]
-		if f.Kind == Time {
-			b = d.appendTime(b, f.Int)
-		} else {
-			b = f.appendValue(b)
+		if i == d.procFrom && d.proc != nil && d.procTo > i && d.procTo <= len(d.Fields) {
+			// The process's fields, and the JSON between them, as
+			// written for it before in this shape, or written now.
+			c := &d.procs[addrSlot(unsafe.Pointer(d.proc))]
+			last := d.procTo - 1
+			if c.proc == d.proc && c.shape == s {
+				b = append(b, c.text...)
+			} else {
+				start := len(b)
+				b = d.appendValue(b, i)
+				for j := i + 1; j <= last; j++ {
+					b = append(b, s.text[at:s.ends[j]]...)
+					at = s.ends[j]
+					b = d.appendValue(b, j)
+				}
+				c.proc, c.shape, c.text = d.proc, s, append(c.text[:0], b[start:]...)
+			}
+			at, i = s.ends[last], last
+			continue
 		}
+		b = d.appendValue(b, i)
 	}
 	return append(b, s.text[at:]...)
+}
+
+// addrSlot is the slot of an address among procSlots: Fibonacci hashing,
+// since objects of one size are allocated at a constant stride.
+func addrSlot(p unsafe.Pointer) int {
+	return int((uint64(uintptr(p)) * 0x9E3779B97F4A7C15) >> (64 - procBits))
+}
+
+// appendValue appends the value of field i.
+func (d *Doc) appendValue(b []byte, i int) []byte {
+	f := &d.Fields[i]
+	if f.Kind == Time {
+		return d.appendTime(b, f.Int)
+	}
+	return f.appendValue(b)
 }
 
 // shape is the JSON around the values of a document of one sequence of
