@@ -50,9 +50,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/sockpipe/sockpipe/internal/bpfload"
 	"github.com/sockpipe/sockpipe/internal/record"
 )
 
@@ -115,15 +115,11 @@ func Open(opts Options) (*Table, error) {
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
 	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return nil, ErrNoBTF
+	if err := bpfload.Prepare(ErrNoBTF); err != nil {
+		return nil, err
 	}
 	boot, err := bootTime(opts.ProcRoot + "/stat")
 	if err != nil {
-		return nil, err
-	}
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-	if err := rlimit.RemoveMemlock(); err != nil && !errors.Is(err, unix.EPERM) {
 		return nil, err
 	}
 	spec, err := loadOwner()
@@ -187,21 +183,7 @@ func (t *Table) attachUDP(spec *ebpf.CollectionSpec, cgroup string) error {
 }
 
 // loadError says what an error of loading means to a user.
-func loadError(err error) error {
-	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		return ErrPermission
-	}
-	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) {
-		// The verifier's log is long; its last line says why.
-		msg := ve.Error()
-		if n := len(ve.Log); n > 0 {
-			msg = ve.Log[n-1]
-		}
-		return fmt.Errorf("the kernel refused the program: %s", msg)
-	}
-	return err
-}
+func loadError(err error) error { return bpfload.Error(err, ErrPermission) }
 
 // Close detaches the hooks and frees the table.
 func (t *Table) Close() error {
@@ -383,9 +365,6 @@ func bootTime(path string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%s: no btime", path)
 }
 
-// initPidNS is the inode of the initial pid namespace (PROC_PID_INIT_INO).
-const initPidNS = 0xEFFFFFFC
-
 // pidNamespace returns the device and inode of the pid namespace of the
 // proc filesystem at root, unless it is the initial one.
 func pidNamespace(root string) (dev, ino uint64, ok bool) {
@@ -393,7 +372,7 @@ func pidNamespace(root string) (dev, ino uint64, ok bool) {
 	if err := unix.Stat(root+"/self/ns/pid", &st); err != nil {
 		return 0, 0, false
 	}
-	if st.Ino == initPidNS {
+	if st.Ino == bpfload.InitPidNS {
 		return 0, 0, false
 	}
 	return st.Dev, st.Ino, true

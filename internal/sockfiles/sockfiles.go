@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
-	"golang.org/x/sys/unix"
+
+	"github.com/sockpipe/sockpipe/internal/bpfload"
 )
 
 // ErrPermission is the cause of an Open that lacked privileges.
@@ -22,9 +21,6 @@ var ErrNoBTF = errors.New("the kernel has no BTF (/sys/kernel/btf/vmlinux is mis
 // ErrPidNamespace is the cause of an Open in a pid namespace other than
 // the initial one, whose process ids the iterator does not give.
 var ErrPidNamespace = errors.New("not in the initial pid namespace")
-
-// initPidNS is the inode of the initial pid namespace (PROC_PID_INIT_INO).
-const initPidNS = 0xEFFFFFFC
 
 // File is one open socket file.
 type File struct {
@@ -53,19 +49,13 @@ func Open(procRoot string) (*Lister, error) {
 	// gives their ids in the initial one: both must be the initial one,
 	// and so must that of the proc file system the ids are for.
 	for _, ns := range []string{"/proc/self/ns/pid", procRoot + "/self/ns/pid"} {
-		var st unix.Stat_t
-		if err := unix.Stat(ns, &st); err != nil {
+		if initial, err := bpfload.IsNamespace(ns, bpfload.InitPidNS); err != nil {
 			return nil, err
-		}
-		if st.Ino != initPidNS {
+		} else if !initial {
 			return nil, ErrPidNamespace
 		}
 	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return nil, ErrNoBTF
-	}
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-	if err := rlimit.RemoveMemlock(); err != nil && !errors.Is(err, unix.EPERM) {
+	if err := bpfload.Prepare(ErrNoBTF); err != nil {
 		return nil, err
 	}
 	var objs sockfilesObjects
@@ -80,20 +70,7 @@ func Open(procRoot string) (*Lister, error) {
 	return &Lister{prog: objs.SocketFiles, link: l}, nil
 }
 
-func loadError(err error) error {
-	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		return ErrPermission
-	}
-	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) {
-		msg := ve.Error()
-		if n := len(ve.Log); n > 0 {
-			msg = ve.Log[n-1]
-		}
-		return fmt.Errorf("the kernel refused the program: %s", msg)
-	}
-	return err
-}
+func loadError(err error) error { return bpfload.Error(err, ErrPermission) }
 
 // List calls fn for every open socket file of every process, in the order
 // of the processes' ids. A process that exits meanwhile may be left out.

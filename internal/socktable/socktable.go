@@ -6,22 +6,23 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/sockpipe/sockpipe/internal/bpfload"
 	"github.com/sockpipe/sockpipe/internal/inetdiag"
+	"github.com/sockpipe/sockpipe/internal/sockfiles"
 )
 
-// ErrPermission is the cause of an Open that lacked privileges.
-var ErrPermission = errors.New("loading a BPF iterator needs root, or CAP_BPF and CAP_PERFMON")
+// ErrPermission is the cause of an Open that lacked privileges (the same
+// as the other task_file iterator's).
+var ErrPermission = sockfiles.ErrPermission
 
 // ErrNoBTF is the cause of an Open on a kernel without BTF.
-var ErrNoBTF = errors.New("the kernel has no BTF (/sys/kernel/btf/vmlinux is missing)")
+var ErrNoBTF = sockfiles.ErrNoBTF
 
 // ErrPidNamespace is the cause of an Open in a pid namespace other than
 // the initial one, whose processes' sockets the walk would miss.
@@ -31,13 +32,6 @@ var ErrPidNamespace = errors.New("not in the initial pid namespace")
 // the initial one, into which a netlink dump maps the uids it gives: the
 // walk gives them as the kernel holds them.
 var ErrUserNamespace = errors.New("not in the initial user namespace")
-
-// The inodes of the initial pid and user namespaces (PROC_PID_INIT_INO,
-// PROC_USER_INIT_INO).
-const (
-	initPidNS  = 0xEFFFFFFC
-	initUserNS = 0xEFFFFFFD
-)
 
 // Socket is one TCP or UDP socket that a process holds, as a netlink dump
 // of its namespace would describe it.
@@ -113,20 +107,14 @@ func Open() (*Walker, error) {
 		path string
 		ino  uint64
 		err  error
-	}{{"/proc/self/ns/pid", initPidNS, ErrPidNamespace}, {"/proc/self/ns/user", initUserNS, ErrUserNamespace}} {
-		var st unix.Stat_t
-		if err := unix.Stat(ns.path, &st); err != nil {
+	}{{"/proc/self/ns/pid", bpfload.InitPidNS, ErrPidNamespace}, {"/proc/self/ns/user", bpfload.InitUserNS, ErrUserNamespace}} {
+		if initial, err := bpfload.IsNamespace(ns.path, ns.ino); err != nil {
 			return nil, err
-		}
-		if st.Ino != ns.ino {
+		} else if !initial {
 			return nil, ns.err
 		}
 	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return nil, ErrNoBTF
-	}
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-	if err := rlimit.RemoveMemlock(); err != nil && !errors.Is(err, unix.EPERM) {
+	if err := bpfload.Prepare(ErrNoBTF); err != nil {
 		return nil, err
 	}
 	var objs socktableObjects
@@ -141,20 +129,7 @@ func Open() (*Walker, error) {
 	return &Walker{prog: objs.Sockets, link: l}, nil
 }
 
-func loadError(err error) error {
-	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		return ErrPermission
-	}
-	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) {
-		msg := ve.Error()
-		if n := len(ve.Log); n > 0 {
-			msg = ve.Log[n-1]
-		}
-		return fmt.Errorf("the kernel refused the program: %s", msg)
-	}
-	return err
-}
+func loadError(err error) error { return bpfload.Error(err, ErrPermission) }
 
 // Walk lists the TCP and UDP sockets that the processes hold, by network
 // namespace inode, each socket once. A process that exits meanwhile may be
