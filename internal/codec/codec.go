@@ -145,8 +145,9 @@ const maxDepth = 10000
 // internMax is the size of the string cache; internLen, the longest
 // string it holds.
 const (
-	internMax = 1024
-	internLen = 64
+	internBits = 10
+	internMax  = 1 << internBits
+	internLen  = 64
 )
 
 type decoder struct {
@@ -156,6 +157,7 @@ type decoder struct {
 	path    []string          // the member names down to the value being decoded
 	scratch []byte            // unescaped strings
 	intern  [internMax]string // direct-mapped by a hash of the bytes
+	times   timeMemo
 	// remote is where the value of the top-level "remote" member is in
 	// buf, after a decode that found one.
 	remote [2]int
@@ -589,11 +591,7 @@ func (d *decoder) text(b []byte) string {
 	if len(b) > internLen {
 		return string(b)
 	}
-	h := uint32(2166136261)
-	for _, c := range b {
-		h = (h ^ uint32(c)) * 16777619
-	}
-	slot := &d.intern[h%internMax]
+	slot := &d.intern[hashBytes(b)>>(64-internBits)]
 	if *slot == string(b) {
 		return *slot
 	}
@@ -771,7 +769,7 @@ func (d *decoder) time(dst *time.Time) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if t, ok := parseTime(b); ok {
+	if t, ok := d.times.parse(b); ok {
 		*dst = t
 		return nil
 	}

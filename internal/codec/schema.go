@@ -235,19 +235,23 @@ func shared[T, S any](name string, slot int, t *table[S], f func(*T) **S) member
 			return plain(d, v)
 		}
 		start := d.pos
-		c := &d.shared[slot][shareIndex(d.buf[start:])]
-		// The cached bytes are one whole object: a value that begins
+		// Two slots for each hash, the one filled last first: the
+		// cached bytes are one whole object, so a value that begins
 		// with them is that object.
-		if c.val != nil && bytes.HasPrefix(d.buf[start:], c.raw) {
-			*f(v) = c.val.(*S)
-			d.pos += len(c.raw)
-			return nil
+		set := d.shared[slot][shareIndex(d.buf[start:]):][:2]
+		for i := range set {
+			if c := &set[i]; c.val != nil && bytes.HasPrefix(d.buf[start:], c.raw) {
+				*f(v) = c.val.(*S)
+				d.pos += len(c.raw)
+				return nil
+			}
 		}
 		if err := plain(d, v); err != nil {
 			return err
 		}
 		if s := *f(v); s != nil && d.pos-start <= maxShared {
-			c.raw, c.val = append(c.raw[:0], d.buf[start:d.pos]...), s
+			set[0], set[1] = set[1], set[0]
+			set[0].raw, set[0].val = append(set[0].raw[:0], d.buf[start:d.pos]...), s
 		}
 		return nil
 	}
@@ -255,19 +259,23 @@ func shared[T, S any](name string, slot int, t *table[S], f func(*T) **S) member
 }
 
 // maxShared bounds the objects that a decoder shares; shareSlots is how
-// many of each member it keeps, by a hash of their first bytes.
+// many of each member it keeps, two to each hash of their first bytes.
 const (
 	maxShared  = 4 << 10
-	shareSlots = 256
+	shareBits  = 9
+	shareSlots = 1 << shareBits
 	shareBytes = 48 // enough to tell processes by their pid, users by id
 )
 
 func shareIndex(b []byte) int {
-	h := uint32(2166136261)
-	for _, c := range b[:min(len(b), shareBytes)] {
-		h = (h ^ uint32(c)) * 16777619
+	b = b[:min(len(b), shareBytes)]
+	h := hashBytes(b)
+	if len(b) > 24 {
+		// The first, middle and last words of 48 bytes leave out the
+		// pid of a process from a long name: the next words count too.
+		h ^= hashBytes(b[8:24])
 	}
-	return int(h % shareSlots)
+	return int(h>>(64-shareBits)) &^ 1
 }
 
 // spanned makes the decoder keep where a top-level member's value is.
