@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"math"
 	"time"
+	"unsafe"
 
 	"github.com/sockpipe/sockpipe/internal/codec"
 	"github.com/sockpipe/sockpipe/internal/record"
@@ -148,12 +149,13 @@ func (e *entry) record() (*record.Record, error) {
 		return codec.Decode(*e.rec.raw)
 	}
 	r := new(record.Record)
-	e.compactInto(r)
+	e.compactInto(r, true)
 	return r, nil
 }
 
-// compactInto sets r to e's last record, kept compact.
-func (e *entry) compactInto(r *record.Record) {
+// compactInto sets r to e's last record, kept compact: but for the
+// addresses' text, unless addrs.
+func (e *entry) compactInto(r *record.Record, addrs bool) {
 	k := &e.rec
 	*r = record.Record{
 		Type:      record.TypeSocket,
@@ -161,8 +163,8 @@ func (e *entry) compactInto(r *record.Record) {
 		Family:    keptFamilies[k.family],
 		Transport: keptTransports[k.transport],
 		State:     keptStates[k.state],
-		Local:     record.Endpoint{IP: e.ip.addr(false).String(), Port: e.ip.lport},
-		Remote:    record.Endpoint{IP: e.ip.addr(true).String(), Port: e.ip.rport},
+		Local:     record.Endpoint{Port: e.ip.lport},
+		Remote:    record.Endpoint{Port: e.ip.rport},
 		Direction: keptDirections[k.direction],
 		Inode:     uint64(k.inode),
 		UID:       k.uid,
@@ -170,17 +172,30 @@ func (e *entry) compactInto(r *record.Record) {
 		Cookie:    k.cookie,
 		NetNS:     e.ip.netns,
 	}
+	if addrs {
+		r.Local.IP, r.Remote.IP = e.ip.addr(false).String(), e.ip.addr(true).String()
+	}
 }
 
 // line returns e's last record as a line, without newline: its own
-// memory, or enc's, with scratch for a record it makes.
-func (e *entry) line(enc *codec.Encoder, scratch *record.Record) []byte {
+// memory, or enc's, with scratch for a record it makes and text for its
+// addresses' text, which lives only while the record is encoded (rather
+// than as two strings a connection for the collector: a save of 100,000
+// connections made 3 MB of them).
+func (e *entry) line(enc *codec.Encoder, scratch *record.Record, text *[]byte) []byte {
 	if e.rec.raw != nil {
 		return *e.rec.raw
 	}
-	e.compactInto(scratch)
-	b := enc.Encode(scratch)
-	return b[:len(b)-1]
+	e.compactInto(scratch, false)
+	b := e.ip.addr(false).AppendTo((*text)[:0])
+	n := len(b)
+	b = e.ip.addr(true).AppendTo(b)
+	*text = b
+	scratch.Local.IP = unsafe.String(unsafe.SliceData(b), n)
+	scratch.Remote.IP = unsafe.String(unsafe.SliceData(b[n:]), len(b)-n)
+	out := enc.Encode(scratch)
+	scratch.Local.IP, scratch.Remote.IP = "", ""
+	return out[:len(out)-1]
 }
 
 // cookie returns the socket cookie of e's last record, or 0.

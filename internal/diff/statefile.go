@@ -117,8 +117,9 @@ func (s *State) Encode(w io.Writer, now time.Time) error {
 	line := make([]byte, 0, 512)
 	enc := codec.NewEncoder()
 	var scratch record.Record
+	text := make([]byte, 0, 96)
 	for _, e := range es {
-		sock := e.line(enc, &scratch)
+		sock := e.line(enc, &scratch, &text)
 		line = append(line[:0], `{"first_seen":"`...)
 		line = time.Unix(0, e.first).UTC().AppendFormat(line, time.RFC3339Nano)
 		line = append(line, `","last_seen":"`...)

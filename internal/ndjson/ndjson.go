@@ -35,7 +35,14 @@ type Reader struct {
 	br   *bufio.Reader
 	max  int
 	line int
+	// long holds a line longer than the buffer while it is read.
+	long []byte
 }
+
+// readSize is a Reader's buffer: lines longer than that are gathered in
+// memory of their own, so that a reader of long lines costs memory only
+// when it meets one. (A variable for the tests.)
+var readSize = 64 << 10
 
 // NewReader returns a reader of lines of at most max bytes (without the
 // newline); max <= 0 means DefaultMaxLine.
@@ -43,7 +50,7 @@ func NewReader(r io.Reader, max int) *Reader {
 	if max <= 0 {
 		max = DefaultMaxLine
 	}
-	return &Reader{br: bufio.NewReaderSize(r, max+1), max: max}
+	return &Reader{br: bufio.NewReaderSize(r, min(max+1, readSize)), max: max}
 }
 
 // Next returns the next non-blank line, without its newline (and without a
@@ -55,12 +62,17 @@ func (r *Reader) Next() ([]byte, error) {
 	for {
 		b, err := r.br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
-			r.line++
-			n := r.line
-			if err := r.discard(); err != nil && err != io.EOF {
-				return nil, err
+			var whole bool
+			if b, err, whole = r.gather(b); err == errTooLong {
+				r.line++
+				n := r.line
+				if !whole {
+					if err := r.discard(); err != nil && err != io.EOF {
+						return nil, err
+					}
+				}
+				return nil, &LineError{Line: n, Err: ErrLineTooLong}
 			}
-			return nil, &LineError{Line: n, Err: ErrLineTooLong}
 		}
 		if len(b) == 0 && err != nil {
 			return nil, err
@@ -80,6 +92,29 @@ func (r *Reader) Next() ([]byte, error) {
 			continue
 		}
 		return b, nil
+	}
+}
+
+var errTooLong = errors.New("too long")
+
+// gather reads the rest of a line that filled the buffer, of which b is
+// the start, into r.long: errTooLong when it is over the limit (with a
+// newline, max+1 bytes), and whole when it was read to its end anyway.
+func (r *Reader) gather(b []byte) (line []byte, err error, whole bool) {
+	r.long = append(r.long[:0], b...)
+	for {
+		b, err := r.br.ReadSlice('\n')
+		if len(r.long)+len(b) > r.max+1 {
+			return nil, errTooLong, err != bufio.ErrBufferFull
+		}
+		r.long = append(r.long, b...)
+		if err != bufio.ErrBufferFull {
+			long := r.long
+			if cap(r.long) > 2*readSize {
+				r.long = nil // a rare long line keeps no memory
+			}
+			return long, err, true
+		}
 	}
 }
 

@@ -18,7 +18,7 @@ type got struct {
 
 func readAll(r *Reader) []got {
 	var out []got
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < 1<<20; i++ {
 		b, err := r.Next()
 		if err == io.EOF {
 			return out
@@ -103,9 +103,18 @@ func FuzzReader(f *testing.F) {
 	for _, s := range []string{"a\nb\n", "\r\n\n", "x", strings.Repeat("y", 40) + "\nz", `{"type":"socket"}` + "\n"} {
 		f.Add([]byte(s), 16)
 	}
+	f.Add([]byte(strings.Repeat("l", 100)+"\nshort\n"+strings.Repeat("m", 51)+"\n"+strings.Repeat("n", 50)+"\nend"), 50)
 	f.Fuzz(func(t *testing.T, in []byte, max int) {
 		if max < 1 || max > 1<<16 {
 			return
+		}
+		// A line longer than the buffer reads as one that fits.
+		defer func(n int) { readSize = n }(readSize)
+		readSize = 1 << 20
+		whole := readAll(NewReader(bytes.NewReader(in), max))
+		readSize = 16
+		if gathered := readAll(NewReader(bytes.NewReader(in), max)); !cmp.Equal(whole, gathered) {
+			t.Fatalf("lines gathered from a buffer of 16 bytes (-whole +gathered):\n%s", cmp.Diff(whole, gathered))
 		}
 		r := NewReader(bytes.NewReader(in), max)
 		total := 0
