@@ -5,7 +5,8 @@
 #   - the first run of the five programs in one pipeline, beside sockdump
 #     alone (wall time, and their ratio), and each stage's peak RSS;
 #   - each filter alone, fed the saved output of the stage before it: MB/s
-#     of input, CPU and peak RSS;
+#     of input, CPU and peak RSS; sockdiff --state with every connection
+#     known (a cron run): peak RSS a connection;
 #   - cron style: watch --once, first run (every socket is new: one
 #     document each) and second run (nothing changed), wall time and CPU;
 #   - streaming: the CPU that watch 1s costs per period once every socket
@@ -70,7 +71,13 @@ for pop in $POPS; do
 		/usr/bin/time -f "%U %S %M" -o "$BENCH_TMP/t" "$BIN/$st" <"$BENCH_TMP/in.$st" >/dev/null
 		awk -v st="$st" -v size="$size" -v ms="$ms" '{printf "%s alone: %.1f MB in %s ms median of '"$RUNS"': %.0f MB/s of input; %d ms CPU, peak RSS %d MiB\n", st, size / 1e6, ms, size / 1e3 / ms, ($1 + $2) * 1000, $3 / 1024}' "$BENCH_TMP/t"
 	done
-	rm -f "$BENCH_TMP"/in.*
+	# sockdiff as cron runs it, once its state file knows every
+	# connection: load, compare, save; peak RSS a connection.
+	"$BIN/sockdiff" --state "$BENCH_TMP/diff.state" <"$BENCH_TMP/in.sockdiff" >/dev/null
+	ms=$(median_ms "$RUNS" "'$BIN/sockdiff' --state '$BENCH_TMP/diff.state' <'$BENCH_TMP/in.sockdiff' >/dev/null")
+	/usr/bin/time -f "%U %S %M" -o "$BENCH_TMP/t" "$BIN/sockdiff" --state "$BENCH_TMP/diff.state" <"$BENCH_TMP/in.sockdiff" >/dev/null
+	awk -v ms="$ms" -v n="$total" '{printf "sockdiff --state, every connection known: %s ms median of '"$RUNS"'; %d ms CPU, peak RSS %d MiB, %.0f bytes a connection\n", ms, ($1 + $2) * 1000, $3 / 1024, $3 * 1024 / n}' "$BENCH_TMP/t"
+	rm -f "$BENCH_TMP"/in.* "$BENCH_TMP/diff.state"
 
 	# Cron style.
 	first=$(median_ms "$RUNS" "rm -rf '$BENCH_TMP/state'; '$WATCH' --once --state-dir '$BENCH_TMP/state' >/dev/null")

@@ -84,6 +84,10 @@ func (dec *Decoder) RemoteSpan() (start, end int, ok bool) {
 	return r[0], r[1], r[1] > r[0]
 }
 
+// Nulls reports whether the line last decoded held a null, anywhere (but
+// in a string): for Tail.FreeOf.
+func (dec *Decoder) Nulls() bool { return dec.d.nulls }
+
 // Share makes the decoder give records the same process, user or
 // container object as the record before that held the same one, byte for
 // byte, instead of a new copy: cheaper, for a stream that repeats them, but
@@ -99,7 +103,7 @@ func (dec *Decoder) Share() {
 func (dec *Decoder) DecodeInto(line []byte, r *record.Record) error {
 	*r = record.Record{}
 	d := &dec.d
-	d.buf, d.pos, d.depth, d.path, d.remote = line, 0, 0, d.path[:0], [2]int{}
+	d.buf, d.pos, d.depth, d.path, d.remote, d.nulls = line, 0, 0, d.path[:0], [2]int{}, false
 	defer func() { d.buf = nil }()
 	d.ws()
 	if d.pos >= len(d.buf) || d.buf[d.pos] != '{' {
@@ -161,14 +165,17 @@ type decoder struct {
 	// remote is where the value of the top-level "remote" member is in
 	// buf, after a decode that found one.
 	remote [2]int
+	// nulls is set when the line held a null anywhere.
+	nulls bool
 	// share and shared: see Decoder.Share.
 	share  bool
 	shared *[3][shareSlots]sharedObject
 }
 
 type sharedObject struct {
-	raw []byte
-	val any
+	raw   []byte
+	val   any
+	nulls bool // raw holds a null
 }
 
 func (d *decoder) ws() {
@@ -239,6 +246,7 @@ func (d *decoder) lit(s string) error {
 // null consumes a null and reports whether there was one.
 func (d *decoder) null() bool {
 	if d.peek() == 'n' && d.lit("null") == nil {
+		d.nulls = true
 		return true
 	}
 	return false
@@ -366,6 +374,7 @@ func (d *decoder) skip() error {
 	case c == 'f':
 		return d.lit("false")
 	case c == 'n':
+		d.nulls = true
 		return d.lit("null")
 	case c == '{' || c == '[':
 		end := byte('}')

@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -278,15 +280,40 @@ func TestDecoderShare(t *testing.T) {
 	}
 }
 
+// holdsNull reports whether line, read by encoding/json, holds a null
+// value anywhere.
+func holdsNull(line []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	for range len(line) + 1 {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if tok == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // FuzzShare checks that a sharing decoder, fed a line twice (the second
 // time from what it kept), decodes what a plain decoder does.
 func FuzzShare(f *testing.F) {
 	for _, l := range []string{enrichedLine, udpLine, ownedLine, `{"process":{"pid":1},"process":{"pid":2}}`, `{"user":{"id":"1"}}`} {
 		f.Add([]byte(l))
 	}
+	f.Add([]byte(`{"type":"socket","process":{"pid":1,"name":null},"user":{"id":"0","name":"null"}}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		var want record.Record
-		werr := NewDecoder().DecodeInto(line, &want)
+		plain := NewDecoder()
+		werr := plain.DecodeInto(line, &want)
+		if werr == nil {
+			// Nulls tells whether the line holds a null value, as
+			// encoding/json reads it.
+			if plain.Nulls() != holdsNull(line) {
+				t.Fatalf("Nulls() = %v for %s", plain.Nulls(), line)
+			}
+		}
 		share := NewDecoder()
 		share.Share()
 		for i := range 2 {
@@ -294,6 +321,9 @@ func FuzzShare(f *testing.F) {
 			err := share.DecodeInto(line, &got)
 			if (err == nil) != (werr == nil) {
 				t.Fatalf("pass %d: error %v, plain %v", i, err, werr)
+			}
+			if err == nil && share.Nulls() != plain.Nulls() {
+				t.Fatalf("pass %d: Nulls() = %v, plain %v", i, share.Nulls(), plain.Nulls())
 			}
 			if err == nil {
 				if a, b := string(NewEncoder().Encode(&got)), string(NewEncoder().Encode(&want)); a != b {

@@ -243,15 +243,21 @@ func shared[T, S any](name string, slot int, t *table[S], f func(*T) **S) member
 			if c := &set[i]; c.val != nil && bytes.HasPrefix(d.buf[start:], c.raw) {
 				*f(v) = c.val.(*S)
 				d.pos += len(c.raw)
+				d.nulls = d.nulls || c.nulls
 				return nil
 			}
 		}
-		if err := plain(d, v); err != nil {
+		nulls := d.nulls
+		d.nulls = false
+		err := plain(d, v)
+		objNulls := d.nulls
+		d.nulls = nulls || objNulls
+		if err != nil {
 			return err
 		}
 		if s := *f(v); s != nil && d.pos-start <= maxShared {
 			set[0], set[1] = set[1], set[0]
-			set[0].raw, set[0].val = append(set[0].raw[:0], d.buf[start:d.pos]...), s
+			set[0].raw, set[0].val, set[0].nulls = append(set[0].raw[:0], d.buf[start:d.pos]...), s, objNulls
 		}
 		return nil
 	}

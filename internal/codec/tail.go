@@ -28,7 +28,13 @@ func TailFrom(name string) Tail {
 // version does not know, which the encoder writes last. It says no to a
 // line that holds a null anywhere, which may be one of them.
 func (t Tail) Free(line []byte, r *record.Record) bool {
-	if len(r.Extra) > 0 {
+	return t.FreeOf(r, bytes.Contains(line, []byte("null")))
+}
+
+// FreeOf is Free for a line that the caller knows to hold a null or not
+// (Decoder.Nulls), without looking at its bytes.
+func (t Tail) FreeOf(r *record.Record, nulls bool) bool {
+	if nulls || len(r.Extra) > 0 {
 		return false
 	}
 	ms := recordTable.members
@@ -37,7 +43,7 @@ func (t Tail) Free(line []byte, r *record.Record) bool {
 			return false
 		}
 	}
-	return !bytes.Contains(line, []byte("null"))
+	return true
 }
 
 // EncodeTail returns line, a JSON object for which t.Free held, with the

@@ -130,7 +130,7 @@ func (s *State) Destroyed(r *record.Record) (opened, closed *record.Record, o Ou
 			return nil, nil, Unidentified, nil
 		}
 	}
-	k := keyOf(r)
+	k := keyOf(r, &s.addrs)
 	e, _ := s.conns.get(k)
 	if e != nil && e.end == nil && e.shared {
 		return nil, nil, Shared, nil

@@ -132,6 +132,7 @@ func (e *entry) tkey() tkey { return tkey{ip: e.ip, str: e.str} }
 // zero value is not usable; call New. A State is not safe for concurrent use.
 type State struct {
 	conns table
+	addrs addrMemos // for keyOf
 	// front and back end the list of entries, ordered by last sighting:
 	// the entries that the snapshot being read has seen are its suffix.
 	front, back *entry
@@ -201,7 +202,7 @@ func (s *State) MarkClean() { s.dirty = false }
 func (s *State) Socket(r *record.Record, raw []byte) string {
 	s.dirty = true
 	t := r.Time.UnixNano()
-	k := keyOf(r)
+	k := keyOf(r, &s.addrs)
 	e := s.cursor
 	if e == nil || k.str != nil || e.str != nil || e.ip != k.ip {
 		e, _ = s.conns.get(k)

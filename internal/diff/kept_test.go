@@ -19,7 +19,7 @@ func keptRoundTrip(t *testing.T, r *record.Record) (want, got string, compact bo
 	enc := codec.NewEncoder()
 	line := enc.Encode(r)
 	want = string(line)
-	k := keyOf(r)
+	k := keyOf(r, new(addrMemos))
 	e := &entry{ip: k.ip, str: k.str}
 	e.keep(r, line[:len(line)-1])
 	back, err := e.record()

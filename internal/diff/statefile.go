@@ -258,7 +258,7 @@ func Decode(r io.Reader) (*State, error) {
 		if err != nil {
 			return nil, bad(fmt.Errorf("socket: %w", err))
 		}
-		k := keyOf(rec)
+		k := keyOf(rec, &s.addrs)
 		if _, dup := s.conns.get(k); dup {
 			return nil, bad(errors.New("connection listed twice"))
 		}

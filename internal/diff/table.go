@@ -70,7 +70,7 @@ func newTable(size int) table {
 
 // keyOf returns the key of r's connection, record.Key of r, made straight
 // from the record: it is on the path of every socket.
-func keyOf(r *record.Record) tkey {
+func keyOf(r *record.Record, memo *addrMemos) tkey {
 	var fam, proto uint8
 	switch r.Family {
 	case record.FamilyIPv4:
@@ -88,12 +88,12 @@ func keyOf(r *record.Record) tkey {
 	default:
 		return strKey(r)
 	}
-	l, err := netip.ParseAddr(r.Local.IP)
-	if err != nil || l.Zone() != "" {
+	l, ok := memo.local.parse(r.Local.IP)
+	if !ok {
 		return strKey(r)
 	}
-	rm, err := netip.ParseAddr(r.Remote.IP)
-	if err != nil || rm.Zone() != "" {
+	rm, ok := memo.remote.parse(r.Remote.IP)
+	if !ok {
 		return strKey(r)
 	}
 	k := ipKey{netns: r.NetNS, lport: r.Local.Port, rport: r.Remote.Port, family: fam, proto: proto, local: l.As16(), remote: rm.As16()}
@@ -148,15 +148,45 @@ func (k *tkey) hash() uint64 {
 	return k.h
 }
 
+// addrMemo is an address that keyOf parsed last. The decoder gives the
+// records of a stream the same string for the same address, most often
+// one of few local ones, which then compares at once (by pointer).
+type addrMemo struct {
+	text string
+	addr netip.Addr
+}
+
+// addrMemos are a State's, for the local and remote ends.
+type addrMemos struct{ local, remote addrMemo }
+
+// parse parses an address without a zone, through m.
+func (m *addrMemo) parse(s string) (netip.Addr, bool) {
+	if s == m.text && s != "" {
+		return m.addr, true
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	m.text, m.addr = s, a
+	return a, true
+}
+
 // ipSet is the set of entries keyed by ipKey: open addressing with linear
 // probing over the entries themselves, which hold their keys, so that a
 // connection costs a slot of 8 bytes and a tag of 4 rather than a map
 // slot that copies its key. The tags, bits of the keys' hashes, are
 // probed first: a probe follows a pointer to an entry only when its tag
 // matches, nearly always for the entry sought.
+//
+// An entry's home slot is given by the high bits of its tag, so that
+// growing the set, and closing the gap a deleted entry leaves, read only
+// the tags, not the entries (a walk over memory at random) nor their keys'
+// hashes.
 type ipSet struct {
-	slots []*entry // a power of two of them; nil is free
+	slots []*entry // a power of two of them, 2^bits; nil is free
 	tags  []uint32 // by slot: tagOf the hash of its entry's key; 0 is free
+	bits  uint
 	n     int
 }
 
@@ -164,15 +194,22 @@ var ipSeed = maphash.MakeSeed()
 
 func hashOf(k *ipKey) uint64 { return maphash.Comparable(ipSeed, *k) }
 
-// tagOf is the tag of a hash: bits that its slot does not tell, never 0.
+// tagOf is the tag of a hash: its high 32 bits, never 0.
 func tagOf(h uint64) uint32 { return uint32(h>>32) | 1 }
 
+// home is the first slot that an entry of tag t may take.
+func (s *ipSet) home(t uint32) int { return int(t >> (32 - s.bits)) }
+
 func (s *ipSet) init(size int) {
-	c := 16
-	for c*3/4 < size {
-		c *= 2
+	bits := uint(4)
+	for (1<<bits)*3/4 < size {
+		bits++
 	}
-	s.slots, s.tags, s.n = make([]*entry, c), make([]uint32, c), 0
+	if bits > 31 {
+		panic("diff: a connection table of more than 2^31 slots")
+	}
+	c := 1 << bits
+	s.slots, s.tags, s.bits, s.n = make([]*entry, c), make([]uint32, c), bits, 0
 }
 
 // find returns the slot of k, whose hash is h, or the free slot where it
@@ -180,7 +217,7 @@ func (s *ipSet) init(size int) {
 func (s *ipSet) find(k *ipKey, h uint64) int {
 	mask := len(s.slots) - 1
 	tag := tagOf(h)
-	for i := int(h) & mask; ; i = (i + 1) & mask {
+	for i := s.home(tag); ; i = (i + 1) & mask {
 		switch t := s.tags[i]; {
 		case t == 0:
 			return i
@@ -200,13 +237,18 @@ func (s *ipSet) get(k *ipKey, h uint64) *entry {
 // put adds e, whose key's hash is h, or replaces the entry of its key.
 func (s *ipSet) put(e *entry, h uint64) {
 	if (s.n+1)*4 > len(s.slots)*3 {
-		old := s.slots
+		old, tags := s.slots, s.tags
 		s.init(len(old))
-		for _, o := range old {
+		mask := len(s.slots) - 1
+		for j, o := range old {
 			if o != nil {
-				oh := hashOf(&o.ip)
-				i := s.find(&o.ip, oh)
-				s.slots[i], s.tags[i] = o, tagOf(oh)
+				// Keys are distinct: the first free slot from home.
+				t := tags[j]
+				i := s.home(t)
+				for s.tags[i] != 0 {
+					i = (i + 1) & mask
+				}
+				s.slots[i], s.tags[i] = o, t
 				s.n++
 			}
 		}
@@ -232,7 +274,7 @@ func (s *ipSet) del(k *ipKey) {
 	for j := (i + 1) & mask; s.slots[j] != nil; j = (j + 1) & mask {
 		// The entry at j may move to i when its home is not in (i, j],
 		// cyclically.
-		h := int(hashOf(&s.slots[j].ip)) & mask
+		h := s.home(s.tags[j])
 		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
 			s.slots[i], s.tags[i] = s.slots[j], s.tags[j]
 			i = j

@@ -228,7 +228,7 @@ func (d *differ) loop() error {
 			// The event's members are the last of a socket record's:
 			// the line as read, with them appended, unless it has
 			// some already.
-			free := eventTail.Free(line.Raw, r)
+			free := eventTail.FreeOf(r, d.in.Nulls())
 			r.Event, r.FirstSeen, r.LastSeen = ev, r.Time, time.Time{}
 			if free {
 				err = d.out.Tail(line.Raw, r, eventTail)

@@ -229,7 +229,7 @@ func (e Env) Run(ctx context.Context, args []string, stdin io.Reader, stdout, st
 			// sockproc's members are the last of a socket record's:
 			// the line as read, with them appended, unless it has
 			// some already.
-			free := procTail.Free(line.Raw, r)
+			free := procTail.FreeOf(r, in.Nulls())
 			p.socket(r)
 			if free {
 				err = out.Tail(line.Raw, r, procTail)

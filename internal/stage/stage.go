@@ -32,9 +32,10 @@ type entry struct {
 	// Set by the decoding goroutine (see Input.decoded): the line's
 	// record, or its error in derr, and where its remote end is. A line
 	// it left undecoded has neither.
-	rec  *record.Record
-	derr error
-	span [2]int
+	rec   *record.Record
+	derr  error
+	span  [2]int
+	nulls bool
 }
 
 type batch struct {
@@ -103,11 +104,13 @@ type Input struct {
 	// stage works on the lines before them: on a machine of more than
 	// one core a stage then costs about the greater of its decoding and
 	// its own work rather than their sum. decoded carries its batches,
-	// free the record slabs it may reuse (under Reuse), and span is the
-	// remote span of the line that Next returned last.
+	// free the record slabs it may reuse (under Reuse), and span and
+	// nulls are the remote span of the line that Next returned last and
+	// whether it held a null.
 	decoded chan batch
 	free    chan []record.Record
 	span    [2]int
+	nulls   bool
 	// Under Consume, lines are decoded ahead only while most of them
 	// are not consumed (speculate), judged by the batch before (lines,
 	// consumed); the others are decoded by Next, with own.
@@ -213,6 +216,7 @@ func (in *Input) decodeAhead() {
 			}
 			e.rec = rec
 			e.span[0], e.span[1], _ = in.dec.RemoteSpan()
+			e.nulls = in.dec.Nulls()
 		}
 		select {
 		case in.decoded <- b:
@@ -286,7 +290,7 @@ func (in *Input) Next() (Line, error) {
 			if rec == nil && err == nil {
 				rec, err = in.decodeHere(raw)
 			} else {
-				in.span = e.span
+				in.span, in.nulls = e.span, e.nulls
 			}
 			if err != nil {
 				if err := in.bad(e.num, err); err != nil {
@@ -359,6 +363,10 @@ func (in *Input) RemoteSpan() (start, end int, ok bool) {
 	return in.span[0], in.span[1], in.span[1] > in.span[0]
 }
 
+// Nulls is the codec's Decoder.Nulls for the line that Next returned
+// last.
+func (in *Input) Nulls() bool { return in.nulls }
+
 // decodeHere decodes a line that was not decoded ahead.
 func (in *Input) decodeHere(raw []byte) (*record.Record, error) {
 	if in.own == nil {
@@ -375,6 +383,7 @@ func (in *Input) decodeHere(raw []byte) (*record.Record, error) {
 	}
 	err := decode(in.own, in.Share, raw, rec)
 	in.span[0], in.span[1], _ = in.own.RemoteSpan()
+	in.nulls = in.own.Nulls()
 	return rec, err
 }
 
