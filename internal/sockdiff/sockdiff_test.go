@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -256,4 +257,76 @@ func (b *blockSave) Read(p []byte) (int, error) {
 		}
 	}
 	return b.r.Read(p)
+}
+
+// gcPercent returns the collector's GOGC.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+// TestFirstSnapshotGC checks that the collector waits longer while a first
+// snapshot is read into an empty state, and works as before from its end
+// on; and that a run which loaded a state, or one given GOGC, leaves it.
+// (Not parallel: the setting is the process's.)
+func TestFirstSnapshotGC(t *testing.T) {
+	t.Setenv("GOGC", "")
+	before := gcPercent()
+	path := filepath.Join(t.TempDir(), "state")
+	for i, tc := range []struct {
+		name   string
+		gogc   string
+		during int
+	}{
+		{"first run", "", firstSnapshotGC},
+		{"state loaded", "", before},
+		{"GOGC given", "100", before},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.gogc != "" {
+				os.Remove(path)
+			}
+			t.Setenv("GOGC", tc.gogc)
+			pr, pw := io.Pipe()
+			stdout := newLineWatcher()
+			done := make(chan error, 1)
+			go func() {
+				c := config{state: path, lockTimeout: time.Second, saveInterval: time.Hour, now: time.Now}
+				err := run(context.Background(), c, pr, stdout, io.Discard)
+				pr.CloseWithError(err)
+				done <- err
+			}()
+			defer func() {
+				pw.Close()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			write := func(line string) {
+				if _, err := fmt.Fprintln(pw, line); err != nil {
+					t.Fatalf("run ended: %v", err)
+				}
+			}
+			sec := 10 * i
+			write(socketLine(sec, 5000+i, "established"))
+			stdout.waitFor(t, `"event":`)
+			if got := gcPercent(); got != tc.during {
+				t.Errorf("GOGC during the first snapshot %d, want %d", got, tc.during)
+			}
+			write(snapshotLine(sec))
+			stdout.waitFor(t, `"type":"snapshot"`)
+			if got := gcPercent(); got != before {
+				t.Errorf("GOGC after the first snapshot %d, want %d", got, before)
+			}
+			write(socketLine(sec+1, 5100+i, "established"))
+			stdout.waitFor(t, `"event":"opened"`)
+			if got := gcPercent(); got != before {
+				t.Errorf("GOGC in the second snapshot %d, want %d", got, before)
+			}
+		})
+		if got := gcPercent(); got != before {
+			t.Errorf("GOGC after the run %d, want %d", got, before)
+		}
+	}
 }
