@@ -23,16 +23,11 @@ func TailFrom(name string) Tail {
 	return Tail{i}
 }
 
-// Free reports whether line, as decoded into r, holds none of the tail's
-// members, so that EncodeTail may append them to it, nor members that this
-// version does not know, which the encoder writes last. It says no to a
-// line that holds a null anywhere, which may be one of them.
-func (t Tail) Free(line []byte, r *record.Record) bool {
-	return t.FreeOf(r, bytes.Contains(line, []byte("null")))
-}
-
-// FreeOf is Free for a line that the caller knows to hold a null or not
-// (Decoder.Nulls), without looking at its bytes.
+// FreeOf reports whether a line, as decoded into r, holds none of the
+// tail's members, so that EncodeTail may append them to it, nor members
+// that this version does not know, which the encoder writes last. It says
+// no to a line that held a null anywhere (nulls: Decoder.Nulls), which may
+// be one of them.
 func (t Tail) FreeOf(r *record.Record, nulls bool) bool {
 	if nulls || len(r.Extra) > 0 {
 		return false
@@ -46,7 +41,7 @@ func (t Tail) FreeOf(r *record.Record, nulls bool) bool {
 	return true
 }
 
-// EncodeTail returns line, a JSON object for which t.Free held, with the
+// EncodeTail returns line, a JSON object for which t.FreeOf held, with the
 // tail's members that r has appended, followed by a newline: a record
 // that the stage changed only in the tail's members, written without
 // encoding the rest. Where line is as the encoder writes it and has no

@@ -10,14 +10,16 @@ import (
 
 // TestEncodeTail checks that a sockdump line with sockdiff's and
 // sockproc's members appended is what Encode writes for the whole record,
-// and that Free refuses lines that already hold a tail member.
+// and that FreeOf refuses lines that already hold a tail member.
 func TestEncodeTail(t *testing.T) {
 	enc, tailEnc := NewEncoder(), NewEncoder()
+	dec := NewDecoder()
 	for _, line := range []string{sockdumpLine, destroyLine, ownedLine, `{"type":"socket","time":"2026-11-26T04:35:00Z"}`} {
-		r, err := Decode([]byte(line))
-		if err != nil {
+		r := new(record.Record)
+		if err := dec.DecodeInto([]byte(line), r); err != nil {
 			t.Fatal(err)
 		}
+		nulls := dec.Nulls()
 		for _, c := range []struct {
 			from string
 			add  func(r *record.Record)
@@ -32,7 +34,7 @@ func TestEncodeTail(t *testing.T) {
 		} {
 			tl := TailFrom(c.from)
 			rr := *r
-			if !tl.Free([]byte(line), &rr) {
+			if !tl.FreeOf(&rr, nulls) {
 				t.Fatalf("%s: tail from %s not free", line, c.from)
 			}
 			c.add(&rr)
@@ -54,11 +56,11 @@ func TestEncodeTail(t *testing.T) {
 		}
 	}
 	for _, line := range []string{enrichedLine, shortLine, `{"type":"socket","event":null}`} {
-		r, err := Decode([]byte(line))
-		if err != nil {
+		r := new(record.Record)
+		if err := dec.DecodeInto([]byte(line), r); err != nil {
 			t.Fatal(err)
 		}
-		if TailFrom("event").Free([]byte(line), r) {
+		if TailFrom("event").FreeOf(r, dec.Nulls()) {
 			t.Errorf("tail from event free in %s", line)
 		}
 	}
@@ -106,7 +108,7 @@ func FuzzEncodeTail(f *testing.F) {
 		for _, from := range []string{"event", "process"} {
 			tl := TailFrom(from)
 			rr := *r
-			if !tl.Free(line, &rr) {
+			if !tl.FreeOf(&rr, dec.Nulls()) {
 				continue
 			}
 			if from == "event" {

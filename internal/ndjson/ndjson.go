@@ -63,7 +63,7 @@ func (r *Reader) Next() ([]byte, error) {
 		b, err := r.br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
 			var whole bool
-			if b, err, whole = r.gather(b); err == errTooLong {
+			if b, whole, err = r.gather(b); err == errTooLong {
 				r.line++
 				n := r.line
 				if !whole {
@@ -100,12 +100,12 @@ var errTooLong = errors.New("too long")
 // gather reads the rest of a line that filled the buffer, of which b is
 // the start, into r.long: errTooLong when it is over the limit (with a
 // newline, max+1 bytes), and whole when it was read to its end anyway.
-func (r *Reader) gather(b []byte) (line []byte, err error, whole bool) {
+func (r *Reader) gather(b []byte) (line []byte, whole bool, err error) {
 	r.long = append(r.long[:0], b...)
 	for {
 		b, err := r.br.ReadSlice('\n')
 		if len(r.long)+len(b) > r.max+1 {
-			return nil, errTooLong, err != bufio.ErrBufferFull
+			return nil, err != bufio.ErrBufferFull, errTooLong
 		}
 		r.long = append(r.long, b...)
 		if err != bufio.ErrBufferFull {
@@ -113,7 +113,7 @@ func (r *Reader) gather(b []byte) (line []byte, err error, whole bool) {
 			if cap(r.long) > 2*readSize {
 				r.long = nil // a rare long line keeps no memory
 			}
-			return long, err, true
+			return long, true, err
 		}
 	}
 }

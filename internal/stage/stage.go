@@ -431,7 +431,7 @@ func NewOutput(w io.Writer) *Output {
 func (o *Output) Record(r *record.Record) error { return o.w.Write(o.enc.Encode(r)) }
 
 // Tail writes r, decoded from line and changed only in the members of
-// tail t, for which t.Free held before the change: line with those members
+// tail t, for which t.FreeOf held before the change: line with those members
 // appended, which costs a copy rather than an encoding of the whole record.
 func (o *Output) Tail(line []byte, r *record.Record, t codec.Tail) error {
 	return o.w.Write(o.enc.EncodeTail(line, r, t))
